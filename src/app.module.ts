@@ -1,0 +1,30 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { AppConfig } from './config/app-config';
+import { ConfigModule } from './config/config.module';
+import { DatabaseModule } from './database/database.module';
+import { RedisModule } from './redis/redis.module';
+import { DirectoryModule } from './directory/directory.module';
+import { GatewayModule } from './gateway/gateway.module';
+import { HealthModule } from './health/health.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { RouterModule } from './router/router.module';
+
+/** The roles decide which modules exist at all: a router-only process has no WebSocket code loaded. */
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        ...(config.engines.sessions === 'redis' ? [RedisModule.forRoot()] : []),
+        ...(config.engines.outbox === 'mysql' ? [DatabaseModule.forRoot()] : []),
+        MetricsModule,
+        HealthModule,
+        DirectoryModule,
+        ...(config.roles.has('gateway') ? [GatewayModule] : []),
+        ...(config.roles.has('router') ? [RouterModule] : []),
+      ],
+    };
+  }
+}

@@ -1,0 +1,19 @@
+import 'reflect-metadata';
+import { INestApplication, LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { AppModule } from './app.module';
+import { AppConfig } from './config/app-config';
+
+const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
+
+/** Builds and starts the app on config.host:config.port (0 picks a free port). Used by main and tests. */
+export async function startApp(config: AppConfig): Promise<INestApplication> {
+  const app = await NestFactory.create(AppModule.forRoot(config), {
+    logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
+    bufferLogs: false,
+  });
+  app.enableShutdownHooks();
+  // Router-only processes still serve /health and /metrics on the HTTP port, but never upgrade to WebSocket.
+  await app.listen(config.port, config.host);
+  return app;
+}

@@ -1,0 +1,33 @@
+import { IngressMessage } from '../protocol/envelope';
+
+/** A run of messages from one partition, in partition (= per-conversation) order. */
+export interface BusBatch {
+  partition: number;
+  messages: IngressMessage[];
+}
+
+export type BatchHandler = (batch: BusBatch) => Promise<void>;
+
+/**
+ * The durable ordered backbone between gateways and routers, with Kafka's semantics:
+ * - `publish` resolves only once the message is durable (for Kafka: acks=all); messages with the
+ *   same conversation_id land in one partition in publish order.
+ * - `consume` delivers batches per partition in order; a batch's offsets are committed only after
+ *   its handler resolved. A handler that throws, or a crash before commit, means the batch comes
+ *   again (at-least-once): handlers must be idempotent.
+ */
+export abstract class MessageBus {
+  abstract publish(message: IngressMessage): Promise<void>;
+  abstract consume(handler: BatchHandler): Promise<void>;
+  /** Lets the batch in progress finish and commit, then leaves the consumer group. */
+  abstract stopConsuming(): Promise<void>;
+  abstract ping(): Promise<void>;
+  abstract close(): Promise<void>;
+}
+
+/** Stable key -> partition mapping (murmur2 for Kafka; the memory driver uses a simple hash). */
+export function partitionFor(key: string, partitions: number): number {
+  let h = 0;
+  for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) | 0;
+  return (h >>> 0) % partitions;
+}

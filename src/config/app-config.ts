@@ -1,0 +1,162 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { ConfigError, validateEnv } from './env.validation';
+
+export const ROLES = ['gateway', 'router'] as const;
+export type Role = (typeof ROLES)[number];
+
+export type BusEngine = 'memory' | 'kafka';
+export type SessionEngine = 'memory' | 'redis';
+export type OutboxEngine = 'memory' | 'mysql';
+
+/** Typed, validated configuration: the only place that reads process.env. */
+export interface AppConfig {
+  env: 'development' | 'production' | 'test';
+  roles: ReadonlySet<Role>;
+  nodeId: string;
+  host: string;
+  port: number;
+  logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  engines: { bus: BusEngine; sessions: SessionEngine; outbox: OutboxEngine };
+  auth: {
+    mode: 'dev' | 'jwt';
+    jwtSecret?: string;
+    jwtPublicKey?: string;
+    jwksUrl?: string;
+    issuer?: string;
+    audience?: string;
+    adminApiKey?: string;
+  };
+  gateway: {
+    heartbeatMs: number;
+    handshakeTimeoutMs: number;
+    maxFrameBytes: number;
+    dedupeWindowMs: number;
+    sendRatePerSec: number;
+    sendBurst: number;
+  };
+  sessionTtlMs: number;
+  shutdownTimeoutMs: number;
+  outbox: { retentionSec: number; purgeIntervalMs: number; purgeChunk: number };
+  directory: { kind: 'builtin' | 'http'; serviceUrl?: string; cacheTtlMs: number; timeoutMs: number };
+  kafka: {
+    brokers: string[];
+    clientId: string;
+    topic: string;
+    groupId: string;
+    partitions: number;
+    replicationFactor: number;
+    retentionHours: number;
+  };
+  redis: { url: string; keyPrefix: string };
+  mysql: { url: string; migrateOnStart: boolean };
+}
+
+export function parseRoles(raw: string | undefined): ReadonlySet<Role> {
+  const names = (raw ?? 'gateway,router')
+    .split(',')
+    .map((r) => r.trim().toLowerCase())
+    .filter(Boolean);
+  if (names.length === 0) throw new ConfigError('invalid configuration: APP_ROLES is empty');
+  for (const name of names) {
+    if (!(ROLES as readonly string[]).includes(name)) {
+      throw new ConfigError(`invalid configuration: unknown role "${name}" in APP_ROLES (known: ${ROLES.join(', ')})`);
+    }
+  }
+  return new Set(names as Role[]);
+}
+
+export function loadConfig(rawEnv: Record<string, string | undefined> = process.env): AppConfig {
+  const e = validateEnv(rawEnv);
+  const env = (e.NODE_ENV ?? 'development') as AppConfig['env'];
+  const production = env === 'production';
+  const roles = parseRoles(e.APP_ROLES);
+
+  const engine = e.ENGINE ?? 'memory';
+  const engines = {
+    bus: (e.BUS ?? (engine === 'production' ? 'kafka' : 'memory')) as BusEngine,
+    sessions: (e.SESSIONS ?? (engine === 'production' ? 'redis' : 'memory')) as SessionEngine,
+    outbox: (e.OUTBOX ?? (engine === 'production' ? 'mysql' : 'memory')) as OutboxEngine,
+  };
+  // In-memory engines live inside one process: a split deployment would silently lose messages.
+  const usesMemory = Object.values(engines).includes('memory');
+  if (usesMemory && roles.size !== ROLES.length) {
+    throw new ConfigError(
+      'invalid configuration: in-memory engines need APP_ROLES=gateway,router in one process; use ENGINE=production for split roles',
+    );
+  }
+
+  const authMode = (e.AUTH_MODE ?? (production ? 'jwt' : 'dev')) as 'dev' | 'jwt';
+  if (authMode === 'dev' && production) {
+    throw new ConfigError('invalid configuration: AUTH_MODE=dev is refused when NODE_ENV=production');
+  }
+  if (authMode === 'jwt' && !e.JWT_SECRET && !e.JWT_PUBLIC_KEY && !e.JWT_JWKS_URL) {
+    throw new ConfigError(
+      'invalid configuration: AUTH_MODE=jwt needs one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL',
+    );
+  }
+  if (authMode === 'jwt' && !e.ADMIN_API_KEY) {
+    throw new ConfigError('invalid configuration: AUTH_MODE=jwt needs ADMIN_API_KEY for the directory API');
+  }
+
+  const directoryKind = (e.DIRECTORY ?? 'builtin') as 'builtin' | 'http';
+  if (directoryKind === 'http' && !e.CONVERSATION_SERVICE_URL) {
+    throw new ConfigError('invalid configuration: DIRECTORY=http needs CONVERSATION_SERVICE_URL');
+  }
+
+  const heartbeatMs = e.HEARTBEAT_MS ?? 25_000;
+  return {
+    env,
+    roles,
+    nodeId: e.NODE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+    host: e.HOST ?? '0.0.0.0',
+    port: e.PORT ?? 3000,
+    logLevel: (e.LOG_LEVEL ?? 'log') as AppConfig['logLevel'],
+    engines,
+    auth: {
+      mode: authMode,
+      jwtSecret: e.JWT_SECRET,
+      jwtPublicKey: e.JWT_PUBLIC_KEY,
+      jwksUrl: e.JWT_JWKS_URL,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE,
+      adminApiKey: e.ADMIN_API_KEY,
+    },
+    gateway: {
+      heartbeatMs,
+      handshakeTimeoutMs: e.HANDSHAKE_TIMEOUT_MS ?? 10_000,
+      maxFrameBytes: e.MAX_FRAME_BYTES ?? 64 * 1024,
+      dedupeWindowMs: e.DEDUPE_WINDOW_MS ?? 10 * 60_000,
+      sendRatePerSec: e.SEND_RATE_PER_SEC ?? 50,
+      sendBurst: e.SEND_BURST ?? 200,
+    },
+    // Three missed heartbeats before a crashed node's sessions vanish on their own.
+    sessionTtlMs: e.SESSION_TTL_MS ?? heartbeatMs * 3,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 10_000,
+    outbox: {
+      retentionSec: e.OUTBOX_RETENTION_SEC ?? 24 * 3600,
+      purgeIntervalMs: e.OUTBOX_PURGE_INTERVAL_MS ?? 60_000,
+      purgeChunk: e.OUTBOX_PURGE_CHUNK ?? 5_000,
+    },
+    directory: {
+      kind: directoryKind,
+      serviceUrl: e.CONVERSATION_SERVICE_URL?.replace(/\/+$/, ''),
+      cacheTtlMs: e.DIRECTORY_CACHE_TTL_MS ?? 5_000,
+      timeoutMs: e.DIRECTORY_TIMEOUT_MS ?? 2_000,
+    },
+    kafka: {
+      brokers: (e.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',').map((b) => b.trim()),
+      clientId: e.KAFKA_CLIENT_ID ?? 'relay',
+      topic: e.KAFKA_TOPIC ?? 'relay.ingress',
+      groupId: e.KAFKA_GROUP_ID ?? 'relay-router',
+      partitions: e.KAFKA_PARTITIONS ?? 12,
+      replicationFactor: e.KAFKA_REPLICATION_FACTOR ?? 1,
+      retentionHours: e.KAFKA_RETENTION_HOURS ?? 24,
+    },
+    redis: { url: e.REDIS_URL ?? 'redis://127.0.0.1:6379', keyPrefix: e.REDIS_KEY_PREFIX ?? 'relay:' },
+    mysql: {
+      url: e.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/relay',
+      migrateOnStart: e.MYSQL_MIGRATE_ON_START ?? true,
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { plainToInstance, Transform } from 'class-transformer';
+import { IsIn, IsInt, IsOptional, IsString, IsUrl, Max, Min, validateSync } from 'class-validator';
+
+const toInt = ({ value }: { value: unknown }) =>
+  value === undefined || value === '' ? undefined : Number(value);
+const toBool = ({ value }: { value: unknown }) =>
+  value === undefined || value === '' ? undefined : ['1', 'true', 'yes'].includes(String(value).toLowerCase());
+
+/** Every environment variable the service reads, validated once at startup (see docs in README). */
+export class EnvVars {
+  @IsOptional() @IsIn(['development', 'production', 'test']) NODE_ENV?: string;
+  @IsOptional() @IsString() APP_ROLES?: string;
+  @IsOptional() @IsString() NODE_ID?: string;
+  @IsOptional() @IsString() HOST?: string;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(65535) PORT?: number;
+  @IsOptional() @IsIn(['error', 'warn', 'log', 'debug', 'verbose']) LOG_LEVEL?: string;
+
+  @IsOptional() @IsIn(['memory', 'production']) ENGINE?: string;
+  @IsOptional() @IsIn(['memory', 'kafka']) BUS?: string;
+  @IsOptional() @IsIn(['memory', 'redis']) SESSIONS?: string;
+  @IsOptional() @IsIn(['memory', 'mysql']) OUTBOX?: string;
+  @IsOptional() @IsIn(['builtin', 'http']) DIRECTORY?: string;
+
+  @IsOptional() @IsIn(['dev', 'jwt']) AUTH_MODE?: string;
+  @IsOptional() @IsString() JWT_SECRET?: string;
+  @IsOptional() @IsString() JWT_PUBLIC_KEY?: string;
+  @IsOptional() @IsUrl({ require_tld: false }) JWT_JWKS_URL?: string;
+  @IsOptional() @IsString() JWT_ISSUER?: string;
+  @IsOptional() @IsString() JWT_AUDIENCE?: string;
+  @IsOptional() @IsString() ADMIN_API_KEY?: string;
+
+  @IsOptional() @Transform(toInt) @IsInt() @Min(100) HEARTBEAT_MS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(100) HANDSHAKE_TIMEOUT_MS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(256) MAX_FRAME_BYTES?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1000) DEDUPE_WINDOW_MS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) SEND_RATE_PER_SEC?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) SEND_BURST?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1000) SESSION_TTL_MS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(100) SHUTDOWN_TIMEOUT_MS?: number;
+
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) OUTBOX_RETENTION_SEC?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(100) OUTBOX_PURGE_INTERVAL_MS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) OUTBOX_PURGE_CHUNK?: number;
+
+  @IsOptional() @IsUrl({ require_tld: false, protocols: ['http', 'https'] }) CONVERSATION_SERVICE_URL?: string;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) DIRECTORY_CACHE_TTL_MS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(100) DIRECTORY_TIMEOUT_MS?: number;
+
+  @IsOptional() @IsString() KAFKA_BROKERS?: string;
+  @IsOptional() @IsString() KAFKA_CLIENT_ID?: string;
+  @IsOptional() @IsString() KAFKA_TOPIC?: string;
+  @IsOptional() @IsString() KAFKA_GROUP_ID?: string;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) KAFKA_PARTITIONS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) KAFKA_REPLICATION_FACTOR?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(24) KAFKA_RETENTION_HOURS?: number;
+
+  @IsOptional() @IsUrl({ require_tld: false, protocols: ['redis', 'rediss'] }) REDIS_URL?: string;
+  @IsOptional() @IsString() REDIS_KEY_PREFIX?: string;
+
+  @IsOptional() @IsUrl({ require_tld: false, protocols: ['mysql'] }) MYSQL_URL?: string;
+  @IsOptional() @Transform(toBool) MYSQL_MIGRATE_ON_START?: boolean;
+}
+
+export class ConfigError extends Error {}
+
+export function validateEnv(env: Record<string, string | undefined>): EnvVars {
+  const vars = plainToInstance(EnvVars, env, { excludeExtraneousValues: false });
+  const errors = validateSync(vars, { skipMissingProperties: false, forbidUnknownValues: false });
+  if (errors.length > 0) {
+    const first = errors[0];
+    const why = Object.values(first.constraints ?? {})[0] ?? 'is invalid';
+    // The value is not echoed: it may be a secret.
+    throw new ConfigError(`invalid configuration: ${why}`);
+  }
+  return vars;
+}

@@ -1,0 +1,29 @@
+import { FactoryProvider } from '@nestjs/common';
+import { Config } from '../config/config.module';
+import { ConversationDirectory, DirectoryStore } from './conversation-directory';
+import { BuiltinDirectoryDriver } from './drivers/builtin-directory.driver';
+import { HttpDirectoryDriver } from './drivers/http-directory.driver';
+import { MemoryDirectoryStoreDriver } from './drivers/memory-directory-store.driver';
+
+/** The built-in directory lives in the same database as the outbox. */
+export const directoryStoreFactory: FactoryProvider<DirectoryStore> = {
+  provide: DirectoryStore,
+  inject: [Config],
+  useFactory: (config: Config): DirectoryStore => {
+    switch (config.engines.outbox) {
+      case 'memory':
+        return new MemoryDirectoryStoreDriver();
+      default:
+        throw new Error(`directory store for ${config.engines.outbox} is not available in this build`);
+    }
+  },
+};
+
+export const directoryFactory: FactoryProvider<ConversationDirectory> = {
+  provide: ConversationDirectory,
+  inject: [Config, DirectoryStore],
+  useFactory: (config: Config, store: DirectoryStore): ConversationDirectory =>
+    config.directory.kind === 'http'
+      ? new HttpDirectoryDriver(config.directory.serviceUrl!, config.directory.cacheTtlMs, config.directory.timeoutMs)
+      : new BuiltinDirectoryDriver(store),
+};

@@ -1,0 +1,52 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { Config } from '../config/config.module';
+import { messageFrame } from './connection';
+import { ConnectionRegistry } from './connection.registry';
+import { encodeCursor } from '../outbox/cursor';
+import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel';
+import { SessionMap } from '../session/session-map';
+import { MetricsService } from '../metrics/metrics.service';
+
+/** Bus -> sockets on this node: receives the router's per-node batches and hands them to connections. */
+@Injectable()
+export class EgressService implements NodeSubscriber {
+  private readonly logger = new Logger(EgressService.name);
+
+  constructor(
+    private readonly config: Config,
+    private readonly channel: NodeChannel,
+    private readonly sessions: SessionMap,
+    private readonly registry: ConnectionRegistry,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  /** Subscribe before any session is registered: a delivery routed to us must find us listening. */
+  async start(): Promise<void> {
+    await this.channel.subscribe(this.config.nodeId, this);
+    await this.sessions.registerNode(this.config.nodeId);
+  }
+
+  async stop(): Promise<void> {
+    await this.sessions.unregisterNode(this.config.nodeId).catch(() => undefined);
+    await this.channel.unsubscribe();
+  }
+
+  onBatch(batch: PushBatch): void {
+    // Serialise each envelope once per node, however many local connections receive it.
+    const json: (string | undefined)[] = new Array(batch.envelopes.length);
+    for (const d of batch.deliveries) {
+      const conns = this.registry.forUser(d.u);
+      if (!conns) continue;
+      const frame = messageFrame(encodeCursor(batch.epoch, d.s), (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])));
+      for (const conn of conns) conn.push(d.s, frame);
+    }
+  }
+
+  onResync(): void {
+    this.logger.warn(`node channel resynced: refilling ${this.registry.size} connections from the outbox`);
+    for (const conn of this.registry.all) {
+      this.metrics.fills.inc();
+      conn.resync();
+    }
+  }
+}

@@ -1,0 +1,17 @@
+import { Module } from '@nestjs/common';
+import { BusModule } from '../bus/bus.module';
+import { DirectoryModule } from '../directory/directory.module';
+import { OutboxModule } from '../outbox/outbox.module';
+import { SessionModule } from '../session/session.module';
+import { AuthService } from './auth.service';
+import { ConnectionRegistry } from './connection.registry';
+import { sendDedupeFactory } from './dedupe/send-dedupe.module-factory';
+import { EgressService } from './egress.service';
+import { GatewayServer } from './gateway.server';
+import { IngressService } from './ingress.service';
+
+@Module({
+  imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
+  providers: [AuthService, ConnectionRegistry, sendDedupeFactory, IngressService, EgressService, GatewayServer],
+})
+export class GatewayModule {}

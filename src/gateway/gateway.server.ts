@@ -1,0 +1,230 @@
+import { Injectable, Logger, OnApplicationBootstrap, BeforeApplicationShutdown } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import { randomUUID } from 'node:crypto';
+import { IncomingMessage, Server } from 'node:http';
+import { Duplex } from 'node:stream';
+import { RawData, WebSocket, WebSocketServer } from 'ws';
+import { Config } from '../config/config.module';
+import { decodeCursor, planResume } from '../outbox/cursor';
+import { OutboxStore } from '../outbox/outbox.store';
+import { CLOSE, ClientFrame } from '../protocol/frames';
+import { SessionMap } from '../session/session-map';
+import { MetricsService } from '../metrics/metrics.service';
+import { AuthService } from './auth.service';
+import { Connection } from './connection';
+import { ConnectionRegistry } from './connection.registry';
+import { EgressService } from './egress.service';
+import { decodeFrame } from './frame.codec';
+import { IngressService } from './ingress.service';
+
+/**
+ * The WebSocket endpoint (`GET /ws` on the HTTP port). `ws` is driven directly rather than through a
+ * Nest gateway adapter: authentication must answer HTTP 401 *before* the upgrade, and frames are the
+ * hot path, so they go straight from the socket to our codec.
+ */
+@Injectable()
+export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(GatewayServer.name);
+  private wss!: WebSocketServer;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private draining = false;
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+    void this.upgrade(req, socket, head);
+
+  constructor(
+    private readonly config: Config,
+    private readonly adapterHost: HttpAdapterHost,
+    private readonly auth: AuthService,
+    private readonly outbox: OutboxStore,
+    private readonly sessions: SessionMap,
+    private readonly registry: ConnectionRegistry,
+    private readonly ingress: IngressService,
+    private readonly egress: EgressService,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.egress.start();
+    // Frames above 2x the limit are cut by ws itself before being buffered; between 1x and 2x we
+    // can still tell the client why (`too_large`) before closing with 1009.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxFrameBytes * 2 });
+    const server = this.adapterHost.httpAdapter.getHttpServer() as Server;
+    server.on('upgrade', this.onUpgrade);
+    const hb = this.config.gateway.heartbeatMs;
+    this.heartbeat = setInterval(() => void this.sweep(), hb);
+    this.heartbeat.unref();
+  }
+
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/ws') return reject(socket, 404, 'Not Found');
+    if (this.draining) return reject(socket, 503, 'Service Unavailable');
+    const principal = await this.auth.authenticate(req);
+    if (!principal) return reject(socket, 401, 'Unauthorized');
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, principal.userId, principal.expiresAt));
+  }
+
+  private accept(ws: WebSocket, userId: string, expiresAt: number | null): void {
+    const { gateway } = this.config;
+    const conn = new Connection(randomUUID(), userId, expiresAt, ws, this.outbox, {
+      perSec: gateway.sendRatePerSec,
+      burst: gateway.sendBurst,
+    });
+    this.metrics.connections.inc();
+    conn.handshakeTimer = setTimeout(
+      () => conn.close(CLOSE.handshakeTimeout, 'hello not received in time'),
+      gateway.handshakeTimeoutMs,
+    );
+    ws.on('pong', () => {
+      conn.missedPongs = 0;
+      conn.lastPing = Date.now();
+    });
+    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
+    ws.on('error', (err) => this.logger.debug(`socket error for ${userId}: ${err.message}`));
+    ws.on('close', () => {
+      this.metrics.connections.dec();
+      const wasRegistered = conn.state !== 'handshake';
+      conn.markClosed();
+      this.registry.remove(conn);
+      if (wasRegistered) {
+        this.sessions.remove(userId, conn.id).catch((err: Error) => this.logger.warn(`session remove failed: ${err.message}`));
+      }
+    });
+  }
+
+  private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+    const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).byteLength;
+    if (size > this.config.gateway.maxFrameBytes) {
+      conn.sendError('too_large', `frame exceeds ${this.config.gateway.maxFrameBytes} bytes`);
+      conn.close(CLOSE.tooLarge, 'frame too large');
+      return;
+    }
+    if (isBinary) return conn.sendError('bad_frame', 'binary frames are not supported; send JSON text');
+    this.handleText(conn, data.toString());
+  }
+
+  private handleText(conn: Connection, text: string): void {
+    if (conn.state === 'greeting') {
+      // Nothing may overtake `welcome`: hold frames until it is out (bounded by the rate limit's burst).
+      if (conn.early.length < this.config.gateway.sendBurst) conn.early.push({ data: text });
+      else conn.sendError('rate_limited', 'too many frames before welcome');
+      return;
+    }
+    const decoded = decodeFrame(text);
+    if (!decoded.ok) return conn.sendError(decoded.code, decoded.message, decoded.ref);
+    const frame = decoded.frame;
+    if (conn.state === 'handshake' && frame.type !== 'hello') {
+      return conn.sendError('handshake_required', 'send hello first', 'msg_id' in frame ? frame.msg_id : undefined);
+    }
+    switch (frame.type) {
+      case 'hello':
+        if (conn.state !== 'handshake') return conn.sendError('bad_frame', 'hello was already received');
+        return void this.hello(conn, frame);
+      case 'send':
+        return this.ingress.handleSend(conn, frame);
+      case 'confirm':
+        return; // accepted; kept for receipts and metrics later
+      case 'ping':
+        return conn.sendRaw('{"type":"pong"}');
+    }
+  }
+
+  /**
+   * Register first, read second: a delivery committed before the router saw our session entry is in
+   * the outbox by the time we read it; one committed after is pushed to us. Pushes that arrive while
+   * we read wait in the connection (see Connection) and are de-duplicated by seq.
+   */
+  private async hello(conn: Connection, frame: Extract<ClientFrame, { type: 'hello' }>): Promise<void> {
+    clearTimeout(conn.handshakeTimer);
+    conn.state = 'greeting';
+    this.registry.add(conn);
+    try {
+      const now = Date.now();
+      await this.sessions.add(conn.userId, { connId: conn.id, node: this.config.nodeId, connectedAt: now, lastPing: now });
+      if ((conn.state as Connection['state']) === 'closed') {
+        await this.sessions.remove(conn.userId, conn.id); // closed while we registered it
+        return;
+      }
+      const epoch = this.outbox.epoch();
+      const raw = frame.payload?.last_msg_id;
+      const cursor = raw === undefined ? null : (decodeCursor(raw) ?? { epoch: '', seq: 0 });
+      const state =
+        cursor && cursor.epoch === epoch
+          ? await this.outbox.retention(conn.userId, cursor.seq)
+          : { head: 0, firstRetainedAfter: null };
+      const plan = planResume(cursor, epoch, state);
+      conn.sendRaw(
+        JSON.stringify({
+          type: 'welcome',
+          payload: {
+            user_id: conn.userId,
+            node_id: this.config.nodeId,
+            heartbeat_ms: this.config.gateway.heartbeatMs,
+            recovered: plan.recovered,
+          },
+        }),
+      );
+      conn.start(epoch, plan.afterSeq);
+      for (const early of conn.early.splice(0)) this.handleText(conn, early.data);
+    } catch (err) {
+      this.logger.warn(`hello for ${conn.userId} failed: ${(err as Error).message}`);
+      conn.sendError('unavailable', 'session store unavailable, reconnect later');
+      conn.close(1011, 'unavailable');
+    }
+  }
+
+  /** Heartbeat: ping every socket, drop those that missed two pongs, refresh live session TTLs in one batch. */
+  private async sweep(): Promise<void> {
+    const now = Date.now();
+    const alive: { userId: string; entry: { connId: string; node: string; connectedAt: number; lastPing: number } }[] = [];
+    for (const conn of this.registry.all) {
+      if (conn.missedPongs >= 2) {
+        conn.terminate();
+        continue;
+      }
+      if (conn.expiresAt !== null && conn.expiresAt <= now) {
+        conn.close(CLOSE.unauthorized, 'token expired');
+        continue;
+      }
+      conn.missedPongs++;
+      conn.ping();
+      alive.push({
+        userId: conn.userId,
+        entry: { connId: conn.id, node: this.config.nodeId, connectedAt: conn.connectedAt, lastPing: conn.lastPing },
+      });
+    }
+    try {
+      await this.sessions.registerNode(this.config.nodeId);
+      if (alive.length > 0) await this.sessions.touch(alive);
+    } catch (err) {
+      this.logger.warn(`session heartbeat failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** SIGTERM: refuse new upgrades, ask every client to reconnect elsewhere (1012), wait for the sockets. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.draining = true;
+    clearInterval(this.heartbeat);
+    const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
+    server?.off('upgrade', this.onUpgrade);
+    const closing = [...this.registry.all].map(
+      (conn) =>
+        new Promise<void>((resolve) => {
+          if (!conn.isOpen) return resolve();
+          conn.onClosed(resolve);
+          conn.close(CLOSE.draining, 'server draining, reconnect');
+        }),
+    );
+    const deadline = new Promise<void>((r) => setTimeout(r, Math.min(5_000, this.config.shutdownTimeoutMs / 2)).unref());
+    await Promise.race([Promise.all(closing), deadline]);
+    for (const conn of this.registry.all) conn.terminate();
+    this.wss?.close();
+    await this.egress.stop().catch(() => undefined);
+    this.logger.log(`drained; closed ${closing.length} connections`);
+  }
+}
+
+function reject(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}

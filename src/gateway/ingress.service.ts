@@ -1,0 +1,86 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { MessageBus } from '../bus/message-bus';
+import { newMessageId } from '../common/ids';
+import { ConversationDirectory } from '../directory/conversation-directory';
+import { ClientFrame } from '../protocol/frames';
+import { Connection } from './connection';
+import { SendDedupe } from './dedupe/send-dedupe';
+import { MetricsService } from '../metrics/metrics.service';
+
+type SendFrame = Extract<ClientFrame, { type: 'send' }>;
+
+/**
+ * Client -> bus. A `send` is checked (rate, membership), given an id and timestamp (or the ones of an
+ * earlier send with the same ref), published, and ACKed only once the bus says it is durable.
+ *
+ * Per connection the checks run one frame at a time and each publish is issued before the next
+ * frame's checks start, so a client's messages enter the bus, and are ACKed, in the order it sent them.
+ */
+@Injectable()
+export class IngressService {
+  private readonly logger = new Logger(IngressService.name);
+
+  constructor(
+    private readonly bus: MessageBus,
+    private readonly directory: ConversationDirectory,
+    private readonly dedupe: SendDedupe,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  handleSend(conn: Connection, frame: SendFrame): void {
+    const ref = frame.msg_id;
+    if (!conn.takeSendToken()) {
+      this.metrics.sendRejected.inc({ code: 'rate_limited' });
+      conn.sendError('rate_limited', 'too many messages, slow down', ref);
+      return;
+    }
+    const startedAt = performance.now();
+    conn.ingressTail = conn.ingressTail.then(async () => {
+      const record = await this.prepare(conn, frame);
+      if (!record) return;
+      // Not awaited: the next frame may start its checks while this publish is in flight.
+      this.bus.publish(record).then(
+        () => {
+          this.metrics.messagesIn.inc();
+          this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
+          conn.sendRaw(
+            JSON.stringify({
+              type: 'ack',
+              msg_id: record.id,
+              payload: { ref, conversation_id: record.conversation_id, ts: record.ts },
+            }),
+          );
+        },
+        (err: Error) => {
+          this.metrics.sendRejected.inc({ code: 'unavailable' });
+          this.logger.warn(`publish failed: ${err.message}`);
+          conn.sendError('unavailable', 'message bus unavailable, retry with the same msg_id', ref);
+        },
+      );
+    });
+  }
+
+  private async prepare(conn: Connection, frame: SendFrame) {
+    const ref = frame.msg_id;
+    const conversationId = frame.payload.conversation_id;
+    try {
+      const members = (await this.directory.members([conversationId])).get(conversationId);
+      if (!members) {
+        conn.sendError('not_found', `conversation ${conversationId} does not exist`, ref);
+        return null;
+      }
+      if (!members.includes(conn.userId)) {
+        conn.sendError('forbidden', `you are not a member of conversation ${conversationId}`, ref);
+        return null;
+      }
+      const now = Date.now();
+      const candidate = { id: newMessageId(now), ts: now, conversation_id: conversationId };
+      const ack = (await this.dedupe.reserve(conn.userId, ref, candidate)) ?? candidate;
+      return { ...ack, from: conn.userId, body: frame.payload.body, ref };
+    } catch (err) {
+      this.logger.warn(`send rejected: ${(err as Error).message}`);
+      conn.sendError('unavailable', 'service temporarily unavailable, retry with the same msg_id', ref);
+      return null;
+    }
+  }
+}

@@ -1,0 +1,31 @@
+/** Wire protocol v1 (docs/protocol.md). */
+export const ERROR_CODES = [
+  'bad_frame',
+  'unknown_type',
+  'too_large',
+  'not_found',
+  'forbidden',
+  'rate_limited',
+  'unavailable',
+  'handshake_required',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export const CLOSE = {
+  unauthorized: 4001,
+  handshakeTimeout: 4008,
+  tooLarge: 1009,
+  draining: 1012,
+} as const;
+
+export type ClientFrame =
+  | { type: 'hello'; payload?: { last_msg_id?: string } }
+  | { type: 'send'; msg_id: string; payload: { conversation_id: string; body: unknown } }
+  | { type: 'confirm'; msg_id: string }
+  | { type: 'ping' };
+
+export function errorFrame(code: ErrorCode, message: string, ref?: string): string {
+  return JSON.stringify(
+    ref === undefined ? { type: 'error', payload: { code, message } } : { type: 'error', msg_id: ref, payload: { code, message } },
+  );
+}

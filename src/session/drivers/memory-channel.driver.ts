@@ -1,0 +1,26 @@
+import { NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
+
+/** In-process channels; batches are handed over on a later tick, as they would arrive from Redis. */
+export class MemoryChannelDriver extends NodeChannel {
+  private readonly subscribers = new Map<string, NodeSubscriber>();
+  private own: string | null = null;
+
+  async publish(batches: Map<string, PushBatch>): Promise<void> {
+    for (const [node, batch] of batches) {
+      const sub = this.subscribers.get(node);
+      if (sub) setImmediate(() => sub.onBatch(batch));
+    }
+  }
+
+  async subscribe(node: string, subscriber: NodeSubscriber): Promise<void> {
+    this.own = node;
+    this.subscribers.set(node, subscriber);
+  }
+
+  async unsubscribe(): Promise<void> {
+    if (this.own) this.subscribers.delete(this.own);
+    this.own = null;
+  }
+
+  async ping(): Promise<void> {}
+}

@@ -1,0 +1,27 @@
+import { Envelope } from '../protocol/envelope';
+
+/**
+ * What the router pushes to one gateway node for one routed batch. Envelopes appear once per node
+ * however many of its users receive them; deliveries point into `envelopes` by index.
+ */
+export interface PushBatch {
+  epoch: string;
+  envelopes: Envelope[];
+  /** u: user id, s: the user's delivery seq, e: index into envelopes. */
+  deliveries: { u: string; s: number; e: number }[];
+}
+
+export interface NodeSubscriber {
+  onBatch(batch: PushBatch): void;
+  /** The channel may have dropped pushes (e.g. reconnect): every connection must refill from the outbox. */
+  onResync(): void;
+}
+
+/** Per-node push channels: a fast path only; the outbox stays the source of truth. */
+export abstract class NodeChannel {
+  /** One publish per node, all nodes in one round trip. */
+  abstract publish(batches: Map<string, PushBatch>): Promise<void>;
+  abstract subscribe(node: string, subscriber: NodeSubscriber): Promise<void>;
+  abstract unsubscribe(): Promise<void>;
+  abstract ping(): Promise<void>;
+}
