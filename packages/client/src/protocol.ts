@@ -1,0 +1,165 @@
+/**
+ * Wire protocol v1: one JSON text message per frame, `{"type", "msg_id"?, "payload"?}`.
+ * Field names stay snake_case here, exactly as on the wire; the public API converts to camelCase.
+ */
+
+export const SERVER_ERROR_CODES = [
+  'bad_frame',
+  'unknown_type',
+  'too_large',
+  'not_found',
+  'forbidden',
+  'rate_limited',
+  'unavailable',
+  'handshake_required',
+] as const;
+export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];
+
+/** WebSocket close codes with a meaning in this protocol. */
+export const CloseCode = {
+  /** Bad or expired credentials. */
+  unauthorized: 4001,
+  /** No `hello` within 10 s. */
+  handshakeTimeout: 4008,
+  /** A frame exceeded the server's size limit. */
+  tooLarge: 1009,
+  /** The node is draining: reconnect (the load balancer sends us elsewhere). */
+  draining: 1012,
+} as const;
+
+// ---- client -> server ----
+
+export type ClientFrame =
+  | { type: 'hello'; payload: { last_msg_id?: string } }
+  | { type: 'send'; msg_id: string; payload: { conversation_id: string; body: unknown } }
+  | { type: 'confirm'; msg_id: string }
+  | { type: 'ping' };
+
+// ---- server -> client ----
+
+export interface WelcomePayload {
+  user_id: string;
+  node_id: string;
+  heartbeat_ms: number;
+  /** false: deliveries after the client's cursor were lost; the app must reload its state. */
+  recovered: boolean;
+}
+
+export interface MessagePayload {
+  /** Server message id (unique per message, the same in every recipient's copy). */
+  id: string;
+  conversation_id: string;
+  from: string;
+  ts: number;
+  body: unknown;
+}
+
+export interface AckPayload {
+  /** The client ref the send carried. */
+  ref: string;
+  conversation_id: string;
+  ts: number;
+}
+
+export interface ErrorPayload {
+  code: string;
+  message: string;
+}
+
+export type ServerFrame =
+  | { type: 'welcome'; payload: WelcomePayload }
+  /** msg_id is the delivery cursor: opaque, strictly increasing per user. */
+  | { type: 'message'; msg_id: string; payload: MessagePayload }
+  /** msg_id is the server message id. */
+  | { type: 'ack'; msg_id: string; payload: AckPayload }
+  /** msg_id is the client ref of the send that failed, when there is one. */
+  | { type: 'error'; msg_id?: string; payload: ErrorPayload }
+  | { type: 'pong' };
+
+/** `frame: undefined` means a well-formed frame of a type this client does not know (ignored, for forward compatibility). */
+export type ParseResult = { ok: true; frame: ServerFrame | undefined } | { ok: false; reason: string };
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStr = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+
+/**
+ * Parses one inbound frame. Validates only what the client relies on, so a server adding fields
+ * does not break old clients; a frame missing what we rely on is reported rather than half-used.
+ */
+export function parseServerFrame(data: unknown): ParseResult {
+  if (typeof data !== 'string') return { ok: false, reason: 'binary frame' };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(data);
+  } catch {
+    return { ok: false, reason: 'frame is not valid JSON' };
+  }
+  if (!isObj(raw) || typeof raw.type !== 'string') return { ok: false, reason: 'frame has no type' };
+  const msgId = raw.msg_id;
+  const p = raw.payload;
+  const bad = (what: string): ParseResult => ({ ok: false, reason: `${raw.type} frame: ${what}` });
+
+  switch (raw.type) {
+    case 'welcome':
+      if (!isObj(p) || typeof p.recovered !== 'boolean') return bad('payload.recovered missing');
+      return {
+        ok: true,
+        frame: {
+          type: 'welcome',
+          payload: {
+            user_id: String(p.user_id ?? ''),
+            node_id: String(p.node_id ?? ''),
+            // Non-positive or missing: 0, and the client falls back to its default interval.
+            heartbeat_ms: isNum(p.heartbeat_ms) && p.heartbeat_ms > 0 ? p.heartbeat_ms : 0,
+            recovered: p.recovered,
+          },
+        },
+      };
+    case 'message':
+      if (!isStr(msgId)) return bad('msg_id (cursor) missing');
+      if (!isObj(p) || !isStr(p.id) || typeof p.conversation_id !== 'string') return bad('payload incomplete');
+      return {
+        ok: true,
+        frame: {
+          type: 'message',
+          msg_id: msgId,
+          payload: {
+            id: p.id,
+            conversation_id: p.conversation_id,
+            from: String(p.from ?? ''),
+            ts: isNum(p.ts) ? p.ts : 0,
+            body: p.body,
+          },
+        },
+      };
+    case 'ack':
+      if (!isStr(msgId)) return bad('msg_id (message id) missing');
+      if (!isObj(p) || !isStr(p.ref)) return bad('payload.ref missing');
+      return {
+        ok: true,
+        frame: {
+          type: 'ack',
+          msg_id: msgId,
+          payload: {
+            ref: p.ref,
+            conversation_id: String(p.conversation_id ?? ''),
+            ts: isNum(p.ts) ? p.ts : 0,
+          },
+        },
+      };
+    case 'error': {
+      const code = isObj(p) && isStr(p.code) ? p.code : 'unknown';
+      const message = isObj(p) && typeof p.message === 'string' ? p.message : code;
+      return {
+        ok: true,
+        frame: { type: 'error', ...(isStr(msgId) ? { msg_id: msgId } : {}), payload: { code, message } },
+      };
+    }
+    case 'pong':
+      return { ok: true, frame: { type: 'pong' } };
+    default:
+      return { ok: true, frame: undefined };
+  }
+}
