@@ -114,8 +114,12 @@ ensure_kafka_jars() {
   t0="$(now)"
   tmp="$INFRA_DIR/libs.tmp"
   rm -rf "$tmp"
-  mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -DoutputDirectory="$tmp" -DincludeScope=runtime \
-    || die "mvn dependency:copy-dependencies failed"
+  # Output goes to a file: Debian's mvn 3.8.7 prints stray ANSI resets even with -q -B.
+  if ! mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+      -DoutputDirectory="$tmp" -DincludeScope=runtime >"$INFRA_DIR/mvn.log" 2>&1; then
+    tail -n 50 "$INFRA_DIR/mvn.log" >&2
+    die "mvn dependency:copy-dependencies failed (full output: $INFRA_DIR/mvn.log)"
+  fi
   ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "mvn did not produce kafka_2.13 jar in $tmp"
   echo "$stamp" >"$tmp/.stamp"
   rm -rf "$LIBS_DIR"
@@ -297,6 +301,8 @@ kafka_up() {
     write_kafka_config
     format_kafka_storage
     rm -f "$KAFKA_PID_FILE"
+    : >"$KAFKA_STDOUT_LOG"
+    printf '[%s] ===== scripts/infra.sh: starting broker =====\n' "$(date '+%F %T')" >>"$KAFKA_SERVER_LOG"
     log "starting kafka 3.9 broker on $KAFKA_HOST:$KAFKA_PORT (logs: $KAFKA_LOG_DIR)"
     # 9>&-: the broker must not inherit the lock fd (it would hold the lock forever).
     # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of flags
@@ -305,7 +311,7 @@ kafka_up() {
       -Djava.awt.headless=true \
       -Dlog4j.configuration="file:$KAFKA_LOG4J" -Dkafka.logs.dir="$KAFKA_LOG_DIR" \
       -cp "$LIBS_DIR/*" kafka.Kafka "$KAFKA_PROPS" \
-      >>"$KAFKA_STDOUT_LOG" 2>&1 </dev/null 9>&- &
+      >"$KAFKA_STDOUT_LOG" 2>&1 </dev/null 9>&- &
     echo $! >"$KAFKA_PID_FILE"
     pid="$(cat "$KAFKA_PID_FILE")"
   fi

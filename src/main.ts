@@ -19,7 +19,9 @@ async function main(): Promise<void> {
   const addr = app.getHttpServer().address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const roles = [...config.roles].join(',');
-  logger.log(`relay node ${config.nodeId} up: roles=${roles} engines=${JSON.stringify(config.engines)} port=${port}`);
+  logger.log(
+    `relay node ${config.nodeId} up: roles=${roles} engines=${JSON.stringify(config.engines)} port=${port}`,
+  );
   if (config.roles.has('gateway')) {
     const auth = config.auth.mode === 'dev' ? '?user_id=alice' : '?token=<JWT>';
     logger.log(`connect: ws://127.0.0.1:${port}/ws${auth}  then send {"type":"hello","payload":{}}`);

@@ -60,7 +60,9 @@ export function parseRoles(raw: string | undefined): ReadonlySet<Role> {
   if (names.length === 0) throw new ConfigError('invalid configuration: APP_ROLES is empty');
   for (const name of names) {
     if (!(ROLES as readonly string[]).includes(name)) {
-      throw new ConfigError(`invalid configuration: unknown role "${name}" in APP_ROLES (known: ${ROLES.join(', ')})`);
+      throw new ConfigError(
+        `invalid configuration: unknown role "${name}" in APP_ROLES (known: ${ROLES.join(', ')})`,
+      );
     }
   }
   return new Set(names as Role[]);

@@ -1,11 +1,14 @@
 import { DynamicModule, Global, Module } from '@nestjs/common';
 import { AppConfig } from './app-config';
 
-/** DI token for the typed config; an abstract class keeps injection type-safe without string tokens. */
+/* eslint-disable @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type */
+/**
+ * DI token for the typed config. Declaration merging makes the token *be* the AppConfig shape, so
+ * consumers inject `Config` with full types and no string token; the value is the plain object.
+ */
 export abstract class Config {}
-// Declaration merging: the Config token *is* the AppConfig shape for consumers.
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
 export interface Config extends AppConfig {}
+/* eslint-enable @typescript-eslint/no-unsafe-declaration-merging, @typescript-eslint/no-empty-object-type */
 
 @Global()
 @Module({})

@@ -4,7 +4,9 @@ import { IsIn, IsInt, IsOptional, IsString, IsUrl, Max, Min, validateSync } from
 const toInt = ({ value }: { value: unknown }) =>
   value === undefined || value === '' ? undefined : Number(value);
 const toBool = ({ value }: { value: unknown }) =>
-  value === undefined || value === '' ? undefined : ['1', 'true', 'yes'].includes(String(value).toLowerCase());
+  value === undefined || value === ''
+    ? undefined
+    : ['1', 'true', 'yes'].includes(String(value).toLowerCase());
 
 /** Every environment variable the service reads, validated once at startup (see docs in README). */
 export class EnvVars {
@@ -42,7 +44,9 @@ export class EnvVars {
   @IsOptional() @Transform(toInt) @IsInt() @Min(100) OUTBOX_PURGE_INTERVAL_MS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) OUTBOX_PURGE_CHUNK?: number;
 
-  @IsOptional() @IsUrl({ require_tld: false, protocols: ['http', 'https'] }) CONVERSATION_SERVICE_URL?: string;
+  @IsOptional()
+  @IsUrl({ require_tld: false, protocols: ['http', 'https'] })
+  CONVERSATION_SERVICE_URL?: string;
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) DIRECTORY_CACHE_TTL_MS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(100) DIRECTORY_TIMEOUT_MS?: number;
 

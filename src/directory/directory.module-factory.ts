@@ -24,6 +24,10 @@ export const directoryFactory: FactoryProvider<ConversationDirectory> = {
   inject: [Config, DirectoryStore],
   useFactory: (config: Config, store: DirectoryStore): ConversationDirectory =>
     config.directory.kind === 'http'
-      ? new HttpDirectoryDriver(config.directory.serviceUrl!, config.directory.cacheTtlMs, config.directory.timeoutMs)
+      ? new HttpDirectoryDriver(
+          config.directory.serviceUrl!,
+          config.directory.cacheTtlMs,
+          config.directory.timeoutMs,
+        )
       : new BuiltinDirectoryDriver(store),
 };

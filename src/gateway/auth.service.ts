@@ -22,7 +22,9 @@ export class AuthService implements OnModuleInit {
   async onModuleInit(): Promise<void> {
     const a = this.config.auth;
     if (a.mode === 'dev') {
-      this.logger.warn('AUTH_MODE=dev: clients authenticate with ?user_id=<id> and no proof. Never use in production.');
+      this.logger.warn(
+        'AUTH_MODE=dev: clients authenticate with ?user_id=<id> and no proof. Never use in production.',
+      );
     }
     if (a.jwtSecret) this.key = new TextEncoder().encode(a.jwtSecret);
     else if (a.jwtPublicKey) {

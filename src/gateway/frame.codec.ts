@@ -1,7 +1,8 @@
 import Ajv, { ErrorObject } from 'ajv';
 import { ClientFrame, ErrorCode } from '../protocol/frames';
 
-type Decoded = { ok: true; frame: ClientFrame } | { ok: false; code: ErrorCode; message: string; ref?: string };
+type Decoded =
+  { ok: true; frame: ClientFrame } | { ok: false; code: ErrorCode; message: string; ref?: string };
 
 const KNOWN_TYPES = new Set(['hello', 'send', 'confirm', 'ping']);
 const ajv = new Ajv({ allErrors: false, strict: false });
@@ -69,7 +70,12 @@ export function decodeFrame(text: string): Decoded {
   const frame = raw as { type: string; msg_id?: string };
   const ref = typeof frame.msg_id === 'string' ? frame.msg_id : undefined;
   if (!KNOWN_TYPES.has(frame.type)) {
-    return { ok: false, code: 'unknown_type', message: `unknown frame type "${frame.type.slice(0, 32)}"`, ref };
+    return {
+      ok: false,
+      code: 'unknown_type',
+      message: `unknown frame type "${frame.type.slice(0, 32)}"`,
+      ref,
+    };
   }
   const validate = schemas[frame.type as keyof typeof schemas];
   if (!validate(raw)) {

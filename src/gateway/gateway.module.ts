@@ -12,6 +12,13 @@ import { IngressService } from './ingress.service';
 
 @Module({
   imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
-  providers: [AuthService, ConnectionRegistry, sendDedupeFactory, IngressService, EgressService, GatewayServer],
+  providers: [
+    AuthService,
+    ConnectionRegistry,
+    sendDedupeFactory,
+    IngressService,
+    EgressService,
+    GatewayServer,
+  ],
 })
 export class GatewayModule {}

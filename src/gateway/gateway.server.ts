@@ -88,7 +88,9 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       conn.markClosed();
       this.registry.remove(conn);
       if (wasRegistered) {
-        this.sessions.remove(userId, conn.id).catch((err: Error) => this.logger.warn(`session remove failed: ${err.message}`));
+        this.sessions
+          .remove(userId, conn.id)
+          .catch((err: Error) => this.logger.warn(`session remove failed: ${err.message}`));
       }
     });
   }
@@ -115,7 +117,11 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     if (!decoded.ok) return conn.sendError(decoded.code, decoded.message, decoded.ref);
     const frame = decoded.frame;
     if (conn.state === 'handshake' && frame.type !== 'hello') {
-      return conn.sendError('handshake_required', 'send hello first', 'msg_id' in frame ? frame.msg_id : undefined);
+      return conn.sendError(
+        'handshake_required',
+        'send hello first',
+        'msg_id' in frame ? frame.msg_id : undefined,
+      );
     }
     switch (frame.type) {
       case 'hello':
@@ -141,7 +147,12 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     this.registry.add(conn);
     try {
       const now = Date.now();
-      await this.sessions.add(conn.userId, { connId: conn.id, node: this.config.nodeId, connectedAt: now, lastPing: now });
+      await this.sessions.add(conn.userId, {
+        connId: conn.id,
+        node: this.config.nodeId,
+        connectedAt: now,
+        lastPing: now,
+      });
       if ((conn.state as Connection['state']) === 'closed') {
         await this.sessions.remove(conn.userId, conn.id); // closed while we registered it
         return;
@@ -177,7 +188,10 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
   /** Heartbeat: ping every socket, drop those that missed two pongs, refresh live session TTLs in one batch. */
   private async sweep(): Promise<void> {
     const now = Date.now();
-    const alive: { userId: string; entry: { connId: string; node: string; connectedAt: number; lastPing: number } }[] = [];
+    const alive: {
+      userId: string;
+      entry: { connId: string; node: string; connectedAt: number; lastPing: number };
+    }[] = [];
     for (const conn of this.registry.all) {
       if (conn.missedPongs >= 2) {
         conn.terminate();
@@ -191,7 +205,12 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       conn.ping();
       alive.push({
         userId: conn.userId,
-        entry: { connId: conn.id, node: this.config.nodeId, connectedAt: conn.connectedAt, lastPing: conn.lastPing },
+        entry: {
+          connId: conn.id,
+          node: this.config.nodeId,
+          connectedAt: conn.connectedAt,
+          lastPing: conn.lastPing,
+        },
       });
     }
     try {
@@ -216,7 +235,9 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
           conn.close(CLOSE.draining, 'server draining, reconnect');
         }),
     );
-    const deadline = new Promise<void>((r) => setTimeout(r, Math.min(5_000, this.config.shutdownTimeoutMs / 2)).unref());
+    const deadline = new Promise<void>((r) =>
+      setTimeout(r, Math.min(5_000, this.config.shutdownTimeoutMs / 2)).unref(),
+    );
     await Promise.race([Promise.all(closing), deadline]);
     for (const conn of this.registry.all) conn.terminate();
     this.wss?.close();

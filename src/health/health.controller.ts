@@ -1,5 +1,10 @@
 import { Controller, Get } from '@nestjs/common';
-import { HealthCheck, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import {
+  HealthCheck,
+  HealthCheckService,
+  HealthIndicatorResult,
+  HealthIndicatorService,
+} from '@nestjs/terminus';
 import { MessageBus } from '../bus/message-bus';
 import { withTimeout } from '../common/deadline';
 import { Config } from '../config/config.module';
@@ -43,7 +48,11 @@ export class HealthController {
     ]);
   }
 
-  private async probe(key: string, engine: string, ping: () => Promise<void>): Promise<HealthIndicatorResult> {
+  private async probe(
+    key: string,
+    engine: string,
+    ping: () => Promise<void>,
+  ): Promise<HealthIndicatorResult> {
     const indicator = this.indicators.check(key);
     const started = Date.now();
     try {

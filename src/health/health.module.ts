@@ -7,7 +7,13 @@ import { SessionModule } from '../session/session.module';
 import { HealthController } from './health.controller';
 
 @Module({
-  imports: [TerminusModule.forRoot({ logger: false }), BusModule, SessionModule, OutboxModule, DirectoryModule],
+  imports: [
+    TerminusModule.forRoot({ logger: false }),
+    BusModule,
+    SessionModule,
+    OutboxModule,
+    DirectoryModule,
+  ],
   controllers: [HealthController],
 })
 export class HealthModule {}

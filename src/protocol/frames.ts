@@ -26,6 +26,8 @@ export type ClientFrame =
 
 export function errorFrame(code: ErrorCode, message: string, ref?: string): string {
   return JSON.stringify(
-    ref === undefined ? { type: 'error', payload: { code, message } } : { type: 'error', msg_id: ref, payload: { code, message } },
+    ref === undefined
+      ? { type: 'error', payload: { code, message } }
+      : { type: 'error', msg_id: ref, payload: { code, message } },
   );
 }

@@ -47,10 +47,18 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
     for (const m of batch.messages) {
       const users = members.get(m.conversation_id);
       if (!users) {
-        this.logger.warn(`conversation ${m.conversation_id} vanished before message ${m.id} was routed; dropped`);
+        this.logger.warn(
+          `conversation ${m.conversation_id} vanished before message ${m.id} was routed; dropped`,
+        );
         continue;
       }
-      const envelope: Envelope = { id: m.id, conversation_id: m.conversation_id, from: m.from, ts: m.ts, body: m.body };
+      const envelope: Envelope = {
+        id: m.id,
+        conversation_id: m.conversation_id,
+        from: m.from,
+        ts: m.ts,
+        body: m.body,
+      };
       for (const userId of users) deliveries.push({ userId, envelope });
     }
     if (deliveries.length === 0) {
@@ -91,7 +99,8 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
     }
     if (byNode.size === 0) return;
     const out = new Map<string, PushBatch>();
-    for (const [node, { epoch: ep, envelopes, deliveries }] of byNode) out.set(node, { epoch: ep, envelopes, deliveries });
+    for (const [node, { epoch: ep, envelopes, deliveries }] of byNode)
+      out.set(node, { epoch: ep, envelopes, deliveries });
     await this.channel.publish(out);
   }
 }

@@ -17,14 +17,21 @@ describe('messaging core (embedded engine)', () => {
   const ref = () => `r${++n}`;
   // Every test gets its own users and conversations: a fresh device is owed everything retained.
   let run = 0;
-  let alice = '', bob = '', carol = '', dave = '', c1 = '', c2 = '';
+  let alice = '',
+    bob = '',
+    carol = '',
+    dave = '',
+    c1 = '',
+    c2 = '';
 
   beforeAll(async () => {
     t = await startTestApp({ SEND_RATE_PER_SEC: '1000', SEND_BURST: '1000' });
   });
   beforeEach(async () => {
     run++;
-    [alice, bob, carol, dave, c1, c2] = ['alice', 'bob', 'carol', 'dave', 'c1', 'c2'].map((x) => `${x}${run}`);
+    [alice, bob, carol, dave, c1, c2] = ['alice', 'bob', 'carol', 'dave', 'c1', 'c2'].map(
+      (x) => `${x}${run}`,
+    );
     await putConversation(t.http, c1, [alice, bob]);
     await putConversation(t.http, c2, [carol, dave]);
   });
@@ -35,7 +42,11 @@ describe('messaging core (embedded engine)', () => {
 
   it('welcomes a fresh device with its user id, node, heartbeat and recovered:true', async () => {
     const { welcome } = await connect(`erin${run}`);
-    expect(welcome.payload).toMatchObject({ user_id: `erin${run}`, node_id: t.config.nodeId, recovered: true });
+    expect(welcome.payload).toMatchObject({
+      user_id: `erin${run}`,
+      node_id: t.config.nodeId,
+      recovered: true,
+    });
     expect(welcome.payload?.heartbeat_ms).toBe(t.config.gateway.heartbeatMs);
   });
 
@@ -49,7 +60,13 @@ describe('messaging core (embedded engine)', () => {
     const [atBob] = await bo.messages(1);
     const [atAlice] = await ali.messages(1);
     for (const m of [atBob, atAlice]) {
-      expect(m.payload).toEqual({ id, conversation_id: c1, from: alice, ts: ack.payload!.ts, body: { text: 'hi bob' } });
+      expect(m.payload).toEqual({
+        id,
+        conversation_id: c1,
+        from: alice,
+        ts: ack.payload!.ts,
+        body: { text: 'hi bob' },
+      });
     }
     const reply = await bo.sendMessage(c1, 'hello alice', 'b-1');
     const [back] = await ali.messages(1);
@@ -113,7 +130,7 @@ describe('messaging core (embedded engine)', () => {
     expect(got.map((m) => m.payload?.body)).toEqual(['once', 'marker']);
   });
 
-  it('keeps a sender\'s messages in the order it sent them, acks included', async () => {
+  it("keeps a sender's messages in the order it sent them, acks included", async () => {
     const { client: ali } = await connect(alice);
     const { client: bo } = await connect(bob);
     const refs = Array.from({ length: 50 }, (_, i) => `burst-${i}`);
@@ -148,7 +165,11 @@ describe('messaging core (embedded engine)', () => {
       ['no type', { msg_id: 'x1' }, undefined],
       ['send without payload', { type: 'send', msg_id: 'x2' }, 'x2'],
       ['send with an empty ref', { type: 'send', msg_id: '', payload: { conversation_id: c1, body: 1 } }, ''],
-      ['send with a ref over 64 chars', { type: 'send', msg_id: 'r'.repeat(65), payload: { conversation_id: c1, body: 1 } }, 'r'.repeat(65)],
+      [
+        'send with a ref over 64 chars',
+        { type: 'send', msg_id: 'r'.repeat(65), payload: { conversation_id: c1, body: 1 } },
+        'r'.repeat(65),
+      ],
       ['send without body', { type: 'send', msg_id: 'x3', payload: { conversation_id: c1 } }, 'x3'],
       ['confirm without cursor', { type: 'confirm' }, undefined],
     ])('bad_frame: %s', async (_name, frame, expectedRef) => {
@@ -164,7 +185,10 @@ describe('messaging core (embedded engine)', () => {
     it('unknown_type', async () => {
       const { client } = await connect(alice);
       client.send({ type: 'subscribe', msg_id: 'u1' });
-      expect(await client.next((f) => f.type === 'error')).toMatchObject({ msg_id: 'u1', payload: { code: 'unknown_type' } });
+      expect(await client.next((f) => f.type === 'error')).toMatchObject({
+        msg_id: 'u1',
+        payload: { code: 'unknown_type' },
+      });
       await stillUsable(client);
     });
 
@@ -220,7 +244,8 @@ describe('gateway limits and lifecycle', () => {
     try {
       await putConversation(t.http, 'c', ['u']);
       const { client } = await TestClient.connect(`${t.ws}?user_id=u`);
-      for (const r of ['a', 'b', 'c']) client.send({ type: 'send', msg_id: r, payload: { conversation_id: 'c', body: r } });
+      for (const r of ['a', 'b', 'c'])
+        client.send({ type: 'send', msg_id: r, payload: { conversation_id: 'c', body: r } });
       const err = await client.next((f) => f.type === 'error');
       expect(err).toMatchObject({ msg_id: 'c', payload: { code: 'rate_limited' } });
       await client.next((f) => f.type === 'ack' && f.payload?.ref === 'a');
@@ -271,7 +296,11 @@ describe('gateway limits and lifecycle', () => {
       expect(await silent.waitClosed(3_000)).toBe(1006);
       const { SessionMap } = await import('../../src/session/session-map');
       const sessions = t.app.get(SessionMap);
-      await waitFor(async () => !(await sessions.lookup(['ghost'])).has('ghost'), 2_000, 'ghost session removed');
+      await waitFor(
+        async () => !(await sessions.lookup(['ghost'])).has('ghost'),
+        2_000,
+        'ghost session removed',
+      );
       expect((await sessions.lookup(['alive'])).get('alive')).toHaveLength(1);
       healthy.terminate();
     } finally {
@@ -292,9 +321,18 @@ describe('gateway limits and lifecycle', () => {
     try {
       const ready = await fetch(`${t.http}/health/ready`);
       expect(ready.status).toBe(200);
-      const body = (await ready.json()) as { status: string; details: Record<string, { status: string; engine: string }> };
+      const body = (await ready.json()) as {
+        status: string;
+        details: Record<string, { status: string; engine: string }>;
+      };
       expect(body.status).toBe('ok');
-      expect(Object.keys(body.details).sort()).toEqual(['bus', 'channels', 'directory', 'outbox', 'sessions']);
+      expect(Object.keys(body.details).sort()).toEqual([
+        'bus',
+        'channels',
+        'directory',
+        'outbox',
+        'sessions',
+      ]);
       for (const d of Object.values(body.details)) expect(d.status).toBe('up');
       (t.app.get(MessageBus) as MemoryBusDriver).setAvailable(false);
       const down = await fetch(`${t.http}/health/ready`);

@@ -11,6 +11,8 @@ export default function setup(): void {
   try {
     execFileSync('bash', [script, 'up'], { stdio: 'inherit', timeout: 10 * 60_000 });
   } catch (err) {
-    throw new Error(`test infrastructure could not be brought up by scripts/infra.sh: ${(err as Error).message}`);
+    throw new Error(
+      `test infrastructure could not be brought up by scripts/infra.sh: ${(err as Error).message}`,
+    );
   }
 }

@@ -25,11 +25,17 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
   };
 }
 
-export async function putConversation(http: string, id: string, members: string[], headers: Record<string, string> = {}) {
+export async function putConversation(
+  http: string,
+  id: string,
+  members: string[],
+  headers: Record<string, string> = {},
+) {
   const res = await fetch(`${http}/v1/conversations/${id}`, {
     method: 'PUT',
     headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify({ members }),
   });
-  if (res.status !== 200) throw new Error(`PUT conversation ${id} answered ${res.status}: ${await res.text()}`);
+  if (res.status !== 200)
+    throw new Error(`PUT conversation ${id} answered ${res.status}: ${await res.text()}`);
 }

@@ -40,7 +40,9 @@ export class TestClient {
       const ws = new WebSocket(url, opts);
       const client = new TestClient(ws);
       ws.once('open', () => resolve(client));
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)));
+      ws.once('unexpected-response', (_req, res) =>
+        reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)),
+      );
       ws.once('error', reject);
     });
   }
@@ -63,9 +65,13 @@ export class TestClient {
     for (;;) {
       const i = this.unread.findIndex(match);
       if (i >= 0) return this.unread.splice(i, 1)[0];
-      if (this.closeCode !== null) throw new Error(`socket closed (${this.closeCode}) while waiting for a frame`);
+      if (this.closeCode !== null)
+        throw new Error(`socket closed (${this.closeCode}) while waiting for a frame`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-5))}`);
+      if (left <= 0)
+        throw new Error(
+          `no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-5))}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -86,7 +92,9 @@ export class TestClient {
   /** Sends a `send` frame and waits for its ack (or error). */
   async sendMessage(conversationId: string, body: unknown, ref: string): Promise<Frame> {
     this.send({ type: 'send', msg_id: ref, payload: { conversation_id: conversationId, body } });
-    return this.next((f) => (f.type === 'ack' && f.payload?.ref === ref) || (f.type === 'error' && f.msg_id === ref));
+    return this.next(
+      (f) => (f.type === 'ack' && f.payload?.ref === ref) || (f.type === 'error' && f.msg_id === ref),
+    );
   }
 
   /** Unread frames of a type (e.g. to assert nothing else arrived). */
@@ -97,7 +105,9 @@ export class TestClient {
   waitClosed(timeoutMs = 5_000): Promise<number> {
     return Promise.race([
       this.closed.then(() => this.closeCode!),
-      new Promise<number>((_, reject) => setTimeout(() => reject(new Error('socket did not close in time')), timeoutMs).unref()),
+      new Promise<number>((_, reject) =>
+        setTimeout(() => reject(new Error('socket did not close in time')), timeoutMs).unref(),
+      ),
     ]);
   }
 

@@ -22,8 +22,8 @@ export function utf8Length(s: string): number {
     const c = s.charCodeAt(i);
     if (c < 0x80) bytes += 1;
     else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-      // High surrogate: the pair encodes one 4-byte code point.
+    else if (c >= 0xd800 && c <= 0xdbff && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      // A surrogate pair encodes one 4-byte code point (a lone surrogate counts as 3, like TextEncoder's U+FFFD).
       bytes += 4;
       i++;
     } else bytes += 3;

@@ -1,0 +1,54 @@
+import { IngressMessage } from '../../protocol/envelope';
+import { BusBatch } from '../message-bus';
+import { MemoryBusDriver } from './memory-bus.driver';
+
+const msg = (conversation_id: string, i: number): IngressMessage => ({
+  id: `${conversation_id}-${i}`,
+  conversation_id,
+  from: 'a',
+  ts: i,
+  body: i,
+  ref: `r${i}`,
+});
+
+async function until(cond: () => boolean, ms = 2_000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe('MemoryBusDriver', () => {
+  it('delivers per-conversation order and redelivers a batch whose handler threw', async () => {
+    const bus = new MemoryBusDriver(4, 500, 5);
+    const seen: string[] = [];
+    let failOnce = true;
+    await bus.consume(async (b: BusBatch) => {
+      if (failOnce && b.messages.some((m) => m.id === 'x-3')) {
+        failOnce = false;
+        throw new Error('outbox down');
+      }
+      seen.push(...b.messages.map((m) => m.id));
+    });
+    for (let i = 0; i < 10; i++) {
+      await bus.publish(msg('x', i));
+      await bus.publish(msg('y', i));
+    }
+    await until(() => new Set(seen).size === 20);
+    for (const c of ['x', 'y']) {
+      const order = seen.filter((id) => id.startsWith(c));
+      const firsts = [...new Set(order)];
+      expect(firsts).toEqual(Array.from({ length: 10 }, (_, i) => `${c}-${i}`));
+    }
+    expect(failOnce).toBe(false);
+    await bus.close();
+  });
+
+  it('rejects publishes while unavailable', async () => {
+    const bus = new MemoryBusDriver(1);
+    bus.setAvailable(false);
+    await expect(bus.publish(msg('x', 1))).rejects.toThrow('unavailable');
+    await expect(bus.ping()).rejects.toThrow();
+  });
+});

@@ -1,0 +1,77 @@
+import { loadConfig, parseRoles } from './app-config';
+import { ConfigError } from './env.validation';
+
+describe('roles', () => {
+  it('defaults to both roles', () => {
+    expect([...parseRoles(undefined)].sort()).toEqual(['gateway', 'router']);
+  });
+  it('accepts one role, case and spaces aside', () => {
+    expect([...parseRoles(' Router ')]).toEqual(['router']);
+  });
+  it('names an unknown role', () => {
+    expect(() => parseRoles('gateway,websocket')).toThrow(/unknown role "websocket"/);
+    expect(() => parseRoles(',')).toThrow(ConfigError);
+  });
+});
+
+describe('loadConfig', () => {
+  const prod = { NODE_ENV: 'production', JWT_SECRET: 's', ADMIN_API_KEY: 'k', ENGINE: 'production' };
+
+  it('runs out of the box on the embedded engine in dev auth mode', () => {
+    const c = loadConfig({});
+    expect(c.engines).toEqual({ bus: 'memory', sessions: 'memory', outbox: 'memory' });
+    expect(c.auth.mode).toBe('dev');
+    expect(c.port).toBe(3000);
+    expect(c.gateway).toMatchObject({
+      maxFrameBytes: 65536,
+      handshakeTimeoutMs: 10000,
+      dedupeWindowMs: 600000,
+    });
+    expect(c.outbox.retentionSec).toBe(86400);
+  });
+
+  it('ENGINE=production selects kafka, redis and mysql, each overridable', () => {
+    expect(loadConfig({ ENGINE: 'production' }).engines).toEqual({
+      bus: 'kafka',
+      sessions: 'redis',
+      outbox: 'mysql',
+    });
+    expect(
+      loadConfig({ ENGINE: 'production', OUTBOX: 'mysql', BUS: 'kafka', SESSIONS: 'redis' }).engines.bus,
+    ).toBe('kafka');
+  });
+
+  it('refuses dev auth in production and asks for a key source', () => {
+    expect(() => loadConfig({ ...prod, AUTH_MODE: 'dev' })).toThrow(/AUTH_MODE=dev is refused/);
+    expect(() => loadConfig({ NODE_ENV: 'production', ENGINE: 'production', ADMIN_API_KEY: 'k' })).toThrow(
+      /JWT_SECRET/,
+    );
+    expect(() => loadConfig({ NODE_ENV: 'production', ENGINE: 'production', JWT_SECRET: 's' })).toThrow(
+      /ADMIN_API_KEY/,
+    );
+    expect(loadConfig(prod).auth.mode).toBe('jwt');
+  });
+
+  it('refuses split roles on in-memory engines', () => {
+    expect(() => loadConfig({ APP_ROLES: 'gateway' })).toThrow(/in-memory engines/);
+    expect([...loadConfig({ ...prod, APP_ROLES: 'router' }).roles]).toEqual(['router']);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, /PORT/],
+    [{ PORT: '70000' }, /PORT/],
+    [{ BUS: 'rabbit' }, /BUS/],
+    [{ REDIS_URL: 'not a url' }, /REDIS_URL/],
+    [{ MYSQL_URL: 'postgres://x' }, /MYSQL_URL/],
+    [{ DIRECTORY: 'http' }, /CONVERSATION_SERVICE_URL/],
+    [{ CONVERSATION_SERVICE_URL: 'ftp://x' }, /CONVERSATION_SERVICE_URL/],
+    [{ KAFKA_RETENTION_HOURS: '1' }, /KAFKA_RETENTION_HOURS/],
+  ])('rejects %p with one clear line', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  it('never echoes a value in its error (it may be a secret)', () => {
+    expect(() => loadConfig({ MYSQL_URL: 'mysql:/user:hunter2@host' })).toThrow(/^(?!.*hunter2).*$/);
+  });
+});
