@@ -90,10 +90,11 @@ export class TestClient {
   }
 
   /** Sends a `send` frame and waits for its ack (or error). */
-  async sendMessage(conversationId: string, body: unknown, ref: string): Promise<Frame> {
+  async sendMessage(conversationId: string, body: unknown, ref: string, timeoutMs = 5_000): Promise<Frame> {
     this.send({ type: 'send', msg_id: ref, payload: { conversation_id: conversationId, body } });
     return this.next(
       (f) => (f.type === 'ack' && f.payload?.ref === ref) || (f.type === 'error' && f.msg_id === ref),
+      timeoutMs,
     );
   }
 

@@ -1,14 +1,13 @@
-/** Event name -> the single argument its listeners receive. */
-export type EventMap = Record<string, unknown>;
 export type Listener<T> = (arg: T) => void;
 
 /**
- * A tiny typed event emitter (no dependency, works in browsers and Node alike).
+ * A tiny typed event emitter with no dependency, for browsers and Node alike. `E` maps each event
+ * name to the single argument its listeners get.
  *
  * Listeners run synchronously, in registration order. A listener that throws does not stop the
  * others; the exception is passed to `listenerFailed`, which subclasses override.
  */
-export class Emitter<E extends EventMap> {
+export class Emitter<E extends object> {
   private readonly listeners: { [K in keyof E]?: Set<Listener<E[K]>> } = {};
 
   /** Adds a listener; returns a function that removes it. */

@@ -12,6 +12,8 @@ export type ClientErrorCode =
   | 'unauthorized'
   /** A bad argument to send(); nothing was sent. */
   | 'invalid_argument'
+  /** The WebSocket constructor threw (e.g. a URL the implementation rejects); the client retries with back-off. */
+  | 'connection_error'
   /** getToken() threw or rejected; the client keeps retrying with back-off. */
   | 'token_error'
   /** The cursor storage failed to load or save. */

@@ -1,0 +1,28 @@
+// The package's public entry point (the one place that re-exports).
+export { connect, RelayClient } from './relay-client.js';
+export type {
+  Ack,
+  ClientEvents,
+  ConnectionState,
+  ConnectOptions,
+  DisconnectEvent,
+  Message,
+  ResetEvent,
+  SendOptions,
+  Session,
+} from './relay-client.js';
+export { RelayError } from './errors.js';
+export type { ClientErrorCode, RelayErrorCode } from './errors.js';
+export { fileStorage, localStorageStorage, memoryStorage } from './storage.js';
+export type { CursorStorage, FileSystemLike, WebStorageLike } from './storage.js';
+export { CloseCode, SERVER_ERROR_CODES } from './protocol.js';
+export type {
+  AckPayload,
+  ClientFrame,
+  ErrorPayload,
+  MessagePayload,
+  ServerErrorCode,
+  ServerFrame,
+  WelcomePayload,
+} from './protocol.js';
+export type { WebSocketConstructor, WebSocketLike } from './socket.js';

@@ -1,0 +1,67 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { waitFor } from './wait-for';
+
+/** A relay process started from the build (`dist/main.js`), as in production. */
+export interface NodeProcess {
+  name: string;
+  port: number;
+  http: string;
+  ws: string;
+  proc: ChildProcess;
+  output: string[];
+  exited: Promise<number | null>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+export async function startNode(name: string, env: Record<string, string>, readyTimeoutMs = 60_000): Promise<NodeProcess> {
+  const port = await freePort();
+  const main = join(__dirname, '..', '..', 'dist', 'main.js');
+  const proc = spawn(process.execPath, [main], {
+    env: { ...process.env, ...env, NODE_ID: name, PORT: String(port), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  const keep = (chunk: Buffer) => {
+    output.push(chunk.toString());
+    if (output.length > 200) output.shift();
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const node: NodeProcess = { name, port, http: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}/ws`, proc, output, exited };
+  try {
+    await waitFor(
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`exited with ${proc.exitCode}`);
+        const res = await fetch(`${node.http}/health/ready`);
+        return res.status === 200;
+      },
+      readyTimeoutMs,
+      `${name} to be ready`,
+      100,
+    );
+  } catch (err) {
+    proc.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}\n--- ${name} output ---\n${output.join('')}`);
+  }
+  return node;
+}
+
+export async function stopNode(node: NodeProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (node.proc.exitCode !== null || node.proc.signalCode !== null) return;
+  node.proc.kill(signal);
+  await Promise.race([node.exited, new Promise((r) => setTimeout(r, 20_000).unref())]);
+  if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill('SIGKILL');
+}
