@@ -5,6 +5,8 @@ const base = {
   transform: { '^.+\\.ts$': tsJest },
   moduleFileExtensions: ['ts', 'js', 'json'],
 };
+// Suites that need Kafka, Redis and MariaDB: the global setup brings them up (or fails the run).
+const withInfra = { ...base, globalSetup: '<rootDir>/test/support/infra.global-setup.ts', testTimeout: 60_000 };
 
 module.exports = {
   projects: [
@@ -15,16 +17,13 @@ module.exports = {
     },
     { ...base, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.ts'] },
     {
-      ...base,
-      displayName: 'engines',
-      testMatch: ['<rootDir>/test/engines/**/*.spec.ts'],
-      globalSetup: '<rootDir>/test/support/infra.global-setup.ts',
+      // The same end-to-end suites, on the production engines in-process.
+      ...withInfra,
+      displayName: 'e2e-production',
+      testMatch: ['<rootDir>/test/e2e/messaging.e2e-spec.ts', '<rootDir>/test/e2e/auth.e2e-spec.ts'],
+      setupFiles: ['<rootDir>/test/support/production-engine.setup.ts'],
     },
-    {
-      ...base,
-      displayName: 'cluster',
-      testMatch: ['<rootDir>/test/cluster/**/*.spec.ts'],
-      globalSetup: '<rootDir>/test/support/infra.global-setup.ts',
-    },
+    { ...withInfra, displayName: 'engines', testMatch: ['<rootDir>/test/engines/**/*.spec.ts'] },
+    { ...withInfra, displayName: 'cluster', testMatch: ['<rootDir>/test/cluster/**/*.spec.ts'] },
   ],
 };

@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { MessageBus } from '../bus/message-bus';
+import { Batcher } from '../common/batcher';
 import { newMessageId } from '../common/ids';
 import { ConversationDirectory } from '../directory/conversation-directory';
 import { ClientFrame } from '../protocol/frames';
@@ -19,6 +20,11 @@ type SendFrame = Extract<ClientFrame, { type: 'send' }>;
 @Injectable()
 export class IngressService {
   private readonly logger = new Logger(IngressService.name);
+  /** Membership checks of concurrent sends share one directory call (one query for the SQL store). */
+  private readonly membership = new Batcher<string, string[] | null>(async (ids) => {
+    const found = await this.directory.members([...new Set(ids)]);
+    return ids.map((id) => found.get(id) ?? null);
+  });
 
   constructor(
     private readonly bus: MessageBus,
@@ -64,7 +70,7 @@ export class IngressService {
     const ref = frame.msg_id;
     const conversationId = frame.payload.conversation_id;
     try {
-      const members = (await this.directory.members([conversationId])).get(conversationId);
+      const members = await this.membership.add(conversationId);
       if (!members) {
         conn.sendError('not_found', `conversation ${conversationId} does not exist`, ref);
         return null;

@@ -1,17 +1,22 @@
 import { FactoryProvider } from '@nestjs/common';
 import { Config } from '../config/config.module';
+import { RedisConnections, requireRedis } from '../redis/redis.module';
 import { MemoryChannelDriver } from './drivers/memory-channel.driver';
 import { MemorySessionDriver } from './drivers/memory-session.driver';
+import { RedisChannelDriver } from './drivers/redis-channel.driver';
+import { RedisSessionDriver } from './drivers/redis-session.driver';
 import { NodeChannel } from './node-channel';
 import { SessionMap } from './session-map';
 
 export const sessionMapFactory: FactoryProvider<SessionMap> = {
   provide: SessionMap,
-  inject: [Config],
-  useFactory: (config: Config): SessionMap => {
+  inject: [Config, { token: RedisConnections, optional: true }],
+  useFactory: (config: Config, redis?: RedisConnections): SessionMap => {
     switch (config.engines.sessions) {
       case 'memory':
         return new MemorySessionDriver(config.sessionTtlMs);
+      case 'redis':
+        return new RedisSessionDriver(requireRedis(redis, 'SESSIONS=redis (session map)'), config.sessionTtlMs);
       default:
         throw new Error(`session engine ${config.engines.sessions} is not available in this build`);
     }
@@ -20,11 +25,13 @@ export const sessionMapFactory: FactoryProvider<SessionMap> = {
 
 export const nodeChannelFactory: FactoryProvider<NodeChannel> = {
   provide: NodeChannel,
-  inject: [Config],
-  useFactory: (config: Config): NodeChannel => {
+  inject: [Config, { token: RedisConnections, optional: true }],
+  useFactory: (config: Config, redis?: RedisConnections): NodeChannel => {
     switch (config.engines.sessions) {
       case 'memory':
         return new MemoryChannelDriver();
+      case 'redis':
+        return new RedisChannelDriver(requireRedis(redis, 'SESSIONS=redis (node channels)'));
       default:
         throw new Error(`session engine ${config.engines.sessions} is not available in this build`);
     }

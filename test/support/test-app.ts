@@ -1,4 +1,6 @@
 import { INestApplication } from '@nestjs/common';
+import { createConnection } from 'mysql2/promise';
+import { randomUUID } from 'node:crypto';
 import { AddressInfo } from 'node:net';
 import { startApp } from '../../src/bootstrap';
 import { AppConfig, loadConfig } from '../../src/config/app-config';
@@ -11,9 +13,28 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** Boots the real app on a free loopback port with the given env overrides. */
+/** `RELAY_TEST_ENGINE=production` runs the same suites on Kafka, Redis and MariaDB (jest project e2e-production). */
+export const productionEngine = process.env.RELAY_TEST_ENGINE === 'production';
+
+/**
+ * Boots the real app on a free loopback port with the given env overrides. On the production engines
+ * every app gets its own topic, consumer group, key prefix and database, dropped on close.
+ */
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
-  const config = loadConfig({ NODE_ENV: 'test', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'error', ...env });
+  const run = randomUUID().replace(/-/g, '').slice(0, 12);
+  const database = `relay_e2e_${run}`;
+  const engineEnv: Record<string, string> = productionEngine
+    ? {
+        ENGINE: 'production',
+        KAFKA_TOPIC: `relay-e2e-${run}`,
+        KAFKA_GROUP_ID: `relay-e2e-${run}`,
+        KAFKA_PARTITIONS: '4',
+        REDIS_KEY_PREFIX: `relay-e2e-${run}:`,
+        MYSQL_URL: `mysql://root@127.0.0.1:3306/${database}`,
+      }
+    : {};
+  if (productionEngine) await adminQuery(`CREATE DATABASE \`${database}\``);
+  const config = loadConfig({ NODE_ENV: 'test', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'error', ...engineEnv, ...env });
   const app = await startApp(config);
   const { port } = app.getHttpServer().address() as AddressInfo;
   return {
@@ -21,8 +42,20 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     config,
     http: `http://127.0.0.1:${port}`,
     ws: `ws://127.0.0.1:${port}/ws`,
-    close: () => app.close(),
+    close: async () => {
+      await app.close();
+      if (productionEngine) await adminQuery(`DROP DATABASE IF EXISTS \`${database}\``);
+    },
   };
+}
+
+async function adminQuery(sql: string): Promise<void> {
+  const db = await createConnection({ host: '127.0.0.1', user: 'root' });
+  try {
+    await db.query(sql);
+  } finally {
+    await db.end();
+  }
 }
 
 export async function putConversation(

@@ -194,7 +194,12 @@ export class RelayClient extends Emitter<ClientEvents> {
   /** Prefer connect(); constructing the client starts connecting, exactly like connect() does. */
   constructor(options: ConnectOptions) {
     super();
-    new URL(options.url); // throws a TypeError now, rather than failing every attempt later
+    // Fail now rather than on every attempt later (URL.canParse would be neater, but older Safari lacks it).
+    try {
+      new URL(options.url);
+    } catch {
+      throw new TypeError(`connect: url is not a valid URL: ${String(options.url)}`);
+    }
     if (options.token === undefined && options.getToken === undefined && options.userId === undefined) {
       throw new TypeError('connect: one of token, getToken or userId (dev mode) is required');
     }

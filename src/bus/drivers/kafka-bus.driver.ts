@@ -1,0 +1,593 @@
+import { Logger, OnApplicationShutdown } from '@nestjs/common';
+import {
+  Admin,
+  Batch,
+  ConfigResourceTypes,
+  Consumer,
+  ConsumerCrashEvent,
+  EachBatchPayload,
+  ISocketFactory,
+  Kafka,
+  logLevel,
+  Partitioners,
+  Producer,
+} from 'kafkajs';
+import { AppConfig } from '../../config/app-config';
+import { Batcher } from '../../common/batcher';
+import { IngressMessage } from '../../protocol/envelope';
+import { BatchHandler, MessageBus } from '../message-bus';
+import { nestLogCreator } from './kafka-log';
+
+export type KafkaBusConfig = AppConfig['kafka'];
+
+/** Tuning knobs; the defaults are the production values, tests shorten a few. */
+export interface KafkaBusOptions {
+  /** Hard upper bound for one `publish` (queueing + send + acks=all). */
+  publishTimeoutMs: number;
+  /** kafkajs per-request timeout; the broker-side ack timeout of a produce is `ackTimeoutMs`. */
+  requestTimeoutMs: number;
+  ackTimeoutMs: number;
+  connectionTimeoutMs: number;
+  /** Messages per produce request (the Batcher's maxBatch) and bytes per produce request. */
+  maxPublishBatch: number;
+  maxPublishBytes: number;
+  /** Messages per handler call; a fetched batch is split into runs of at most this many. */
+  maxHandlerBatch: number;
+  sessionTimeoutMs: number;
+  rebalanceTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  /** Fetch long-poll; also bounds how long stopConsuming waits for an idle fetch to return. */
+  maxWaitTimeMs: number;
+  /** Back-off between redeliveries of a batch whose handler threw: min doubling up to max. */
+  retryMinMs: number;
+  retryMaxMs: number;
+  pingTimeoutMs: number;
+  /** Test hook: lets a test cut and restore the network path to the broker. */
+  socketFactory?: ISocketFactory;
+}
+
+export const DEFAULT_KAFKA_BUS_OPTIONS: KafkaBusOptions = {
+  publishTimeoutMs: 8_000,
+  requestTimeoutMs: 5_000,
+  ackTimeoutMs: 4_000,
+  connectionTimeoutMs: 3_000,
+  maxPublishBatch: 500,
+  maxPublishBytes: 900 * 1024,
+  maxHandlerBatch: 500,
+  sessionTimeoutMs: 10_000,
+  rebalanceTimeoutMs: 30_000,
+  heartbeatIntervalMs: 3_000,
+  maxWaitTimeMs: 1_000,
+  retryMinMs: 250,
+  retryMaxMs: 10_000,
+  pingTimeoutMs: 3_000,
+};
+
+interface PendingPublish {
+  message: IngressMessage;
+  value: string;
+  bytes: number;
+  /** Set when the caller gave up (publish timed out): not sent if its flush has not started yet. */
+  abandoned: boolean;
+}
+
+/** Per-item outcome of a flush: null = acknowledged by the broker. */
+type PublishOutcome = Error | null;
+
+interface Run {
+  messages: IngressMessage[];
+  /** Offset of the last record this run covers (valid or skipped). */
+  lastOffset: string;
+}
+
+/** Group-membership errors: kafkajs must see them to rejoin; everything else is retried here. */
+const REBALANCE_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID']);
+
+function errorType(err: unknown): string | undefined {
+  const t = (err as { type?: unknown } | null)?.type;
+  return typeof t === 'string' ? t : undefined;
+}
+
+function isTopicAlreadyExists(err: unknown): boolean {
+  if (errorType(err) === 'TOPIC_ALREADY_EXISTS') return true;
+  const inner = (err as { errors?: unknown[] } | null)?.errors;
+  return Array.isArray(inner) && inner.length > 0 && inner.every((e) => errorType(e) === 'TOPIC_ALREADY_EXISTS');
+}
+
+function nextOffset(offset: string): string {
+  return (BigInt(offset) + 1n).toString();
+}
+
+function isIngressMessage(v: unknown): v is IngressMessage {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    typeof m.id === 'string' &&
+    typeof m.conversation_id === 'string' &&
+    typeof m.from === 'string' &&
+    typeof m.ts === 'number' &&
+    typeof m.ref === 'string'
+  );
+}
+
+const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits for `p` to settle, but at most `ms`; never throws. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
+/**
+ * Kafka implementation of the MessageBus contract.
+ *
+ * Producer side (every role that publishes): one idle-free producer, acks=all, maxInFlightRequests=1;
+ * concurrent `publish` calls are coalesced by a Batcher into one produce request at a time, each caller
+ * settling with the broker's answer for the request that carried its message. Key = conversation_id
+ * (Java-compatible murmur2 partitioner), value = the whole IngressMessage as JSON.
+ *
+ * Consumer side (router only, created lazily by `consume`): eachBatch, nothing auto-resolved or
+ * auto-committed. A fetched batch is handed to the handler in runs; each run's offset is committed
+ * explicitly once the handler resolved, then resolved locally. A run whose handler throws is neither
+ * committed nor resolved: the partition is paused and resumed after a back-off, and the next fetch
+ * starts at the same offset, so the same messages come again (no consumer crash, no rejoin, other
+ * partitions keep flowing).
+ */
+export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown {
+  private readonly logger = new Logger('KafkaBus');
+  private readonly opts: KafkaBusOptions;
+  private readonly kafka: Kafka;
+  private readonly producer: Producer;
+  private readonly admin: Admin;
+  private readonly batcher: Batcher<PendingPublish, PublishOutcome>;
+
+  private producerReady = false;
+  private producerConnecting: Promise<void> | null = null;
+  private adminReady = false;
+  private adminConnecting: Promise<void> | null = null;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  private lastFlush: Promise<unknown> = Promise.resolve();
+
+  private consumer: Consumer | null = null;
+  private handler: BatchHandler | null = null;
+  private stopping = false;
+  private stoppingPromise: Promise<void> | null = null;
+  private readonly failures = new Map<number, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+
+  constructor(
+    private readonly config: KafkaBusConfig,
+    options: Partial<KafkaBusOptions> = {},
+  ) {
+    super();
+    this.opts = { ...DEFAULT_KAFKA_BUS_OPTIONS, ...options };
+    this.kafka = new Kafka({
+      clientId: config.clientId,
+      brokers: config.brokers,
+      connectionTimeout: this.opts.connectionTimeoutMs,
+      requestTimeout: this.opts.requestTimeoutMs,
+      enforceRequestTimeout: true,
+      logLevel: logLevel.WARN,
+      logCreator: nestLogCreator(),
+      ...(this.opts.socketFactory ? { socketFactory: this.opts.socketFactory } : {}),
+      // Client default; producer, consumer and admin each override it below.
+      retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
+    });
+    this.producer = this.kafka.producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+      // Not idempotent: see idempotence note in the report / docs. kafkajs rewinds the partition
+      // sequence after a failed request and gives the *next* (different) batch the same sequence; if the
+      // failed request had in fact been written, the broker treats the new batch as a duplicate and
+      // drops it while acking it (a false ack), or answers OUT_OF_ORDER_SEQUENCE_NUMBER forever (kafkajs
+      // has no epoch bump) until the process restarts. Duplicates are harmless here (the router is
+      // idempotent); false acks and a wedged producer are not.
+      idempotent: false,
+      maxInFlightRequests: 1,
+      // Few, short retries: publish must fail fast when the broker is unreachable.
+      retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
+    });
+    this.admin = this.kafka.admin({ retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2_000 } });
+    this.batcher = new Batcher((items) => this.flush(items), this.opts.maxPublishBatch);
+  }
+
+  // ------------------------------------------------------------------------------------------ startup
+
+  /** Creates the ingress topic if missing (tolerating a concurrent creation) and connects the producer. */
+  async init(): Promise<void> {
+    await this.ensureAdmin();
+    await this.ensureTopic();
+    await this.ensureProducer();
+  }
+
+  private async ensureAdmin(): Promise<void> {
+    if (this.adminReady) return;
+    this.adminConnecting ??= this.admin
+      .connect()
+      .then(() => {
+        this.adminReady = true;
+      })
+      .finally(() => {
+        this.adminConnecting = null;
+      });
+    await this.adminConnecting;
+  }
+
+  private async ensureProducer(): Promise<void> {
+    if (this.producerReady) return;
+    this.producerConnecting ??= this.producer
+      .connect()
+      .then(() => {
+        this.producerReady = true;
+      })
+      .finally(() => {
+        this.producerConnecting = null;
+      });
+    await this.producerConnecting;
+  }
+
+  private async ensureTopic(): Promise<void> {
+    const { topic, partitions, replicationFactor } = this.config;
+    const retentionMs = Math.max(24, this.config.retentionHours) * 3_600_000;
+    let created = false;
+    try {
+      created = await this.admin.createTopics({
+        waitForLeaders: true,
+        timeout: 10_000,
+        topics: [
+          {
+            topic,
+            numPartitions: partitions,
+            replicationFactor,
+            configEntries: [{ name: 'retention.ms', value: String(retentionMs) }],
+          },
+        ],
+      });
+    } catch (err) {
+      if (!isTopicAlreadyExists(err)) throw err;
+    }
+    if (created) {
+      this.logger.log(
+        `created topic ${topic} (${partitions} partitions, replication ${replicationFactor}, retention ${retentionMs} ms)`,
+      );
+    }
+    // Created by someone else (possibly a moment ago): wait until every partition has a leader.
+    const actual = await this.waitForLeaders(10_000);
+    if (created) return;
+    if (actual !== partitions) {
+      this.logger.warn(`topic ${topic} exists with ${actual} partitions (configured: ${partitions}); using it as is`);
+    }
+    const described = await this.admin.describeConfigs({
+      includeSynonyms: false,
+      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['retention.ms'] }],
+    });
+    const value = described.resources[0]?.configEntries.find((e) => e.configName === 'retention.ms')?.configValue;
+    const existing = value === undefined ? NaN : Number(value);
+    if (existing !== -1 && !(existing >= retentionMs)) {
+      this.logger.warn(
+        `topic ${topic} has retention.ms=${value ?? '?'} (< ${retentionMs}): routers that are down longer lose messages`,
+      );
+    }
+  }
+
+  /** Returns the partition count once the topic's metadata shows a leader for every partition. */
+  private async waitForLeaders(timeoutMs: number): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    for (;;) {
+      try {
+        const { topics } = await this.admin.fetchTopicMetadata({ topics: [this.config.topic] });
+        const parts = topics[0]?.partitions ?? [];
+        if (parts.length > 0 && parts.every((p) => p.leader >= 0)) return parts.length;
+      } catch (err) {
+        last = err;
+      }
+      if (Date.now() > deadline) {
+        const why = last instanceof Error ? `: ${last.message}` : '';
+        throw new Error(`topic ${this.config.topic} has no leaders after ${timeoutMs} ms${why}`);
+      }
+      await delay(100);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------- producing
+
+  async publish(message: IngressMessage): Promise<void> {
+    if (this.closed) throw new Error('kafka bus is closed');
+    const value = JSON.stringify(message);
+    const item: PendingPublish = {
+      message,
+      value,
+      bytes: Buffer.byteLength(value) + Buffer.byteLength(message.conversation_id) + 80,
+      abandoned: false,
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        item.abandoned = true;
+        reject(new Error(`kafka publish not acknowledged within ${this.opts.publishTimeoutMs} ms`));
+      }, this.opts.publishTimeoutMs);
+    });
+    try {
+      const outcome = await Promise.race([this.batcher.add(item), deadline]);
+      if (outcome) throw outcome;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * One Batcher flush: the items go out in arrival order in produce requests of at most
+   * `maxPublishBytes` (a partition's record batch must stay under the broker's message.max.bytes),
+   * sent one after the other. When a request fails, it and every later request of this flush fail:
+   * nothing is sent after a message whose publish failed.
+   */
+  private async flush(items: PendingPublish[]): Promise<PublishOutcome[]> {
+    const outcomes: PublishOutcome[] = items.map(() => null);
+    const run = (async () => {
+      const live: number[] = [];
+      items.forEach((it, i) => (it.abandoned ? (outcomes[i] = new Error('publish abandoned')) : live.push(i)));
+      if (live.length === 0) return;
+      try {
+        await this.ensureProducer();
+      } catch (err) {
+        const e = new Error(`kafka unavailable: ${(err as Error).message}`);
+        for (const i of live) outcomes[i] = e;
+        return;
+      }
+      let start = 0;
+      while (start < live.length) {
+        let end = start;
+        let bytes = 0;
+        while (end < live.length && (end === start || bytes + items[live[end]].bytes <= this.opts.maxPublishBytes)) {
+          bytes += items[live[end]].bytes;
+          end++;
+        }
+        const chunk = live.slice(start, end);
+        try {
+          await this.producer.sendBatch({
+            acks: -1,
+            timeout: this.opts.ackTimeoutMs,
+            topicMessages: [
+              {
+                topic: this.config.topic,
+                messages: chunk.map((i) => ({ key: items[i].message.conversation_id, value: items[i].value })),
+              },
+            ],
+          });
+        } catch (err) {
+          const e = new Error(`kafka publish failed: ${(err as Error).message}`);
+          for (const i of live.slice(start)) outcomes[i] = e;
+          return;
+        }
+        start = end;
+      }
+    })();
+    this.lastFlush = run;
+    await run;
+    return outcomes;
+  }
+
+  // ---------------------------------------------------------------------------------------- consuming
+
+  async consume(handler: BatchHandler): Promise<void> {
+    if (this.closed) throw new Error('kafka bus is closed');
+    if (this.consumer) throw new Error('kafka bus is already consuming');
+    if (this.stoppingPromise) await this.stoppingPromise;
+    this.stopping = false;
+    this.handler = handler;
+    await this.startConsumer();
+  }
+
+  private async startConsumer(): Promise<void> {
+    const consumer = this.kafka.consumer({
+      groupId: this.config.groupId,
+      sessionTimeout: this.opts.sessionTimeoutMs,
+      rebalanceTimeout: this.opts.rebalanceTimeoutMs,
+      heartbeatInterval: this.opts.heartbeatIntervalMs,
+      maxWaitTimeInMs: this.opts.maxWaitTimeMs,
+      allowAutoTopicCreation: false,
+      retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 10_000 },
+    });
+    this.consumer = consumer;
+    consumer.on(consumer.events.CRASH, (event: ConsumerCrashEvent) => this.onCrash(consumer, event));
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: [this.config.topic], fromBeginning: true });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: Math.max(1, Math.min(this.config.partitions, 4)),
+        eachBatch: (payload) => this.eachBatch(payload),
+      });
+    } catch (err) {
+      if (this.consumer === consumer) this.consumer = null;
+      await consumer.disconnect().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * kafkajs restarts a crashed consumer itself when the error is retriable; for a non-retriable
+   * crash it gives up for good, which would leave a router silently idle. Recreate it after a pause.
+   */
+  private onCrash(consumer: Consumer, event: ConsumerCrashEvent): void {
+    const { error, restart } = event.payload;
+    if (restart || this.stopping || this.closed || consumer !== this.consumer) return;
+    this.logger.error(`consumer crashed and will not restart itself (${error.message}); recreating it in 5 s`);
+    this.consumer = null;
+    const retry = (): void => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        if (this.stopping || this.closed || this.consumer) return;
+        this.startConsumer().catch((err: Error) => {
+          this.logger.error(`consumer restart failed: ${err.message}; retrying in 5 s`);
+          retry();
+        });
+      }, 5_000);
+      this.timers.add(t);
+    };
+    retry();
+  }
+
+  private async eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch, isRunning, isStale, heartbeat, resolveOffset, commitOffsetsIfNecessary } = payload;
+    const partition = batch.partition;
+    const runs = this.splitBatch(batch);
+    for (let r = 0; r < runs.length; r++) {
+      const run = runs[r];
+      // Stopping: finish (and commit) the run in progress, leave the rest uncommitted for the next owner.
+      if (!isRunning() || isStale()) return;
+      if (run.messages.length > 0) {
+        try {
+          await this.callHandler({ partition, messages: run.messages }, heartbeat);
+        } catch (err) {
+          this.retryLater(payload, run, `handler failed: ${(err as Error).message}`);
+          return;
+        }
+      }
+      // The last run ends at the batch's last offset (which may lie past the last record, e.g. control records).
+      const last = r === runs.length - 1 ? batch.lastOffset() : run.lastOffset;
+      try {
+        await commitOffsetsIfNecessary({
+          topics: [{ topic: batch.topic, partitions: [{ partition, offset: nextOffset(last) }] }],
+        });
+      } catch (err) {
+        if (REBALANCE_ERRORS.has(errorType(err) ?? '')) throw err; // kafkajs rejoins; the run comes again
+        this.retryLater(payload, run, `offset commit failed: ${(err as Error).message}`);
+        return;
+      }
+      resolveOffset(last);
+      this.failures.delete(partition);
+      if (r < runs.length - 1) await heartbeat();
+    }
+  }
+
+  /** Parses a fetched batch and cuts it into runs of at most maxHandlerBatch valid messages. */
+  private splitBatch(batch: Batch): Run[] {
+    const runs: Run[] = [];
+    let current: Run | null = null;
+    for (const record of batch.messages) {
+      let parsed: unknown;
+      let valid = false;
+      try {
+        parsed = record.value ? JSON.parse(record.value.toString('utf8')) : undefined;
+        valid = isIngressMessage(parsed);
+      } catch {
+        valid = false;
+      }
+      if (!current || (valid && current.messages.length >= this.opts.maxHandlerBatch)) {
+        current = { messages: [], lastOffset: record.offset };
+        runs.push(current);
+      }
+      if (valid) current.messages.push(parsed as IngressMessage);
+      else {
+        this.logger.warn(
+          `skipping malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not an IngressMessage JSON)`,
+        );
+      }
+      current.lastOffset = record.offset;
+    }
+    return runs;
+  }
+
+  /** Runs the handler, heartbeating meanwhile so a slow batch does not cost the group membership. */
+  private async callHandler(
+    batch: { partition: number; messages: IngressMessage[] },
+    heartbeat: () => Promise<void>,
+  ): Promise<void> {
+    const handler = this.handler;
+    if (!handler) throw new Error('no handler');
+    const timer = setInterval(() => {
+      heartbeat().catch(() => undefined); // a rebalance shows up again at commit time
+    }, this.opts.heartbeatIntervalMs);
+    try {
+      await handler(batch);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /**
+   * Redelivery without a consumer crash: the run is not resolved (so the next fetch for this
+   * partition starts at its first offset) and the partition is paused for a growing back-off.
+   */
+  private retryLater(payload: EachBatchPayload, run: Run, why: string): void {
+    const partition = payload.batch.partition;
+    const n = (this.failures.get(partition) ?? 0) + 1;
+    this.failures.set(partition, n);
+    const wait = Math.min(this.opts.retryMaxMs, this.opts.retryMinMs * 2 ** Math.min(n - 1, 16));
+    const first = payload.batch.messages[0]?.offset;
+    this.logger.warn(
+      `partition ${partition}: ${why}; ${run.messages.length} messages from offset ${first} will be redelivered in ${wait} ms (attempt ${n})`,
+    );
+    if (!payload.isRunning()) return;
+    const resume = payload.pause();
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      resume();
+    }, wait);
+    this.timers.add(t);
+  }
+
+  async stopConsuming(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    const consumer = this.consumer;
+    this.consumer = null;
+    if (consumer) {
+      // disconnect = stop (waits for the batches in progress, including their commit) + LeaveGroup.
+      this.stoppingPromise = consumer.disconnect().finally(() => {
+        this.stoppingPromise = null;
+      });
+    }
+    if (this.stoppingPromise) await this.stoppingPromise;
+  }
+
+  // -------------------------------------------------------------------------------------- operations
+
+  async ping(): Promise<void> {
+    const check = (async () => {
+      await this.ensureAdmin();
+      await this.admin.fetchTopicMetadata({ topics: [this.config.topic] });
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        check,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`kafka did not answer within ${this.opts.pingTimeoutMs} ms`)),
+            this.opts.pingTimeoutMs,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing ??= this.doClose();
+    await this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    await this.stopConsuming();
+    this.closed = true;
+    // Let a produce request in flight settle (bounded by kafkajs' own timeouts) before disconnecting.
+    await settledWithin(this.lastFlush, this.opts.publishTimeoutMs);
+    if (this.producerConnecting) await this.producerConnecting.catch(() => undefined);
+    if (this.adminConnecting) await this.adminConnecting.catch(() => undefined);
+    await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect()]);
+    this.producerReady = false;
+    this.adminReady = false;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,71 @@
+import 'reflect-metadata';
+import { loadConfig } from '../config/app-config';
+import { ConfigError } from '../config/env.validation';
+import { createDataSource, redactUrl } from './data-source';
+import { migrationStatus, revertLastMigration, runMigrationsLocked } from './migrate';
+
+/**
+ * Schema migrations for the MySQL engine, against MYSQL_URL (same configuration as the service):
+ *
+ *   node dist/database/migrate.cli.js [up]    apply pending migrations (under the migration lock)
+ *   node dist/database/migrate.cli.js revert  revert the most recent one
+ *   node dist/database/migrate.cli.js status  list migrations and whether they are applied
+ *
+ * Exit codes: 0 done, 1 failed, 2 usage, 78 invalid configuration.
+ */
+const USAGE = 'usage: migrate.cli.js [up|revert|status]';
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const command = argv[0] ?? 'up';
+  if (!['up', 'revert', 'status'].includes(command) || argv.length > 1) {
+    console.error(USAGE);
+    return 2;
+  }
+  let url: string;
+  try {
+    url = loadConfig().mysql.url;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      return 78;
+    }
+    throw err;
+  }
+
+  const ds = createDataSource(url, { poolSize: 2 });
+  try {
+    await ds.initialize();
+  } catch (err) {
+    console.error(`cannot connect to MySQL at ${redactUrl(url)}: ${(err as Error).message}`);
+    return 1;
+  }
+  try {
+    if (command === 'up') {
+      const applied = await runMigrationsLocked(ds);
+      out(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'schema is up to date');
+    } else if (command === 'revert') {
+      const reverted = await revertLastMigration(ds);
+      out(reverted ? `reverted: ${reverted}` : 'nothing to revert');
+    } else {
+      for (const m of await migrationStatus(ds)) out(`${m.executed ? '[x]' : '[ ]'} ${m.name}`);
+    }
+    return 0;
+  } catch (err) {
+    console.error(`migration ${command} failed: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    await ds.destroy().catch(() => undefined);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    console.error(`fatal: ${err.message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,55 @@
+import type Redis from 'ioredis';
+import { RedisConnections } from '../../redis/redis.module';
+import { AckRecord, SendDedupe } from './send-dedupe';
+
+/**
+ * Dedupe records on Redis: `{prefix}dedupe:{userId}:{ref}` -> JSON AckRecord, expiring after the window.
+ *
+ * `reserve` is a single `SET key candidate NX GET PX window` (Redis >= 7.0): atomic across nodes, and
+ * concurrent reserves share round trips through the command connection's auto-pipelining. The user id
+ * is URI-encoded in the key because user ids may contain ':' and refs are arbitrary strings: without it
+ * ("a", "b:c") and ("a:b", "c") would share a key, and one user would get another's ack.
+ */
+export class RedisDedupeDriver extends SendDedupe {
+  private readonly redis: Redis;
+  private readonly prefix: string;
+
+  constructor(
+    connections: RedisConnections,
+    private readonly windowMs: number,
+  ) {
+    super();
+    this.redis = connections.command;
+    this.prefix = connections.prefix;
+  }
+
+  key(userId: string, ref: string): string {
+    return `${this.prefix}dedupe:${encodeURIComponent(userId)}:${ref}`;
+  }
+
+  async reserve(userId: string, ref: string, candidate: AckRecord): Promise<AckRecord | null> {
+    const record: AckRecord = { id: candidate.id, ts: candidate.ts, conversation_id: candidate.conversation_id };
+    const existing = await this.redis.set(
+      this.key(userId, ref),
+      JSON.stringify(record),
+      'PX',
+      this.windowMs,
+      'NX',
+      'GET',
+    );
+    return existing === null ? null : decode(existing, userId, ref);
+  }
+}
+
+function decode(raw: string, userId: string, ref: string): AckRecord {
+  try {
+    const v = JSON.parse(raw) as Partial<AckRecord> | null;
+    if (v && typeof v.id === 'string' && typeof v.ts === 'number' && typeof v.conversation_id === 'string') {
+      return { id: v.id, ts: v.ts, conversation_id: v.conversation_id };
+    }
+  } catch {
+    // fall through
+  }
+  // Reusing garbage as an ack would be worse than failing the send (the client retries with the same ref).
+  throw new Error(`malformed dedupe record for ${userId}/${ref}`);
+}

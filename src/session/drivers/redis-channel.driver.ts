@@ -1,0 +1,158 @@
+import { Logger } from '@nestjs/common';
+import type Redis from 'ioredis';
+import { RedisConnections, closeRedis, execChecked } from '../../redis/redis.module';
+import { NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
+
+/** Longest excerpt of a malformed message that goes into the log. */
+const LOG_EXCERPT = 120;
+
+interface Subscription {
+  client: Redis;
+  channel: string;
+  onMessage: (channel: string, message: string) => void;
+  onReady: () => void;
+}
+
+/**
+ * Node channels on Redis pub/sub: `{prefix}node:{nodeId}`, one message (the JSON PushBatch) per node
+ * per routed batch, all PUBLISHes of a batch in one pipeline on the shared command connection.
+ *
+ * The subscriber has its own connection. Pub/sub is at-most-once: whatever was published while that
+ * connection was down is lost, so every reconnect after the first subscription ends in `onResync()`
+ * (once the channel is subscribed again), and the gateway refills its connections from the outbox.
+ */
+export class RedisChannelDriver extends NodeChannel {
+  private readonly logger = new Logger(RedisChannelDriver.name);
+  private sub: Subscription | null = null;
+
+  constructor(private readonly connections: RedisConnections) {
+    super();
+  }
+
+  private channelOf(node: string): string {
+    return `${this.connections.prefix}node:${node}`;
+  }
+
+  async publish(batches: Map<string, PushBatch>): Promise<void> {
+    if (batches.size === 0) return;
+    const p = this.connections.command.pipeline();
+    for (const [node, batch] of batches) p.publish(this.channelOf(node), JSON.stringify(batch));
+    await execChecked(p);
+  }
+
+  async subscribe(node: string, subscriber: NodeSubscriber): Promise<void> {
+    if (this.sub) throw new Error(`node channel already subscribed to ${this.sub.channel}`);
+    const channel = this.channelOf(node);
+    const client = this.connections.create('sub');
+    // The first 'ready' is the initial connect; only those after the first SUBSCRIBE succeeded are reconnects.
+    let subscribed = false;
+    const sub: Subscription = {
+      client,
+      channel,
+      onMessage: (ch, message) => {
+        if (ch === channel) this.deliver(subscriber, message);
+      },
+      onReady: () => {
+        if (subscribed) void this.resync(sub, subscriber);
+      },
+    };
+    client.on('message', sub.onMessage);
+    client.on('ready', sub.onReady);
+    this.sub = sub;
+    try {
+      await client.subscribe(channel);
+      subscribed = true;
+    } catch (err) {
+      this.sub = null;
+      client.off('message', sub.onMessage);
+      client.off('ready', sub.onReady);
+      await closeRedis(client);
+      throw err;
+    }
+  }
+
+  /**
+   * ioredis re-subscribes on its own when the connection is ready again, but only sends the command.
+   * Our own SUBSCRIBE (idempotent) is answered after it, so once it resolves pushes are flowing again
+   * and a refill from the outbox cannot miss anything published in between.
+   */
+  private async resync(sub: Subscription, subscriber: NodeSubscriber): Promise<void> {
+    try {
+      await sub.client.subscribe(sub.channel);
+    } catch (err) {
+      // The connection dropped again; the next 'ready' resyncs once more. Refill anyway: it is harmless.
+      this.logger.warn(`re-subscribing to ${sub.channel} failed: ${(err as Error).message}`);
+    }
+    if (this.sub !== sub) return; // unsubscribed meanwhile
+    this.logger.warn(`node channel ${sub.channel} reconnected; pushes sent meanwhile are lost, resyncing`);
+    try {
+      subscriber.onResync();
+    } catch (err) {
+      this.logger.error(`resync handler failed: ${(err as Error).message}`);
+    }
+  }
+
+  private deliver(subscriber: NodeSubscriber, message: string): void {
+    let batch: unknown;
+    try {
+      batch = JSON.parse(message);
+    } catch {
+      batch = undefined;
+    }
+    if (!isPushBatch(batch)) {
+      this.logger.warn(`ignoring malformed push batch: ${message.slice(0, LOG_EXCERPT)}`);
+      return;
+    }
+    try {
+      subscriber.onBatch(batch);
+    } catch (err) {
+      // Never let a handler failure reach the Redis client's parser.
+      this.logger.error(`push batch handler failed: ${(err as Error).message}`);
+    }
+  }
+
+  async unsubscribe(): Promise<void> {
+    const sub = this.sub;
+    if (!sub) return;
+    this.sub = null;
+    sub.client.off('message', sub.onMessage);
+    sub.client.off('ready', sub.onReady);
+    await sub.client.unsubscribe(sub.channel).catch(() => undefined);
+    await closeRedis(sub.client);
+  }
+
+  /** The command connection answers and, on a gateway, so does the subscriber connection. */
+  async ping(): Promise<void> {
+    const sub = this.sub;
+    await Promise.all([
+      this.connections.command.ping(),
+      sub &&
+        (sub.client.status === 'ready'
+          ? sub.client.ping()
+          : Promise.reject(new Error(`subscriber connection is ${sub.client.status}`))),
+    ]);
+  }
+}
+
+type Delivery = PushBatch['deliveries'][number];
+
+/** Checks what the gateway relies on: every delivery points at an envelope of the batch. */
+function isPushBatch(v: unknown): v is PushBatch {
+  if (typeof v !== 'object' || v === null) return false;
+  const b = v as Partial<PushBatch>;
+  if (typeof b.epoch !== 'string' || !Array.isArray(b.envelopes) || !Array.isArray(b.deliveries)) return false;
+  const n = b.envelopes.length;
+  if (!b.envelopes.every((e: unknown) => typeof e === 'object' && e !== null)) return false;
+  return b.deliveries.every((raw: unknown) => {
+    if (typeof raw !== 'object' || raw === null) return false;
+    const d = raw as Partial<Delivery>;
+    return (
+      typeof d.u === 'string' &&
+      typeof d.s === 'number' &&
+      typeof d.e === 'number' &&
+      Number.isInteger(d.e) &&
+      d.e >= 0 &&
+      d.e < n
+    );
+  });
+}

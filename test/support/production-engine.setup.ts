@@ -1,0 +1,1 @@
+process.env.RELAY_TEST_ENGINE = 'production';
