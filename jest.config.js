@@ -4,6 +4,8 @@ const base = {
   testEnvironment: 'node',
   transform: { '^.+\\.ts$': tsJest },
   moduleFileExtensions: ['ts', 'js', 'json'],
+  // The SDK's sources import siblings as './x.js' (required by Node's ESM loader in its build).
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1', '^@relay/client$': '<rootDir>/packages/client/src/index.ts' },
 };
 // Suites that need Kafka, Redis and MariaDB: the global setup brings them up (or fails the run).
 const withInfra = { ...base, globalSetup: '<rootDir>/test/support/infra.global-setup.ts', testTimeout: 60_000 };
@@ -20,7 +22,11 @@ module.exports = {
       // The same end-to-end suites, on the production engines in-process.
       ...withInfra,
       displayName: 'e2e-production',
-      testMatch: ['<rootDir>/test/e2e/messaging.e2e-spec.ts', '<rootDir>/test/e2e/auth.e2e-spec.ts'],
+      testMatch: [
+        '<rootDir>/test/e2e/messaging.e2e-spec.ts',
+        '<rootDir>/test/e2e/auth.e2e-spec.ts',
+        '<rootDir>/test/e2e/sdk.e2e-spec.ts',
+      ],
       setupFiles: ['<rootDir>/test/support/production-engine.setup.ts'],
     },
     { ...withInfra, displayName: 'engines', testMatch: ['<rootDir>/test/engines/**/*.spec.ts'] },

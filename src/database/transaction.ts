@@ -39,15 +39,19 @@ export async function inTransaction<T>(
   }
 }
 
+/** `sql, sql, sql` (n times). */
+export function repeat(sql: string, n: number): string {
+  return new Array<string>(n).fill(sql).join(', ');
+}
+
 /** `(?, ?), (?, ?)` for `rows` tuples of `width` placeholders. */
 export function tuples(rows: number, width: number): string {
-  const one = `(${new Array<string>(width).fill('?').join(', ')})`;
-  return new Array<string>(rows).fill(one).join(', ');
+  return repeat(`(${repeat('?', width)})`, rows);
 }
 
 /** `?, ?, ?` */
 export function list(n: number): string {
-  return new Array<string>(n).fill('?').join(', ');
+  return repeat('?', n);
 }
 
 /** Splits `items` into runs of at most `size`. */

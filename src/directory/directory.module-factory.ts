@@ -1,18 +1,24 @@
 import { FactoryProvider } from '@nestjs/common';
+import { DataSource } from 'typeorm';
 import { Config } from '../config/config.module';
 import { ConversationDirectory, DirectoryStore } from './conversation-directory';
 import { BuiltinDirectoryDriver } from './drivers/builtin-directory.driver';
 import { HttpDirectoryDriver } from './drivers/http-directory.driver';
 import { MemoryDirectoryStoreDriver } from './drivers/memory-directory-store.driver';
+import { MysqlDirectoryStoreDriver } from './drivers/mysql-directory-store.driver';
 
 /** The built-in directory lives in the same database as the outbox. */
 export const directoryStoreFactory: FactoryProvider<DirectoryStore> = {
   provide: DirectoryStore,
-  inject: [Config],
-  useFactory: (config: Config): DirectoryStore => {
+  // The DataSource exists only when AppModule loaded the DatabaseModule (OUTBOX=mysql).
+  inject: [Config, { token: DataSource, optional: true }],
+  useFactory: (config: Config, dataSource?: DataSource): DirectoryStore => {
     switch (config.engines.outbox) {
       case 'memory':
         return new MemoryDirectoryStoreDriver();
+      case 'mysql':
+        if (!dataSource) throw new Error('directory store on mysql needs the DatabaseModule (DataSource missing)');
+        return new MysqlDirectoryStoreDriver(dataSource);
       default:
         throw new Error(`directory store for ${config.engines.outbox} is not available in this build`);
     }

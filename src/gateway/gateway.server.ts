@@ -188,10 +188,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
   /** Heartbeat: ping every socket, drop those that missed two pongs, refresh live session TTLs in one batch. */
   private async sweep(): Promise<void> {
     const now = Date.now();
-    const alive: {
-      userId: string;
-      entry: { connId: string; node: string; connectedAt: number; lastPing: number };
-    }[] = [];
+    const alive: Connection[] = [];
     for (const conn of this.registry.all) {
       if (conn.missedPongs >= 2) {
         conn.terminate();
@@ -203,21 +200,21 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       }
       conn.missedPongs++;
       conn.ping();
-      alive.push({
-        userId: conn.userId,
-        entry: {
-          connId: conn.id,
-          node: this.config.nodeId,
-          connectedAt: conn.connectedAt,
-          lastPing: conn.lastPing,
-        },
-      });
+      alive.push(conn);
     }
-    try {
-      await this.sessions.registerNode(this.config.nodeId);
-      if (alive.length > 0) await this.sessions.touch(alive);
-    } catch (err) {
-      this.logger.warn(`session heartbeat failed: ${(err as Error).message}`);
+    // Built synchronously from connections still open, so a socket closing meanwhile is not written back.
+    const entries = alive
+      .filter((c) => c.state !== 'closed')
+      .map((c) => ({
+        userId: c.userId,
+        entry: { connId: c.id, node: this.config.nodeId, connectedAt: c.connectedAt, lastPing: c.lastPing },
+      }));
+    const results = await Promise.allSettled([
+      this.sessions.registerNode(this.config.nodeId),
+      entries.length > 0 ? this.sessions.touch(entries) : Promise.resolve(),
+    ]);
+    for (const r of results) {
+      if (r.status === 'rejected') this.logger.warn(`session heartbeat failed: ${(r.reason as Error).message}`);
     }
   }
 

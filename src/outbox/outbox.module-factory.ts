@@ -1,15 +1,21 @@
 import { FactoryProvider } from '@nestjs/common';
+import { DataSource } from 'typeorm';
 import { Config } from '../config/config.module';
 import { MemoryOutboxDriver } from './drivers/memory-outbox.driver';
+import { MysqlOutboxDriver } from './drivers/mysql-outbox.driver';
 import { OutboxStore } from './outbox.store';
 
 export const outboxFactory: FactoryProvider<OutboxStore> = {
   provide: OutboxStore,
-  inject: [Config],
-  useFactory: (config: Config): OutboxStore => {
+  // The DataSource exists only when AppModule loaded the DatabaseModule (OUTBOX=mysql).
+  inject: [Config, { token: DataSource, optional: true }],
+  useFactory: async (config: Config, dataSource?: DataSource): Promise<OutboxStore> => {
     switch (config.engines.outbox) {
       case 'memory':
         return new MemoryOutboxDriver(config.outbox.retentionSec * 1000);
+      case 'mysql':
+        if (!dataSource) throw new Error('outbox engine mysql needs the DatabaseModule (DataSource missing)');
+        return new MysqlOutboxDriver(dataSource, config.outbox.retentionSec).init();
       default:
         throw new Error(`outbox engine ${config.engines.outbox} is not available in this build`);
     }

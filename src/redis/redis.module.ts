@@ -90,7 +90,10 @@ export async function execChecked(pipeline: ChainableCommander): Promise<unknown
 }
 
 /** The engine factories inject RedisConnections optionally: it exists only when AppModule imported RedisModule. */
-export function requireRedis(connections: RedisConnections | undefined | null, what: string): RedisConnections {
+export function requireRedis(
+  connections: RedisConnections | undefined | null,
+  what: string,
+): RedisConnections {
   if (!connections) {
     throw new Error(
       `${what} needs the Redis connections, but RedisModule is not loaded (AppModule imports it only when SESSIONS=redis)`,

@@ -16,7 +16,10 @@ export const sessionMapFactory: FactoryProvider<SessionMap> = {
       case 'memory':
         return new MemorySessionDriver(config.sessionTtlMs);
       case 'redis':
-        return new RedisSessionDriver(requireRedis(redis, 'SESSIONS=redis (session map)'), config.sessionTtlMs);
+        return new RedisSessionDriver(
+          requireRedis(redis, 'SESSIONS=redis (session map)'),
+          config.sessionTtlMs,
+        );
       default:
         throw new Error(`session engine ${config.engines.sessions} is not available in this build`);
     }

@@ -10,7 +10,8 @@ export class BoundedSet {
   private head = 0;
 
   constructor(readonly capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('BoundedSet: capacity must be >= 1');
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError('BoundedSet: capacity must be >= 1');
     this.ring = new Array<string | undefined>(capacity);
   }
 

@@ -119,7 +119,8 @@ export function parseServerFrame(data: unknown): ParseResult {
       };
     case 'message':
       if (!isStr(msgId)) return bad('msg_id (cursor) missing');
-      if (!isObj(p) || !isStr(p.id) || typeof p.conversation_id !== 'string') return bad('payload incomplete');
+      if (!isObj(p) || !isStr(p.id) || typeof p.conversation_id !== 'string')
+        return bad('payload incomplete');
       return {
         ok: true,
         frame: {

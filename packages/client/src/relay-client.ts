@@ -228,7 +228,12 @@ export class RelayClient extends Emitter<ClientEvents> {
     this.backoff = this.newBackoff();
     this.dedupe = new Deduper(this.cfg.dedupeCapacity);
     this.writer = new CursorWriter(this.storage, (err) =>
-      this.emit('error', new RelayError('storage_error', `could not save the cursor: ${describe(err)}`, undefined, { cause: err })),
+      this.emit(
+        'error',
+        new RelayError('storage_error', `could not save the cursor: ${describe(err)}`, undefined, {
+          cause: err,
+        }),
+      ),
     );
     // Asynchronous from the first await on, so listeners attached right after connect() see everything.
     void this.attempt();
@@ -358,7 +363,10 @@ export class RelayClient extends Emitter<ClientEvents> {
       } catch (err) {
         if (this.stopped) return;
         this.scheduleRetry(this.backoff.next());
-        this.emit('error', new RelayError('token_error', `getToken failed: ${describe(err)}`, undefined, { cause: err }));
+        this.emit(
+          'error',
+          new RelayError('token_error', `getToken failed: ${describe(err)}`, undefined, { cause: err }),
+        );
         return;
       }
       if (this.stopped) return;
@@ -382,7 +390,10 @@ export class RelayClient extends Emitter<ClientEvents> {
       ws = new this.WebSocketImpl(url.toString());
     } catch (err) {
       this.scheduleRetry(this.backoff.next());
-      this.emit('error', new RelayError('connection_error', `could not create the WebSocket: ${describe(err)}`));
+      this.emit(
+        'error',
+        new RelayError('connection_error', `could not create the WebSocket: ${describe(err)}`),
+      );
       return;
     }
     this.ws = ws;
@@ -395,7 +406,10 @@ export class RelayClient extends Emitter<ClientEvents> {
       if (ws !== this.ws) return;
       this.socketOpened = true;
       this.helloCursor = this.cursor;
-      this.transmit({ type: 'hello', payload: this.cursor === undefined ? {} : { last_msg_id: this.cursor } });
+      this.transmit({
+        type: 'hello',
+        payload: this.cursor === undefined ? {} : { last_msg_id: this.cursor },
+      });
     };
     ws.onmessage = (event) => {
       if (ws === this.ws) this.onData(event.data);
@@ -428,7 +442,10 @@ export class RelayClient extends Emitter<ClientEvents> {
     const unauthorized =
       code === CloseCode.unauthorized || (!this.socketOpened && /\b401\b/.test(this.socketError));
     if (unauthorized && !this.getToken) {
-      const err = new RelayError('unauthorized', 'the server refused the credentials and there is no getToken');
+      const err = new RelayError(
+        'unauthorized',
+        'the server refused the credentials and there is no getToken',
+      );
       this.emit('disconnect', { code, reason });
       this.emit('error', err);
       this.shutdown(err);
@@ -451,7 +468,13 @@ export class RelayClient extends Emitter<ClientEvents> {
     this.setState('reconnecting');
     this.emit('disconnect', { code, reason, retryInMs: delay });
     if (unauthorized) {
-      this.emit('error', new RelayError('unauthorized', 'the server refused the token; waiting for getToken() to return a new one'));
+      this.emit(
+        'error',
+        new RelayError(
+          'unauthorized',
+          'the server refused the token; waiting for getToken() to return a new one',
+        ),
+      );
     }
   }
 
@@ -507,7 +530,14 @@ export class RelayClient extends Emitter<ClientEvents> {
         return this.onWelcome(frame.payload);
       case 'message': {
         const { msg_id: cursor, payload: p } = frame;
-        return this.onMessage({ cursor, id: p.id, conversationId: p.conversation_id, from: p.from, ts: p.ts, body: p.body });
+        return this.onMessage({
+          cursor,
+          id: p.id,
+          conversationId: p.conversation_id,
+          from: p.from,
+          ts: p.ts,
+          body: p.body,
+        });
       }
       case 'ack': {
         const send = this.pending.get(frame.payload.ref);
@@ -602,7 +632,10 @@ export class RelayClient extends Emitter<ClientEvents> {
       if (send.onSocket && (!largest || send.bytes > largest.bytes)) largest = send;
     }
     if (largest) {
-      this.rejectSend(largest, new RelayError('too_large', 'the server closed the connection for a frame too large', largest.ref));
+      this.rejectSend(
+        largest,
+        new RelayError('too_large', 'the server closed the connection for a frame too large', largest.ref),
+      );
     }
   }
 

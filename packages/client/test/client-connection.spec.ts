@@ -1,5 +1,4 @@
-import { RelayError } from '../src/index';
-import type { ConnectionState, DisconnectEvent } from '../src/index';
+import type { ClientEvents, RelayClient } from '../src/index';
 import { FakeWebSocket, fakeConnect, openClient, resetFakes, settle } from './fake-web-socket';
 
 beforeEach(() => {
@@ -8,16 +7,16 @@ beforeEach(() => {
 });
 afterEach(() => jest.useRealTimers());
 
-function record<T>(client: { on: (e: never, fn: (v: T) => void) => unknown }, event: string): T[] {
-  const seen: T[] = [];
-  (client.on as (e: string, fn: (v: T) => void) => unknown)(event, (v) => seen.push(v));
+function record<K extends keyof ClientEvents>(client: RelayClient, event: K): ClientEvents[K][] {
+  const seen: ClientEvents[K][] = [];
+  client.on(event, (value) => seen.push(value));
   return seen;
 }
 
 describe('handshake', () => {
   it('opens with the dev user id, sends hello first, and is open after welcome', async () => {
     const client = fakeConnect();
-    const states = record<ConnectionState>(client, 'state');
+    const states = record(client, 'state');
     expect(client.state).toBe('connecting');
     await settle();
     const ws = FakeWebSocket.last;
@@ -72,7 +71,7 @@ describe('handshake', () => {
 describe('reconnect back-off', () => {
   it('waits random(0, min(cap, 100 ms * 2^n)) between failed attempts', async () => {
     const client = fakeConnect({ random: () => 0.5 });
-    const disconnects = record<DisconnectEvent>(client, 'disconnect');
+    const disconnects = record(client, 'disconnect');
     await settle();
     const expected = [50, 100, 200, 400];
     for (const delay of expected) {
@@ -89,7 +88,7 @@ describe('reconnect back-off', () => {
 
   it('resets the back-off after a connection stayed healthy, not before', async () => {
     const client = fakeConnect({ healthyAfterMs: 10_000 });
-    const disconnects = record<DisconnectEvent>(client, 'disconnect');
+    const disconnects = record(client, 'disconnect');
     await settle();
     const failAndWait = async () => {
       FakeWebSocket.last.serverClose(1006);
@@ -112,7 +111,7 @@ describe('reconnect back-off', () => {
 
   it('reconnects at once when the node drains (1012), but backs off if the next attempt drains too', async () => {
     const { client, ws } = await openClient();
-    const disconnects = record<DisconnectEvent>(client, 'disconnect');
+    const disconnects = record(client, 'disconnect');
     ws.serverClose(1012, 'draining');
     expect(disconnects[0]).toEqual({ code: 1012, reason: 'draining', retryInMs: 0 });
     await settle();
@@ -148,7 +147,7 @@ describe('authentication', () => {
     const tokens = ['t1', 't1', 't1', 't2'];
     const getToken = jest.fn(async () => tokens.shift()!);
     const client = fakeConnect({ getToken, userId: undefined });
-    const errors = record<RelayError>(client, 'error');
+    const errors = record(client, 'error');
     await settle();
     expect(FakeWebSocket.last.query.get('token')).toBe('t1');
     FakeWebSocket.last.open();
@@ -171,7 +170,7 @@ describe('authentication', () => {
 
   it('without getToken, 4001 is final: closed, with an unauthorized error, and pending sends rejected', async () => {
     const { client, ws } = await openClient({ token: 'static' });
-    const errors = record<RelayError>(client, 'error');
+    const errors = record(client, 'error');
     ws.serverClose(1006); // drop; a send queues meanwhile
     const sending = client.send('c1', 'hi');
     await jest.advanceTimersByTimeAsync(50);
@@ -214,7 +213,7 @@ describe('authentication', () => {
   it('reports a failing getToken and keeps trying', async () => {
     const getToken = jest.fn().mockRejectedValueOnce(new Error('offline')).mockResolvedValue('t');
     const client = fakeConnect({ getToken });
-    const errors = record<RelayError>(client, 'error');
+    const errors = record(client, 'error');
     await settle();
     expect(errors.map((e) => e.code)).toEqual(['token_error']);
     expect(FakeWebSocket.instances).toHaveLength(0);
@@ -269,7 +268,7 @@ describe('heartbeat', () => {
     const { client, ws } = await openClient();
     ws.serverClose(1006);
     await jest.advanceTimersByTimeAsync(50);
-    const states = record<ConnectionState>(client, 'state');
+    const states = record(client, 'state');
     ws.serverClose(1006); // a late duplicate from the old socket
     ws.deliver('E-9', 'm9');
     expect(states).toEqual([]);

@@ -45,7 +45,14 @@ describe('delivery', () => {
     ws.deliver('E-3', 'm1'); // same message, new cursor
     ws.deliver('E-4', 'm4');
     expect(seen.map((m) => m.id)).toEqual(['m1', 'm2', 'm4']);
-    expect(seen[0]).toEqual({ cursor: 'E-1', id: 'm1', conversationId: 'conv', from: 'u2', ts: 1, body: { text: 'a' } });
+    expect(seen[0]).toEqual({
+      cursor: 'E-1',
+      id: 'm1',
+      conversationId: 'conv',
+      from: 'u2',
+      ts: 1,
+      body: { text: 'a' },
+    });
     expect(client.lastCursor).toBe('E-4');
   });
 
@@ -102,7 +109,9 @@ describe('delivery', () => {
   });
 
   it('connects as a fresh device, with an error event, when storage cannot be read', async () => {
-    const client = fakeConnect({ storage: { get: () => Promise.reject(new Error('EACCES')), set: () => undefined } });
+    const client = fakeConnect({
+      storage: { get: () => Promise.reject(new Error('EACCES')), set: () => undefined },
+    });
     const errs = errors(client);
     await settle();
     FakeWebSocket.last.open();

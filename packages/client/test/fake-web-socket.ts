@@ -60,7 +60,9 @@ export class FakeWebSocket implements WebSocketLike {
     this.onmessage?.({ data: typeof frame === 'string' ? frame : JSON.stringify(frame) });
   }
 
-  welcome(payload: Partial<{ heartbeat_ms: number; recovered: boolean; user_id: string; node_id: string }> = {}): void {
+  welcome(
+    payload: Partial<{ heartbeat_ms: number; recovered: boolean; user_id: string; node_id: string }> = {},
+  ): void {
     this.receive({
       type: 'welcome',
       payload: { user_id: 'u1', node_id: 'n1', heartbeat_ms: 25_000, recovered: true, ...payload },
@@ -74,7 +76,11 @@ export class FakeWebSocket implements WebSocketLike {
   }
 
   deliver(cursor: string, id: string, body: unknown = {}, conversationId = 'c1'): void {
-    this.receive({ type: 'message', msg_id: cursor, payload: { id, conversation_id: conversationId, from: 'u2', ts: 1, body } });
+    this.receive({
+      type: 'message',
+      msg_id: cursor,
+      payload: { id, conversation_id: conversationId, from: 'u2', ts: 1, body },
+    });
   }
 
   ack(ref: string, id = `m-${ref}`, conversationId = 'c1'): void {
@@ -109,7 +115,9 @@ export function fakeConnect(options: Partial<ConnectOptions> = {}): RelayClient 
 }
 
 /** A client that has completed its first handshake. */
-export async function openClient(options: Partial<ConnectOptions> = {}): Promise<{ client: RelayClient; ws: FakeWebSocket }> {
+export async function openClient(
+  options: Partial<ConnectOptions> = {},
+): Promise<{ client: RelayClient; ws: FakeWebSocket }> {
   const client = fakeConnect(options);
   await settle();
   const ws = FakeWebSocket.last;

@@ -3,11 +3,19 @@ import { parseServerFrame } from '../src/protocol';
 describe('parseServerFrame', () => {
   it('parses a message frame', () => {
     const r = parseServerFrame(
-      JSON.stringify({ type: 'message', msg_id: 'E-000000000001', payload: { id: 'm1', conversation_id: 'c', from: 'u', ts: 5, body: { t: 'hi' } } }),
+      JSON.stringify({
+        type: 'message',
+        msg_id: 'E-000000000001',
+        payload: { id: 'm1', conversation_id: 'c', from: 'u', ts: 5, body: { t: 'hi' } },
+      }),
     );
     expect(r).toEqual({
       ok: true,
-      frame: { type: 'message', msg_id: 'E-000000000001', payload: { id: 'm1', conversation_id: 'c', from: 'u', ts: 5, body: { t: 'hi' } } },
+      frame: {
+        type: 'message',
+        msg_id: 'E-000000000001',
+        payload: { id: 'm1', conversation_id: 'c', from: 'u', ts: 5, body: { t: 'hi' } },
+      },
     });
   });
 

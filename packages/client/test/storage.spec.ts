@@ -29,7 +29,10 @@ describe('memoryStorage', () => {
 describe('localStorageStorage', () => {
   it('reads and writes under its key', () => {
     const map = new Map<string, string>();
-    const store = { getItem: (k: string) => map.get(k) ?? null, setItem: (k: string, v: string) => void map.set(k, v) };
+    const store = {
+      getItem: (k: string) => map.get(k) ?? null,
+      setItem: (k: string, v: string) => void map.set(k, v),
+    };
     const s = localStorageStorage('relay.cursor', store);
     expect(s.get()).toBeUndefined();
     s.set('E-5');
@@ -99,7 +102,10 @@ describe('CursorWriter', () => {
 
   it('flush() also waits for a write issued later in the same tick', async () => {
     const stored: string[] = [];
-    const writer = new CursorWriter({ get: () => undefined, set: async (c) => void stored.push(c) }, () => undefined);
+    const writer = new CursorWriter(
+      { get: () => undefined, set: async (c) => void stored.push(c) },
+      () => undefined,
+    );
     const flushed = writer.flush();
     writer.write('late');
     await flushed;

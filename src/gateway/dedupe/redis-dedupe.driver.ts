@@ -28,7 +28,11 @@ export class RedisDedupeDriver extends SendDedupe {
   }
 
   async reserve(userId: string, ref: string, candidate: AckRecord): Promise<AckRecord | null> {
-    const record: AckRecord = { id: candidate.id, ts: candidate.ts, conversation_id: candidate.conversation_id };
+    const record: AckRecord = {
+      id: candidate.id,
+      ts: candidate.ts,
+      conversation_id: candidate.conversation_id,
+    };
     const existing = await this.redis.set(
       this.key(userId, ref),
       JSON.stringify(record),

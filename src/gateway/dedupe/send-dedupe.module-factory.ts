@@ -14,7 +14,10 @@ export const sendDedupeFactory: FactoryProvider<SendDedupe> = {
       case 'memory':
         return new MemoryDedupeDriver(config.gateway.dedupeWindowMs);
       case 'redis':
-        return new RedisDedupeDriver(requireRedis(redis, 'SESSIONS=redis (send dedupe)'), config.gateway.dedupeWindowMs);
+        return new RedisDedupeDriver(
+          requireRedis(redis, 'SESSIONS=redis (send dedupe)'),
+          config.gateway.dedupeWindowMs,
+        );
       default:
         throw new Error(`dedupe for ${config.engines.sessions} is not available in this build`);
     }

@@ -140,7 +140,8 @@ type Delivery = PushBatch['deliveries'][number];
 function isPushBatch(v: unknown): v is PushBatch {
   if (typeof v !== 'object' || v === null) return false;
   const b = v as Partial<PushBatch>;
-  if (typeof b.epoch !== 'string' || !Array.isArray(b.envelopes) || !Array.isArray(b.deliveries)) return false;
+  if (typeof b.epoch !== 'string' || !Array.isArray(b.envelopes) || !Array.isArray(b.deliveries))
+    return false;
   const n = b.envelopes.length;
   if (!b.envelopes.every((e: unknown) => typeof e === 'object' && e !== null)) return false;
   return b.deliveries.every((raw: unknown) => {

@@ -166,7 +166,11 @@ export class RedisSessionDriver extends SessionMap {
 }
 
 function encode(entry: SessionEntry): string {
-  const stored: StoredEntry = { node: entry.node, connected_at: entry.connectedAt, last_ping: entry.lastPing };
+  const stored: StoredEntry = {
+    node: entry.node,
+    connected_at: entry.connectedAt,
+    last_ping: entry.lastPing,
+  };
   return JSON.stringify(stored);
 }
 
