@@ -5,7 +5,7 @@ import { IncomingMessage, Server } from 'node:http';
 import { Duplex } from 'node:stream';
 import { RawData, WebSocket, WebSocketServer } from 'ws';
 import { Config } from '../config/config.module';
-import { decodeCursor, planResume } from '../outbox/cursor';
+import { decodeCursor, encodeCursor, planResume } from '../outbox/cursor';
 import { OutboxStore } from '../outbox/outbox.store';
 import { CLOSE, ClientFrame } from '../protocol/frames';
 import { SessionMap } from '../session/session-map';
@@ -160,11 +160,8 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       const epoch = this.outbox.epoch();
       const raw = frame.payload?.last_msg_id;
       const cursor = raw === undefined ? null : (decodeCursor(raw) ?? { epoch: '', seq: 0 });
-      const state =
-        cursor && cursor.epoch === epoch
-          ? await this.outbox.retention(conn.userId, cursor.seq)
-          : { head: 0, firstRetainedAfter: null };
-      const plan = planResume(cursor, epoch, state);
+      const from = cursor && cursor.epoch === epoch ? cursor.seq : 0;
+      const plan = planResume(cursor, epoch, await this.outbox.retention(conn.userId, from));
       conn.sendRaw(
         JSON.stringify({
           type: 'welcome',
@@ -173,6 +170,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
             node_id: this.config.nodeId,
             heartbeat_ms: this.config.gateway.heartbeatMs,
             recovered: plan.recovered,
+            cursor: encodeCursor(epoch, plan.afterSeq),
           },
         }),
       );

@@ -32,19 +32,27 @@ export interface RetentionState {
 
 export interface ResumePlan {
   recovered: boolean;
-  /** Replay every retained delivery with seq > afterSeq. */
+  /** Replay every retained delivery with seq > afterSeq; the client's cursor becomes this position. */
   afterSeq: number;
 }
 
 /**
  * Decides what a `hello` resumes from. `recovered` is false exactly when some delivery after the
  * client's cursor can no longer be given to it (expired, or the store was reset); the client then
- * gets every retained delivery and must reload state from its upstream source.
+ * gets every retained delivery and must reload state from its upstream source. `state` must be read
+ * after the client's cursor when its epoch is current, and after 0 otherwise.
+ *
+ * When not recovered, `afterSeq` is moved to just before the first retained delivery, so the cursor
+ * the client adopts from `welcome` stays valid on its next reconnect instead of reporting the same
+ * loss again.
  */
 export function planResume(cursor: Cursor | null, epoch: string, state: RetentionState): ResumePlan {
+  const intactFrom = (state.firstRetainedAfter ?? state.head + 1) - 1;
   if (!cursor) return { recovered: true, afterSeq: 0 }; // fresh device: everything retained
-  if (cursor.epoch !== epoch) return { recovered: false, afterSeq: 0 };
+  if (cursor.epoch !== epoch) return { recovered: false, afterSeq: intactFrom };
   if (cursor.seq > state.head) return { recovered: false, afterSeq: 0 }; // a cursor this store never issued
-  if (cursor.seq === state.head) return { recovered: true, afterSeq: cursor.seq };
-  return { recovered: state.firstRetainedAfter === cursor.seq + 1, afterSeq: cursor.seq };
+  if (cursor.seq === state.head || state.firstRetainedAfter === cursor.seq + 1) {
+    return { recovered: true, afterSeq: cursor.seq };
+  }
+  return { recovered: false, afterSeq: intactFrom };
 }

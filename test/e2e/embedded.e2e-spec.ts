@@ -1,6 +1,7 @@
 import { MemoryBusDriver } from '../../src/bus/drivers/memory-bus.driver';
 import { MessageBus } from '../../src/bus/message-bus';
 import { putConversation, startTestApp, TestApp } from '../support/test-app';
+import { waitFor } from '../support/wait-for';
 import { TestClient } from '../support/ws-client';
 
 /** Failure cases staged through the embedded bus (the Kafka suite stages the same with a dead broker). */
@@ -49,3 +50,46 @@ describe('embedded engine: bus outages', () => {
     expect((await fetch(`${t.http}/health/ready`)).status).toBe(200);
   });
 });
+
+describe('embedded engine: retention', () => {
+  it('a cursor whose successors expired resumes with recovered:false, and the cursor from welcome is honoured next time', async () => {
+    const t = await startTestApp({ OUTBOX_RETENTION_SEC: '1' });
+    try {
+      await putConversation(t.http, 'c', ['alice', 'bob']);
+      const { client: alice } = await TestClient.connect(`${t.ws}?user_id=alice`);
+      const { client: bob } = await TestClient.connect(`${t.ws}?user_id=bob`);
+      await alice.sendMessage('c', 'seen', 's1');
+      const [seen] = await bob.messages(1);
+      bob.terminate();
+      await alice.sendMessage('c', 'expires', 's2');
+      // Wait until the missed delivery is gone: a fresh device of bob's is then owed nothing.
+      await waitFor(
+        async () => {
+          const { client } = await TestClient.connect(`${t.ws}?user_id=bob`);
+          client.send({ type: 'ping' });
+          await client.next((f) => f.type === 'pong');
+          const owed = client.pending('message').length;
+          client.terminate();
+          return owed === 0;
+        },
+        5_000,
+        'the delivery to expire',
+        100,
+      );
+      await alice.sendMessage('c', 'kept', 's3');
+      const { client: back, welcome } = await TestClient.connect(`${t.ws}?user_id=bob`, seen.msg_id);
+      expect(welcome.payload?.recovered).toBe(false);
+      const [kept] = await back.messages(1);
+      expect(kept.payload?.body).toBe('kept');
+      back.terminate();
+      const { client: again, welcome: w2 } = await TestClient.connect(`${t.ws}?user_id=bob`, String(welcome.payload?.cursor));
+      expect(w2.payload?.recovered).toBe(true);
+      expect((await again.messages(1))[0].payload?.body).toBe('kept');
+      again.terminate();
+      alice.terminate();
+    } finally {
+      await t.close();
+    }
+  });
+});
+
