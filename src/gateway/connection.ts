@@ -41,7 +41,7 @@ export class Connection {
   lastPing = Date.now();
   readonly connectedAt = Date.now();
   handshakeTimer: NodeJS.Timeout | undefined;
-  /** Serialises the pre-publish steps of `send` so publishes leave in frame order. */
+  /** Chains this connection's publishes so they are issued in frame order (see IngressService). */
   ingressTail: Promise<void> = Promise.resolve();
   private tokens: number;
   private tokensAt = Date.now();
@@ -81,6 +81,18 @@ export class Connection {
 
   terminate(): void {
     this.ws.terminate();
+  }
+
+  /**
+   * Holds this socket's writes until `uncork`, so frames written in one synchronous run leave in one
+   * syscall. ws exposes no API for it; its underlying net.Socket does.
+   */
+  cork(): void {
+    (this.ws as unknown as { _socket?: { cork(): void } })._socket?.cork();
+  }
+
+  uncork(): void {
+    (this.ws as unknown as { _socket?: { uncork(): void } })._socket?.uncork();
   }
 
   ping(): void {
@@ -153,10 +165,12 @@ export class Connection {
       for (;;) {
         const rows = await this.source.readAfter(this.userId, this.lastSeq, FILL_PAGE);
         if (this.state === 'closed') return;
+        this.cork();
         for (const row of rows) {
           if (row.seq <= this.lastSeq) continue;
           this.write(row.seq, messageFrame(encodeCursor(this.epoch, row.seq), JSON.stringify(row.envelope)));
         }
+        this.uncork();
         await this.waitForSocket();
         if (rows.length === FILL_PAGE) continue;
         if (this.drainPending()) return;

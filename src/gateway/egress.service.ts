@@ -1,6 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { Config } from '../config/config.module';
-import { messageFrame } from './connection';
+import { Connection, messageFrame } from './connection';
 import { ConnectionRegistry } from './connection.registry';
 import { encodeCursor } from '../outbox/cursor';
 import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel';
@@ -32,17 +32,23 @@ export class EgressService implements NodeSubscriber {
   }
 
   onBatch(batch: PushBatch): void {
-    // Serialise each envelope once per node, however many local connections receive it.
+    // Serialise each envelope once per node, however many local connections receive it, and let each
+    // socket flush all of its frames from this batch in one write.
     const json: (string | undefined)[] = new Array(batch.envelopes.length);
+    const corked = new Set<Connection>();
     for (const d of batch.deliveries) {
       const conns = this.registry.forUser(d.u);
       if (!conns) continue;
-      const frame = messageFrame(
-        encodeCursor(batch.epoch, d.s),
-        (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])),
-      );
-      for (const conn of conns) conn.push(d.s, frame);
+      const frame = messageFrame(encodeCursor(batch.epoch, d.s), (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])));
+      for (const conn of conns) {
+        if (!corked.has(conn)) {
+          conn.cork();
+          corked.add(conn);
+        }
+        conn.push(d.s, frame);
+      }
     }
+    for (const conn of corked) conn.uncork();
   }
 
   onResync(): void {

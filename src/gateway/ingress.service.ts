@@ -14,8 +14,8 @@ type SendFrame = Extract<ClientFrame, { type: 'send' }>;
  * Client -> bus. A `send` is checked (rate, membership), given an id and timestamp (or the ones of an
  * earlier send with the same ref), published, and ACKed only once the bus says it is durable.
  *
- * Per connection the checks run one frame at a time and each publish is issued before the next
- * frame's checks start, so a client's messages enter the bus, and are ACKed, in the order it sent them.
+ * Per connection the publishes are issued in frame order (each waits for the previous frame's checks
+ * to finish), so a client's messages enter the bus, and are ACKed, in the order it sent them.
  */
 @Injectable()
 export class IngressService {
@@ -41,10 +41,13 @@ export class IngressService {
       return;
     }
     const startedAt = performance.now();
+    // Checks of consecutive frames run concurrently (and share directory/dedupe round trips); only the
+    // publishes are chained, so they are issued in frame order.
+    const prepared = this.prepare(conn, frame);
     conn.ingressTail = conn.ingressTail.then(async () => {
-      const record = await this.prepare(conn, frame);
+      const record = await prepared;
       if (!record) return;
-      // Not awaited: the next frame may start its checks while this publish is in flight.
+      // Not awaited: the next frame's publish is issued right after this one, while it is in flight.
       this.bus.publish(record).then(
         () => {
           this.metrics.messagesIn.inc();
