@@ -70,11 +70,11 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
   });
 
   it('a gateway-only node opens /ws; a router-only node does not', async () => {
-    const res = await fetch(`${r1.http}/ws`, { headers: { connection: 'upgrade', upgrade: 'websocket' } }).catch(
-      (e: Error) => e,
-    );
-    expect(res instanceof Error || res.status === 404).toBe(true);
     await expect(TestClient.open(`${r1.ws}?user_id=x`)).rejects.toThrow();
+    const { welcome } = await connect(gw1, 'x');
+    expect(welcome.payload?.node_id).toBe('gateway-1');
+    const live = (await (await fetch(`${r1.http}/health/live`)).json()) as { roles: string[] };
+    expect(live.roles).toEqual(['router']);
   });
 
   it('messages cross nodes, and a user connected to both nodes gets every message on both', async () => {
