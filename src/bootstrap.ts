@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { INestApplication, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module';
 import { AppConfig } from './config/app-config';
 
@@ -8,10 +9,13 @@ const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose']
 
 /** Builds and starts the app on config.host:config.port (0 picks a free port). Used by main and tests. */
 export async function startApp(config: AppConfig): Promise<INestApplication> {
-  const app = await NestFactory.create(AppModule.forRoot(config), {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
     logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
-    bufferLogs: false,
+    // A dependency that is down at startup must surface as an error the caller can report, not SIGABRT.
+    abortOnError: false,
   });
+  // Directory PUTs of large groups (up to 100k members) exceed express's 100 kB default.
+  app.useBodyParser('json', { limit: '8mb' });
   app.enableShutdownHooks();
   // Router-only processes still serve /health and /metrics on the HTTP port, but never upgrade to WebSocket.
   await app.listen(config.port, config.host);

@@ -63,6 +63,8 @@ describe('loadConfig', () => {
     [{ BUS: 'rabbit' }, /BUS/],
     [{ REDIS_URL: 'not a url' }, /REDIS_URL/],
     [{ MYSQL_URL: 'postgres://x' }, /MYSQL_URL/],
+    [{ MYSQL_URL: 'notaurl' }, /MYSQL_URL/],
+    [{ REDIS_URL: '127.0.0.1:6379' }, /REDIS_URL/],
     [{ DIRECTORY: 'http' }, /CONVERSATION_SERVICE_URL/],
     [{ CONVERSATION_SERVICE_URL: 'ftp://x' }, /CONVERSATION_SERVICE_URL/],
     [{ KAFKA_RETENTION_HOURS: '1' }, /KAFKA_RETENTION_HOURS/],

@@ -45,7 +45,7 @@ export class EnvVars {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) OUTBOX_PURGE_CHUNK?: number;
 
   @IsOptional()
-  @IsUrl({ require_tld: false, protocols: ['http', 'https'] })
+  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] })
   CONVERSATION_SERVICE_URL?: string;
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) DIRECTORY_CACHE_TTL_MS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(100) DIRECTORY_TIMEOUT_MS?: number;
@@ -58,10 +58,10 @@ export class EnvVars {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) KAFKA_REPLICATION_FACTOR?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(24) KAFKA_RETENTION_HOURS?: number;
 
-  @IsOptional() @IsUrl({ require_tld: false, protocols: ['redis', 'rediss'] }) REDIS_URL?: string;
+  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true, protocols: ['redis', 'rediss'] }) REDIS_URL?: string;
   @IsOptional() @IsString() REDIS_KEY_PREFIX?: string;
 
-  @IsOptional() @IsUrl({ require_tld: false, protocols: ['mysql'] }) MYSQL_URL?: string;
+  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true, protocols: ['mysql'] }) MYSQL_URL?: string;
   @IsOptional() @Transform(toBool) MYSQL_MIGRATE_ON_START?: boolean;
 }
 

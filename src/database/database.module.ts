@@ -1,4 +1,12 @@
-import { DynamicModule, FactoryProvider, Global, Injectable, Logger, Module, OnApplicationShutdown } from '@nestjs/common';
+import {
+  DynamicModule,
+  FactoryProvider,
+  Global,
+  Injectable,
+  Logger,
+  Module,
+  OnApplicationShutdown,
+} from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { Config } from '../config/config.module';
 import { createDataSource, redactUrl } from './data-source';
@@ -53,6 +61,10 @@ export class DatabaseLifecycle implements OnApplicationShutdown {
 @Module({})
 export class DatabaseModule {
   static forRoot(): DynamicModule {
-    return { module: DatabaseModule, providers: [dataSourceProvider, DatabaseLifecycle], exports: [DataSource] };
+    return {
+      module: DatabaseModule,
+      providers: [dataSourceProvider, DatabaseLifecycle],
+      exports: [DataSource],
+    };
   }
 }

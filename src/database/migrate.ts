@@ -21,7 +21,10 @@ const DEFAULT_LOCK_TIMEOUT_SEC = 60;
  * the first one migrates, the others wait for it and then find nothing left to do.
  * Returns the names of the migrations this call applied.
  */
-export async function runMigrationsLocked(ds: DataSource, options: MigrationLockOptions = {}): Promise<string[]> {
+export async function runMigrationsLocked(
+  ds: DataSource,
+  options: MigrationLockOptions = {},
+): Promise<string[]> {
   return withMigrationLock(ds, options, async () => {
     const applied = await ds.runMigrations({ transaction: 'each' });
     return applied.map((m) => m.name);
@@ -29,7 +32,10 @@ export async function runMigrationsLocked(ds: DataSource, options: MigrationLock
 }
 
 /** Reverts the most recently applied migration, under the lock; returns its name (null if none). */
-export async function revertLastMigration(ds: DataSource, options: MigrationLockOptions = {}): Promise<string | null> {
+export async function revertLastMigration(
+  ds: DataSource,
+  options: MigrationLockOptions = {},
+): Promise<string | null> {
   return withMigrationLock(ds, options, async () => {
     const last = (await executedMigrations(ds)).at(-1) ?? null;
     if (last) await ds.undoLastMigration({ transaction: 'each' });
@@ -58,7 +64,11 @@ async function executedMigrations(ds: DataSource): Promise<string[]> {
  * own, kept for the whole run and released (also implicitly, should that connection die). The name
  * includes the database, so databases sharing a server do not wait for each other.
  */
-async function withMigrationLock<T>(ds: DataSource, options: MigrationLockOptions, work: () => Promise<T>): Promise<T> {
+async function withMigrationLock<T>(
+  ds: DataSource,
+  options: MigrationLockOptions,
+  work: () => Promise<T>,
+): Promise<T> {
   const timeoutSec = options.lockTimeoutSec ?? DEFAULT_LOCK_TIMEOUT_SEC;
   const qr = ds.createQueryRunner();
   try {

@@ -17,7 +17,7 @@ export const directoryStoreFactory: FactoryProvider<DirectoryStore> = {
       case 'memory':
         return new MemoryDirectoryStoreDriver();
       case 'mysql':
-        if (!dataSource) throw new Error('directory store on mysql needs the DatabaseModule (DataSource missing)');
+        if (!dataSource) throw new Error('OUTBOX=mysql needs the DatabaseModule (no DataSource)');
         return new MysqlDirectoryStoreDriver(dataSource);
       default:
         throw new Error(`directory store for ${config.engines.outbox} is not available in this build`);

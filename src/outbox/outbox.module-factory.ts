@@ -14,7 +14,7 @@ export const outboxFactory: FactoryProvider<OutboxStore> = {
       case 'memory':
         return new MemoryOutboxDriver(config.outbox.retentionSec * 1000);
       case 'mysql':
-        if (!dataSource) throw new Error('outbox engine mysql needs the DatabaseModule (DataSource missing)');
+        if (!dataSource) throw new Error('OUTBOX=mysql needs the DatabaseModule (no DataSource)');
         return new MysqlOutboxDriver(dataSource, config.outbox.retentionSec).init();
       default:
         throw new Error(`outbox engine ${config.engines.outbox} is not available in this build`);

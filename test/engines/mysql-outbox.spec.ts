@@ -2,6 +2,7 @@ import { createConnection } from 'mysql2/promise';
 import { DataSource } from 'typeorm';
 import { createDataSource } from '../../src/database/data-source';
 import { runMigrationsLocked } from '../../src/database/migrate';
+import { inTransaction } from '../../src/database/transaction';
 import { planResume } from '../../src/outbox/cursor';
 import { MysqlOutboxDriver } from '../../src/outbox/drivers/mysql-outbox.driver';
 import { NewDelivery, StoredDelivery } from '../../src/outbox/outbox.store';
@@ -246,7 +247,11 @@ describe('MysqlOutboxDriver', () => {
     expect(await outbox.retention('a', 4)).toEqual({ head: 4, firstRetainedAfter: null });
     expect(planResume({ epoch, seq: 0 }, epoch, await outbox.retention('a', 0)).recovered).toBe(true);
 
-    await waitFor(async () => (await outbox.readAfter('a', 0, 10)).length === 2, 5_000, 'm1 and m2 to expire');
+    await waitFor(
+      async () => (await outbox.readAfter('a', 0, 10)).length === 2,
+      5_000,
+      'm1 and m2 to expire',
+    );
     expect(seqs(await outbox.readAfter('a', 0, 10))).toEqual([3, 4]);
     expect(seqs(await outbox.readAfter('a', 1, 1))).toEqual([3]);
 
@@ -261,7 +266,11 @@ describe('MysqlOutboxDriver', () => {
 
     // A user whose whole log expired keeps its head.
     await short.append([{ userId: 'b', envelope: env('m1') }]);
-    await waitFor(async () => (await outbox.retention('b', 0)).firstRetainedAfter === null, 5_000, 'b to expire');
+    await waitFor(
+      async () => (await outbox.retention('b', 0)).firstRetainedAfter === null,
+      5_000,
+      'b to expire',
+    );
     expect(await outbox.retention('b', 0)).toEqual({ head: 1, firstRetainedAfter: null });
     expect(planResume({ epoch, seq: 1 }, epoch, await outbox.retention('b', 1)).recovered).toBe(true);
 
@@ -280,9 +289,13 @@ describe('MysqlOutboxDriver', () => {
     await outbox.append(['a', 'b'].map((userId) => ({ userId, envelope: env('new') })));
     expect(await outbox.purgeExpired(10)).toBe(0); // nothing expired yet
 
-    await waitFor(async () => (await outbox.readAfter('c', 0, 10)).length === 0, 5_000, 'old deliveries to expire');
+    await waitFor(
+      async () => (await outbox.readAfter('c', 0, 10)).length === 0,
+      5_000,
+      'old deliveries to expire',
+    );
     const chunks: number[] = [];
-    for (let n = -1; n !== 0; ) chunks.push((n = await outbox.purgeExpired(10)));
+    for (let n = -1; n !== 0;) chunks.push((n = await outbox.purgeExpired(10)));
     expect(chunks).toEqual([10, 10, 7, 0]);
     expect(await countRows()).toBe(2);
     expect(await outbox.retention('a', 0)).toEqual({ head: 10, firstRetainedAfter: 10 });
@@ -290,6 +303,30 @@ describe('MysqlOutboxDriver', () => {
     // Seqs continue after a purge; idempotency holds for what is still stored.
     expect(seqs(await outbox.append([{ userId: 'c', envelope: env('next') }]))).toEqual([10]);
     expect(seqs(await outbox.append([{ userId: 'a', envelope: env('new') }]))).toEqual([10]);
+  });
+
+  it('runs a transaction that lost a deadlock again, from the start', async () => {
+    await ds.query(`INSERT INTO outbox_user_seq (user_id, seq) VALUES ('x', 0), ('y', 0)`);
+    // Both transactions hold their first row before either asks for its second: a true deadlock.
+    let arrived = 0;
+    let release!: () => void;
+    const bothLocked = new Promise<void>((r) => (release = r));
+    const attempts = { xy: 0, yx: 0 };
+    const bump = (order: 'xy' | 'yx') =>
+      inTransaction(ds, async (qr) => {
+        attempts[order]++;
+        const [first, second] = order === 'xy' ? ['x', 'y'] : ['y', 'x'];
+        await qr.query('UPDATE outbox_user_seq SET seq = seq + 1 WHERE user_id = ?', [first]);
+        if (attempts[order] === 1 && ++arrived === 2) release();
+        await bothLocked;
+        await qr.query('UPDATE outbox_user_seq SET seq = seq + 1 WHERE user_id = ?', [second]);
+      });
+    await Promise.all([bump('xy'), bump('yx')]);
+    expect(attempts.xy + attempts.yx).toBe(3); // the victim ran twice
+    const rows: { seq: number }[] = await ds.query(
+      `SELECT seq FROM outbox_user_seq WHERE user_id IN ('x', 'y')`,
+    );
+    expect(rows.map((r) => Number(r.seq))).toEqual([2, 2]); // the victim's first attempt left nothing
   });
 
   it('keeps seqs gapless and commit-ordered with 4 routers appending for the same users at once', async () => {

@@ -94,6 +94,13 @@ function isTopicAlreadyExists(err: unknown): boolean {
   return Array.isArray(inner) && inner.length > 0 && inner.every((e) => errorType(e) === 'TOPIC_ALREADY_EXISTS');
 }
 
+/** kafkajs aggregates per-topic failures; the useful reason is inside. */
+function describeKafkaError(err: unknown): string {
+  const e = err as { message?: string; errors?: { message?: string; type?: string }[] };
+  const inner = Array.isArray(e?.errors) ? e.errors.map((x) => x.type ?? x.message).join(', ') : '';
+  return `${e?.message ?? String(err)}${inner ? ` (${inner})` : ''}`;
+}
+
 function nextOffset(offset: string): string {
   return (BigInt(offset) + 1n).toString();
 }
@@ -112,11 +119,18 @@ function isIngressMessage(v: unknown): v is IngressMessage {
 
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Waits for `p` to settle, but at most `ms`; never throws. */
-async function settledWithin(p: Promise<unknown>, ms: number): Promise<void> {
+/** Waits for `p` to settle, but at most `ms`; never throws. True if it settled in time. */
+async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  const settled = await Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
+  ]);
   clearTimeout(timer);
+  return settled;
 }
 
 /**
@@ -138,8 +152,10 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   private readonly logger = new Logger('KafkaBus');
   private readonly opts: KafkaBusOptions;
   private readonly kafka: Kafka;
-  private readonly producer: Producer;
-  private readonly admin: Admin;
+  private producer: Producer;
+  private admin: Admin;
+  /** Replaced clients still disconnecting (awaited, bounded, by close). */
+  private readonly retiring = new Set<Promise<void>>();
   private readonly batcher: Batcher<PendingPublish, PublishOutcome>;
 
   private producerReady = false;
@@ -153,7 +169,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   private consumer: Consumer | null = null;
   private handler: BatchHandler | null = null;
   private stopping = false;
-  private stoppingPromise: Promise<void> | null = null;
+  private lifecycleTail: Promise<void> = Promise.resolve();
   private readonly failures = new Map<number, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
 
@@ -175,7 +191,13 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       // Client default; producer, consumer and admin each override it below.
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
     });
-    this.producer = this.kafka.producer({
+    this.producer = this.createProducer();
+    this.admin = this.createAdmin();
+    this.batcher = new Batcher((items) => this.flush(items), this.opts.maxPublishBatch);
+  }
+
+  private createProducer(): Producer {
+    return this.kafka.producer({
       createPartitioner: Partitioners.DefaultPartitioner,
       allowAutoTopicCreation: false,
       // Not idempotent: see idempotence note in the report / docs. kafkajs rewinds the partition
@@ -189,8 +211,41 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       // Few, short retries: publish must fail fast when the broker is unreachable.
       retry: { retries: 2, initialRetryTime: 100, maxRetryTime: 1_000 },
     });
-    this.admin = this.kafka.admin({ retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2_000 } });
-    this.batcher = new Batcher((items) => this.flush(items), this.opts.maxPublishBatch);
+  }
+
+  private createAdmin(): Admin {
+    return this.kafka.admin({ retry: { retries: 3, initialRetryTime: 200, maxRetryTime: 2_000 } });
+  }
+
+  /**
+   * kafkajs never drops a connection whose requests time out (tulios/kafkajs#919): after a broker
+   * vanished without FIN/RST (host gone, partition, NAT drop) it keeps timing out on the zombie socket
+   * until the kernel gives up (~15 min with tcp_retries2). After any failed produce/ping the client is
+   * replaced by a fresh one (new connections, fresh metadata); the old one disconnects in the background.
+   */
+  private retire(client: Producer | Admin): void {
+    const done: Promise<void> = settledWithin(client.disconnect(), 5_000).then(() => {
+      this.retiring.delete(done);
+    });
+    this.retiring.add(done);
+  }
+
+  private replaceProducer(expected: Producer): void {
+    if (expected !== this.producer) return; // already replaced
+    const old = this.producer;
+    this.producer = this.createProducer();
+    this.producerReady = false;
+    this.producerConnecting = null;
+    this.retire(old);
+  }
+
+  private replaceAdmin(expected: Admin): void {
+    if (expected !== this.admin) return;
+    const old = this.admin;
+    this.admin = this.createAdmin();
+    this.adminReady = false;
+    this.adminConnecting = null;
+    this.retire(old);
   }
 
   // ------------------------------------------------------------------------------------------ startup
@@ -204,10 +259,11 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
 
   private async ensureAdmin(): Promise<void> {
     if (this.adminReady) return;
-    this.adminConnecting ??= this.admin
+    const admin = this.admin;
+    this.adminConnecting ??= admin
       .connect()
       .then(() => {
-        this.adminReady = true;
+        if (admin === this.admin) this.adminReady = true;
       })
       .finally(() => {
         this.adminConnecting = null;
@@ -217,10 +273,11 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
 
   private async ensureProducer(): Promise<void> {
     if (this.producerReady) return;
-    this.producerConnecting ??= this.producer
+    const producer = this.producer;
+    this.producerConnecting ??= producer
       .connect()
       .then(() => {
-        this.producerReady = true;
+        if (producer === this.producer) this.producerReady = true;
       })
       .finally(() => {
         this.producerConnecting = null;
@@ -232,8 +289,11 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     const { topic, partitions, replicationFactor } = this.config;
     const retentionMs = Math.max(24, this.config.retentionHours) * 3_600_000;
     let created = false;
+    // Check first: on every start but the first the topic exists, and kafkajs logs a failed
+    // CreateTopics as an error even when we handle TOPIC_ALREADY_EXISTS.
+    const exists = (await this.admin.listTopics()).includes(topic);
     try {
-      created = await this.admin.createTopics({
+      if (!exists) created = await this.admin.createTopics({
         waitForLeaders: true,
         timeout: 10_000,
         topics: [
@@ -246,7 +306,8 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
         ],
       });
     } catch (err) {
-      if (!isTopicAlreadyExists(err)) throw err;
+      // Another node created it between our check and our request: fine.
+      if (!isTopicAlreadyExists(err)) throw new Error(`creating topic ${topic} failed: ${describeKafkaError(err)}`);
     }
     if (created) {
       this.logger.log(
@@ -325,16 +386,24 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
    * nothing is sent after a message whose publish failed.
    */
   private async flush(items: PendingPublish[]): Promise<PublishOutcome[]> {
-    const outcomes: PublishOutcome[] = items.map(() => null);
+    // undefined = not settled yet; null = acknowledged by the broker.
+    const outcomes: (PublishOutcome | undefined)[] = items.map((it) =>
+      it.abandoned ? new Error('publish abandoned by its caller') : undefined,
+    );
+    const live = items.flatMap((it, i) => (it.abandoned ? [] : [i]));
+    // First outcome wins: a late kafkajs answer never overrides the timeout the caller was given.
+    const settle = (indexes: number[], outcome: PublishOutcome) => {
+      for (const i of indexes) if (outcomes[i] === undefined) outcomes[i] = outcome;
+    };
+    if (live.length === 0) return outcomes as PublishOutcome[];
+    const producer = this.producer;
     const run = (async () => {
-      const live: number[] = [];
-      items.forEach((it, i) => (it.abandoned ? (outcomes[i] = new Error('publish abandoned')) : live.push(i)));
-      if (live.length === 0) return;
       try {
         await this.ensureProducer();
       } catch (err) {
         const e = new Error(`kafka unavailable: ${(err as Error).message}`);
-        for (const i of live) outcomes[i] = e;
+        settle(live, e);
+        this.replaceProducer(producer);
         return;
       }
       let start = 0;
@@ -347,7 +416,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
         }
         const chunk = live.slice(start, end);
         try {
-          await this.producer.sendBatch({
+          await producer.sendBatch({
             acks: -1,
             timeout: this.opts.ackTimeoutMs,
             topicMessages: [
@@ -359,29 +428,49 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
           });
         } catch (err) {
           const e = new Error(`kafka publish failed: ${(err as Error).message}`);
-          for (const i of live.slice(start)) outcomes[i] = e;
+          settle(live.slice(start), e);
+          this.replaceProducer(producer);
           return;
         }
+        settle(chunk, null);
         start = end;
       }
     })();
     this.lastFlush = run;
-    await run;
-    return outcomes;
+    // kafkajs' own bound (request timeout x retries) can exceed publishTimeoutMs; the Batcher must not
+    // stay blocked behind a hung request: give up on it, and on its producer's connections.
+    const settled = await settledWithin(run, this.opts.publishTimeoutMs);
+    if (!settled) {
+      const e = new Error(`kafka publish not acknowledged within ${this.opts.publishTimeoutMs} ms`);
+      settle(live, e);
+      this.replaceProducer(producer);
+    }
+    return outcomes.map((o) => (o === undefined ? new Error('kafka publish outcome unknown') : o));
   }
 
   // ---------------------------------------------------------------------------------------- consuming
 
+  /**
+   * Consumer lifecycle operations (start, stop, restart) run one at a time, in call order: a restart
+   * never overlaps a stop, and a new consumer only starts once the previous one has left the group
+   * (so two of our consumers never process the same partition at once).
+   */
+  private lifecycle(op: () => Promise<void>): Promise<void> {
+    const run = this.lifecycleTail.then(op);
+    this.lifecycleTail = run.catch(() => undefined);
+    return run;
+  }
+
   async consume(handler: BatchHandler): Promise<void> {
     if (this.closed) throw new Error('kafka bus is closed');
-    if (this.consumer) throw new Error('kafka bus is already consuming');
-    if (this.stoppingPromise) await this.stoppingPromise;
+    if (this.handler && !this.stopping) throw new Error('kafka bus is already consuming');
     this.stopping = false;
     this.handler = handler;
-    await this.startConsumer();
+    await this.lifecycle(() => this.startConsumer());
   }
 
   private async startConsumer(): Promise<void> {
+    if (this.stopping || this.closed || this.consumer) return;
     const consumer = this.kafka.consumer({
       groupId: this.config.groupId,
       sessionTimeout: this.opts.sessionTimeoutMs,
@@ -389,10 +478,20 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       heartbeatInterval: this.opts.heartbeatIntervalMs,
       maxWaitTimeInMs: this.opts.maxWaitTimeMs,
       allowAutoTopicCreation: false,
-      retry: { retries: 8, initialRetryTime: 300, maxRetryTime: 10_000 },
+      retry: { retries: 5, initialRetryTime: 300, maxRetryTime: 5_000 },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, (event: ConsumerCrashEvent) => this.onCrash(consumer, event));
+    const timeouts: number[] = [];
+    consumer.on(consumer.events.REQUEST_TIMEOUT, () => {
+      const now = Date.now();
+      timeouts.push(now);
+      while (timeouts.length > 0 && timeouts[0] < now - 30_000) timeouts.shift();
+      if (timeouts.length >= 2) {
+        timeouts.length = 0;
+        this.restartConsumer(consumer, 'requests to the broker keep timing out');
+      }
+    });
     try {
       await consumer.connect();
       await consumer.subscribe({ topics: [this.config.topic], fromBeginning: true });
@@ -409,27 +508,56 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     }
   }
 
+  /** Leaves the group: waits for the batches in progress (including their commit), then LeaveGroup. */
+  private async stopCurrentConsumer(): Promise<void> {
+    const consumer = this.consumer;
+    this.consumer = null;
+    if (consumer) await consumer.disconnect();
+  }
+
   /**
-   * kafkajs restarts a crashed consumer itself when the error is retriable; for a non-retriable
-   * crash it gives up for good, which would leave a router silently idle. Recreate it after a pause.
+   * Replaces the consumer by a fresh one (new connections). Used when kafkajs would otherwise keep
+   * timing out on a zombie connection (tulios/kafkajs#919: a request timeout never recycles the socket;
+   * without this the consumer only recovers after its retries are exhausted and it crashes, ~1 min).
+   */
+  private restartConsumer(consumer: Consumer, why: string): void {
+    if (consumer !== this.consumer || this.stopping || this.closed) return;
+    this.logger.warn(`restarting the consumer on fresh connections: ${why}`);
+    this.lifecycle(async () => {
+      if (consumer !== this.consumer || this.stopping || this.closed) return;
+      await this.stopCurrentConsumer().catch((err: Error) => this.logger.warn(`consumer stop: ${err.message}`));
+      await this.startConsumer();
+    }).catch((err: Error) => this.scheduleStart(`consumer restart failed: ${err.message}`));
+  }
+
+  /** Starts a consumer after a pause, repeating until one runs (or we are stopping). */
+  private scheduleStart(why: string, waitMs = 5_000): void {
+    if (this.stopping || this.closed) return;
+    this.logger.error(`${why}; starting a new consumer in ${waitMs} ms`);
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      this.lifecycle(() => this.startConsumer()).catch((err: Error) =>
+        this.scheduleStart(`consumer start failed: ${err.message}`, waitMs),
+      );
+    }, waitMs);
+    this.timers.add(t);
+  }
+
+  /**
+   * kafkajs restarts a crashed consumer itself when the error is retriable; for a non-retriable crash
+   * it gives up for good, which would leave a router silently idle: start a new one after a pause.
+   * A consumer we already replaced or stopped must stay down: kafkajs may have scheduled its restart
+   * concurrently with our disconnect, and stop() cancels that timer.
    */
   private onCrash(consumer: Consumer, event: ConsumerCrashEvent): void {
     const { error, restart } = event.payload;
-    if (restart || this.stopping || this.closed || consumer !== this.consumer) return;
-    this.logger.error(`consumer crashed and will not restart itself (${error.message}); recreating it in 5 s`);
+    if (consumer !== this.consumer || this.stopping || this.closed) {
+      setImmediate(() => void consumer.stop().catch(() => undefined));
+      return;
+    }
+    if (restart) return;
     this.consumer = null;
-    const retry = (): void => {
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        if (this.stopping || this.closed || this.consumer) return;
-        this.startConsumer().catch((err: Error) => {
-          this.logger.error(`consumer restart failed: ${err.message}; retrying in 5 s`);
-          retry();
-        });
-      }, 5_000);
-      this.timers.add(t);
-    };
-    retry();
+    this.scheduleStart(`consumer crashed and will not restart itself (${error.message})`);
   }
 
   private async eachBatch(payload: EachBatchPayload): Promise<void> {
@@ -536,23 +664,16 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     this.stopping = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    const consumer = this.consumer;
-    this.consumer = null;
-    if (consumer) {
-      // disconnect = stop (waits for the batches in progress, including their commit) + LeaveGroup.
-      this.stoppingPromise = consumer.disconnect().finally(() => {
-        this.stoppingPromise = null;
-      });
-    }
-    if (this.stoppingPromise) await this.stoppingPromise;
+    await this.lifecycle(() => this.stopCurrentConsumer());
   }
 
   // -------------------------------------------------------------------------------------- operations
 
   async ping(): Promise<void> {
+    const admin = this.admin;
     const check = (async () => {
       await this.ensureAdmin();
-      await this.admin.fetchTopicMetadata({ topics: [this.config.topic] });
+      await admin.fetchTopicMetadata({ topics: [this.config.topic] });
     })();
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -565,6 +686,11 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
           );
         }),
       ]);
+    } catch (err) {
+      check.catch(() => undefined);
+      // Fresh connections for the next ping (see retire): a zombie socket would fail every ping.
+      if (!this.closed) this.replaceAdmin(admin);
+      throw err;
     } finally {
       clearTimeout(timer);
     }
@@ -582,9 +708,13 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     await settledWithin(this.lastFlush, this.opts.publishTimeoutMs);
     if (this.producerConnecting) await this.producerConnecting.catch(() => undefined);
     if (this.adminConnecting) await this.adminConnecting.catch(() => undefined);
-    await Promise.allSettled([this.producer.disconnect(), this.admin.disconnect()]);
     this.producerReady = false;
     this.adminReady = false;
+    await Promise.allSettled([
+      settledWithin(this.producer.disconnect(), 5_000),
+      settledWithin(this.admin.disconnect(), 5_000),
+      ...this.retiring,
+    ]);
   }
 
   async onApplicationShutdown(): Promise<void> {

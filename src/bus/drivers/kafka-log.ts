@@ -8,6 +8,12 @@ import { LogEntry, logCreator, logLevel } from 'kafkajs';
  */
 const SAFE_FIELDS = ['error', 'groupId', 'topic', 'partition', 'retryCount', 'retryTime', 'broker', 'memberId'];
 
+/**
+ * kafkajs lines the driver handles itself and reports in its own words: printed at debug level only.
+ * (A CreateTopics answer with TOPIC_ALREADY_EXISTS, when another node created the topic first.)
+ */
+const HANDLED = [/^Response CreateTopics\b/];
+
 /** One line per (namespace, message) per window; repeats are counted and reported with the next line. */
 const WINDOW_MS = 10_000;
 const MAX_KEYS = 1_000;
@@ -22,6 +28,10 @@ export function nestLogCreator(context = 'kafkajs'): logCreator {
   const seen = new Map<string, { until: number; suppressed: number }>();
   return () =>
     ({ namespace, level, log }: LogEntry) => {
+      if (HANDLED.some((re) => re.test(log.message))) {
+        logger.debug(`[${namespace}] ${log.message}`);
+        return;
+      }
       const key = `${namespace}|${log.message}`;
       const now = Date.now();
       const prev = seen.get(key);

@@ -38,7 +38,9 @@ export class MysqlDirectoryStoreDriver extends DirectoryStore {
     const unique = [...new Set(members)];
     await inTransaction(this.ds, async (qr) => {
       // Creates the conversation or locks its row: concurrent puts of one conversation queue here.
-      await qr.query(`INSERT INTO conversation (id) VALUES (?) ON DUPLICATE KEY UPDATE id = id`, [conversationId]);
+      await qr.query(`INSERT INTO conversation (id) VALUES (?) ON DUPLICATE KEY UPDATE id = id`, [
+        conversationId,
+      ]);
       await qr.query(`DELETE FROM conversation_member WHERE conversation_id = ?`, [conversationId]);
       let pos = 0;
       for (const part of chunks(unique, this.chunkRows)) {

@@ -13,8 +13,8 @@ import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox.store';
  * 1. Atomic: one `append` is one transaction (READ COMMITTED); any failure rolls all of it back,
  *    the per-user heads included, so a failed append leaves no seq behind.
  * 2. Gapless, commit-ordered seqs: every writer of user U first takes the exclusive lock on U's row
- *    in outbox_user_seq (INSERT .. ON DUPLICATE KEY UPDATE creates and locks it; SELECT .. FOR
- *    UPDATE reads the head), allocates head+1, head+2, .. in input order, inserts, moves the head
+ *    in outbox_user_seq (INSERT .. ON DUPLICATE KEY UPDATE creates the row or locks the existing
+ *    one), reads the head, allocates head+1, head+2, .. in input order, inserts, moves the head
  *    and commits, which releases the lock. Writers of one user therefore run one after the other:
  *    the next one reads the head only after the previous one committed, so seq order is commit
  *    order, and a reader (one snapshot per statement) that sees seq N also sees every seq < N.
@@ -74,11 +74,13 @@ export class MysqlOutboxDriver extends OutboxStore {
   /** Loads the store's epoch, creating it on the very first start (insert-if-absent, read back). */
   async init(): Promise<this> {
     try {
-      await this.ds.query(`INSERT INTO relay_meta (name, value) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = name`, [
+      await this.ds.query(
+        `INSERT INTO relay_meta (name, value) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = name`,
+        [EPOCH_KEY, randomBytes(8).toString('hex')],
+      );
+      const rows: { value: string }[] = await this.ds.query(`SELECT value FROM relay_meta WHERE name = ?`, [
         EPOCH_KEY,
-        randomBytes(8).toString('hex'),
       ]);
-      const rows: { value: string }[] = await this.ds.query(`SELECT value FROM relay_meta WHERE name = ?`, [EPOCH_KEY]);
       this.generation = rows[0].value;
     } catch (err) {
       if (mysqlErrno(err) === ER_NO_SUCH_TABLE) {
@@ -104,7 +106,9 @@ export class MysqlOutboxDriver extends OutboxStore {
     const slots: Pending[] = [];
     const ordered: Pending[] = [];
     for (const { userId, envelope } of deliveries) {
-      if (userId.length === 0 || userId.length > MAX_USER_ID) throw new Error(`invalid outbox user id "${userId}"`);
+      if (userId.length === 0 || userId.length > MAX_USER_ID) {
+        throw new Error(`invalid outbox user id "${userId}"`);
+      }
       if (envelope.id.length === 0 || envelope.id.length > MAX_MESSAGE_ID) {
         throw new Error(`invalid outbox message id "${envelope.id}"`);
       }
@@ -129,8 +133,18 @@ export class MysqlOutboxDriver extends OutboxStore {
     return slots.map((p, i) => ({ userId: p.userId, seq: p.seq, envelope: deliveries[i].envelope }));
   }
 
-  private async appendTx(qr: QueryRunner, byUser: Map<string, Map<string, Pending>>, ordered: Pending[]): Promise<void> {
-    // (1) Lock the users' head rows, in one global order, and read the heads.
+  private async appendTx(
+    qr: QueryRunner,
+    byUser: Map<string, Map<string, Pending>>,
+    ordered: Pending[],
+  ): Promise<void> {
+    // (1) Lock the users' head rows, in one global order, and read the heads. The locks come from
+    // the upsert alone. The read is deliberately not `FOR UPDATE`: on a small table InnoDB serves
+    // an IN list by scanning the primary key and would lock (wait for) rows of other users on
+    // the way, out of order, which deadlocks writers of disjoint users. A READ COMMITTED read
+    // returns the latest committed head, and holding the row's lock means there is no newer one.
+    // (This needs READ COMMITTED: under REPEATABLE READ the snapshot of the first chunk's read
+    // would predate the locks of later chunks.)
     const users = [...byUser.keys()].sort();
     const heads = new Map<string, number>();
     for (const part of chunks(users, this.chunkRows)) {
@@ -140,7 +154,7 @@ export class MysqlOutboxDriver extends OutboxStore {
         part,
       );
       const rows: { user_id: string; seq: number | string }[] = await qr.query(
-        `SELECT user_id, seq FROM outbox_user_seq WHERE user_id IN (${list(part.length)}) FOR UPDATE`,
+        `SELECT user_id, seq FROM outbox_user_seq WHERE user_id IN (${list(part.length)})`,
         part,
       );
       for (const r of rows) heads.set(r.user_id, Number(r.seq));

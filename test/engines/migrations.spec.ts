@@ -1,0 +1,247 @@
+import { Connection, createConnection } from 'mysql2/promise';
+import { randomUUID } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import { loadConfig } from '../../src/config/app-config';
+import { Config } from '../../src/config/config.module';
+import { createDataSource, MIGRATIONS_TABLE } from '../../src/database/data-source';
+import { dataSourceProvider } from '../../src/database/database.module';
+import {
+  migrationLockName,
+  migrationStatus,
+  revertLastMigration,
+  runMigrationsLocked,
+} from '../../src/database/migrate';
+import { MIGRATIONS } from '../../src/database/migrations';
+import { MysqlOutboxDriver } from '../../src/outbox/drivers/mysql-outbox.driver';
+import { startTestApp } from '../support/test-app';
+import { waitFor } from '../support/wait-for';
+
+/**
+ * Schema migrations against the real MariaDB of scripts/infra.sh (engines project globalSetup).
+ * These tests drop and recreate whole schemas, so they work in a scratch database of their own
+ * (`relay_test_migrations_<run>`, dropped at the end) instead of relay_test, where the other
+ * engine suites run at the same time.
+ */
+const SERVER = new URL(process.env.RELAY_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/relay_test');
+const DATABASE = `relay_test_migrations_${randomUUID().replace(/-/g, '').slice(0, 8)}`;
+const URL_ = `mysql://${SERVER.username}${SERVER.password ? `:${SERVER.password}` : ''}@${SERVER.host}/${DATABASE}`;
+const NAMES = MIGRATIONS.map((m) => m.name);
+const TABLES = ['conversation', 'conversation_member', 'outbox', 'outbox_user_seq', 'relay_meta'];
+
+jest.setTimeout(60_000);
+
+let admin: Connection;
+const sources: DataSource[] = [];
+
+async function open(): Promise<DataSource> {
+  const ds = createDataSource(URL_, { poolSize: 3 });
+  await ds.initialize();
+  sources.push(ds);
+  return ds;
+}
+
+async function recreateDatabase(): Promise<void> {
+  await admin.query(`DROP DATABASE IF EXISTS \`${DATABASE}\``);
+  await admin.query(`CREATE DATABASE \`${DATABASE}\` CHARACTER SET utf8mb4`);
+}
+
+async function tables(): Promise<string[]> {
+  const [rows] = await admin.query(
+    `SELECT TABLE_NAME AS t FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME`,
+    [DATABASE],
+  );
+  return (rows as { t: string }[]).map((r) => r.t).filter((t) => t !== MIGRATIONS_TABLE);
+}
+
+async function recorded(): Promise<string[]> {
+  const [rows] = await admin.query(`SELECT name FROM \`${DATABASE}\`.${MIGRATIONS_TABLE} ORDER BY id`);
+  return (rows as { name: string }[]).map((r) => r.name);
+}
+
+beforeAll(async () => {
+  try {
+    admin = await createConnection({
+      host: SERVER.hostname,
+      port: Number(SERVER.port || 3306),
+      user: decodeURIComponent(SERVER.username),
+      password: decodeURIComponent(SERVER.password),
+    });
+  } catch (err) {
+    throw new Error(
+      `MariaDB is not reachable at ${SERVER.hostname}:${SERVER.port || 3306} (scripts/infra.sh up starts it): ${(err as Error).message}`,
+    );
+  }
+});
+
+beforeEach(recreateDatabase);
+
+afterEach(async () => {
+  await Promise.all(sources.splice(0).map((ds) => ds.destroy().catch(() => undefined)));
+});
+
+afterAll(async () => {
+  if (!admin) return;
+  await admin.query(`DROP DATABASE IF EXISTS \`${DATABASE}\``);
+  await admin.end();
+});
+
+describe('migrations', () => {
+  it('build the schema from scratch, record each migration once, and do nothing the second time', async () => {
+    const ds = await open();
+    expect(await migrationStatus(ds)).toEqual(NAMES.map((name) => ({ name, executed: false })));
+    expect(await runMigrationsLocked(ds)).toEqual(NAMES);
+    expect(await tables()).toEqual(TABLES);
+    expect(await runMigrationsLocked(ds)).toEqual([]);
+    expect(await recorded()).toEqual(NAMES);
+    expect(await migrationStatus(ds)).toEqual(NAMES.map((name) => ({ name, executed: true })));
+
+    const [indexes] = await admin.query(
+      `SELECT INDEX_NAME AS i, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS cols, MIN(NON_UNIQUE) AS nu
+       FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'outbox' GROUP BY INDEX_NAME ORDER BY INDEX_NAME`,
+      [DATABASE],
+    );
+    expect(
+      (indexes as { i: string; cols: string; nu: number }[]).map((r) => [r.i, r.cols, Number(r.nu)]),
+    ).toEqual([
+      ['ix_outbox_expires_at', 'expires_at', 1],
+      ['PRIMARY', 'id', 0],
+      ['uq_outbox_user_message', 'user_id,message_id', 0],
+      ['uq_outbox_user_seq', 'user_id,seq', 0],
+    ]);
+    const [collations] = await admin.query(
+      `SELECT DISTINCT COLLATION_NAME AS c FROM information_schema.COLUMNS
+       WHERE TABLE_SCHEMA = ? AND COLUMN_NAME IN ('user_id', 'message_id', 'conversation_id') OR (TABLE_SCHEMA = ? AND TABLE_NAME = 'conversation' AND COLUMN_NAME = 'id')`,
+      [DATABASE, DATABASE],
+    );
+    expect((collations as { c: string }[]).map((r) => r.c)).toEqual(['utf8mb4_nopad_bin']);
+  });
+
+  it('are safe when several nodes start at once: one applies them, the others wait and find nothing to do', async () => {
+    const nodes = await Promise.all(Array.from({ length: 4 }, () => open()));
+    const applied = await Promise.all(nodes.map((ds) => runMigrationsLocked(ds)));
+    expect(applied.flat().sort()).toEqual([...NAMES].sort());
+    expect(applied.filter((a) => a.length > 0)).toHaveLength(1);
+    expect(await recorded()).toEqual(NAMES);
+    expect(await tables()).toEqual(TABLES);
+  });
+
+  it('wait for the lock another process holds, and give up after the lock timeout', async () => {
+    const ds = await open();
+    const holder = await createConnection({
+      host: SERVER.hostname,
+      port: Number(SERVER.port || 3306),
+      user: 'root',
+    });
+    try {
+      const [[{ got }]] = (await holder.query('SELECT GET_LOCK(?, 10) AS got', [
+        migrationLockName(DATABASE),
+      ])) as [{ got: number }[], unknown];
+      expect(got).toBe(1);
+      await expect(runMigrationsLocked(ds, { lockTimeoutSec: 1 })).rejects.toThrow(
+        /could not take the migration lock/,
+      );
+      expect(await tables()).toEqual([]);
+
+      let done = false;
+      const running = runMigrationsLocked(ds).finally(() => (done = true));
+      await waitFor(
+        async () => {
+          const [rows] = await admin.query(
+            `SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT GET_LOCK(%' AND DB = ?`,
+            [DATABASE],
+          );
+          return Number((rows as { n: number }[])[0].n) > 0;
+        },
+        5_000,
+        'the migration run to wait for the lock',
+      );
+      expect(done).toBe(false);
+      await holder.query('SELECT RELEASE_LOCK(?)', [migrationLockName(DATABASE)]);
+      expect(await running).toEqual(NAMES);
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it('revert one at a time, newest first, and apply again', async () => {
+    const ds = await open();
+    await runMigrationsLocked(ds);
+    expect(await revertLastMigration(ds)).toBe(NAMES[1]);
+    expect(await tables()).toEqual(['outbox', 'outbox_user_seq', 'relay_meta']);
+    expect(await revertLastMigration(ds)).toBe(NAMES[0]);
+    expect(await tables()).toEqual([]);
+    expect(await revertLastMigration(ds)).toBeNull();
+    expect(await runMigrationsLocked(ds)).toEqual(NAMES);
+    expect(await tables()).toEqual(TABLES);
+  });
+
+  it('can run again after a run that died between its DDL and its bookkeeping', async () => {
+    const ds = await open();
+    await runMigrationsLocked(ds);
+    const outbox = await new MysqlOutboxDriver(ds, 60).init();
+    await outbox.append([
+      { userId: 'a', envelope: { id: 'm1', conversation_id: 'c', from: 'b', ts: 1, body: null } },
+    ]);
+    await admin.query(`DROP TABLE \`${DATABASE}\`.${MIGRATIONS_TABLE}`);
+    expect(await runMigrationsLocked(ds)).toEqual(NAMES);
+    expect((await outbox.retention('a', 0)).head).toBe(1); // existing data untouched
+  });
+
+  it('are required by the outbox: without them it refuses to start, with a hint', async () => {
+    const ds = await open();
+    await expect(new MysqlOutboxDriver(ds, 60).init()).rejects.toThrow(
+      /outbox tables do not exist: run the migrations/,
+    );
+  });
+
+  it('run at startup unless MYSQL_MIGRATE_ON_START=false', async () => {
+    const config = (migrate: string) =>
+      loadConfig({
+        NODE_ENV: 'test',
+        OUTBOX: 'mysql',
+        MYSQL_URL: URL_,
+        MYSQL_MIGRATE_ON_START: migrate,
+      }) as Config;
+    const skipped = await dataSourceProvider.useFactory(config('false'));
+    sources.push(skipped);
+    expect(await tables()).toEqual([]);
+    const migrated = await dataSourceProvider.useFactory(config('true'));
+    sources.push(migrated);
+    expect(await tables()).toEqual(TABLES);
+  });
+
+  it('fail startup with the address (never the password) when the database is unreachable', async () => {
+    const config = loadConfig({
+      NODE_ENV: 'test',
+      OUTBOX: 'mysql',
+      MYSQL_URL: 'mysql://root:s3cret@127.0.0.1:1/relay_test',
+    }) as Config;
+    const failure = dataSourceProvider.useFactory(config) as Promise<DataSource>;
+    await expect(failure).rejects.toThrow(
+      /cannot connect to MySQL at mysql:\/\/root@127\.0\.0\.1:1\/relay_test/,
+    );
+    await expect(failure).rejects.not.toThrow(/s3cret/);
+  });
+
+  it('let the whole app run on the MySQL engine: migrated at start, outbox and directory ready', async () => {
+    const t = await startTestApp({ OUTBOX: 'mysql', MYSQL_URL: URL_ });
+    try {
+      expect(await tables()).toEqual(TABLES);
+      const ready = await fetch(`${t.http}/health/ready`);
+      const body = (await ready.json()) as { info?: Record<string, { status: string; engine: string }> };
+      expect(ready.status).toBe(200);
+      expect(body.info?.outbox).toMatchObject({ status: 'up', engine: 'mysql' });
+      expect(body.info?.directory).toMatchObject({ status: 'up' });
+      const put = await fetch(`${t.http}/v1/conversations/c1`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ members: ['alice', 'bob'] }),
+      });
+      expect(put.status).toBe(200);
+      const got = await fetch(`${t.http}/v1/conversations/c1`);
+      expect(await got.json()).toEqual({ id: 'c1', members: ['alice', 'bob'] });
+    } finally {
+      await t.close();
+    }
+  });
+});
