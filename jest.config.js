@@ -1,14 +1,21 @@
 /** One jest run: unit specs next to the code, e2e/engine/cluster suites under test/, the SDK's tests. */
-const tsJest = ['ts-jest', { tsconfig: 'tsconfig.test.json', isolatedModules: true }];
+const tsJest = ['ts-jest', { tsconfig: 'tsconfig.test.json' }];
 const base = {
   testEnvironment: 'node',
   transform: { '^.+\\.ts$': tsJest },
   moduleFileExtensions: ['ts', 'js', 'json'],
   // The SDK's sources import siblings as './x.js' (required by Node's ESM loader in its build).
-  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1', '^@relay/client$': '<rootDir>/packages/client/src/index.ts' },
+  moduleNameMapper: {
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+    '^@relay/client$': '<rootDir>/packages/client/src/index.ts',
+  },
 };
 // Suites that need Kafka, Redis and MariaDB: the global setup brings them up (or fails the run).
-const withInfra = { ...base, globalSetup: '<rootDir>/test/support/infra.global-setup.ts', testTimeout: 60_000 };
+const withInfra = {
+  ...base,
+  globalSetup: '<rootDir>/test/support/infra.global-setup.ts',
+  testTimeout: 60_000,
+};
 
 module.exports = {
   projects: [

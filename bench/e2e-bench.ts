@@ -108,10 +108,20 @@ async function main(): Promise<void> {
           const sendOne = () => {
             const ref = `${c}-${sent++}`;
             refSentAt.set(`${c}/${ref}`, performance.now());
-            ws.send(JSON.stringify({ type: 'send', msg_id: ref, payload: { conversation_id: `b${run}-${c}`, body: { n: sent } } }));
+            ws.send(
+              JSON.stringify({
+                type: 'send',
+                msg_id: ref,
+                payload: { conversation_id: `b${run}-${c}`, body: { n: sent } },
+              }),
+            );
           };
           ws.on('message', (d) => {
-            const f = JSON.parse(d.toString()) as { type: string; msg_id: string; payload: { ref: string; code?: string } };
+            const f = JSON.parse(d.toString()) as {
+              type: string;
+              msg_id: string;
+              payload: { ref: string; code?: string };
+            };
             if (f.type === 'error') return reject(new Error(`send failed: ${f.payload.code}`));
             if (f.type !== 'ack') return;
             const t0 = refSentAt.get(`${c}/${f.payload.ref}`)!;
@@ -130,8 +140,12 @@ async function main(): Promise<void> {
   while (delivered < total * MEMBERS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   const doneAt = performance.now();
 
-  console.log(`messages: ${total} in ${CONVERSATIONS} conversations of ${MEMBERS} members, window ${WINDOW}/sender`);
-  console.log(`acked: ${total} in ${(ackedAt - started).toFixed(0)} ms = ${((total / (ackedAt - started)) * 1000).toFixed(0)} msg/s`);
+  console.log(
+    `messages: ${total} in ${CONVERSATIONS} conversations of ${MEMBERS} members, window ${WINDOW}/sender`,
+  );
+  console.log(
+    `acked: ${total} in ${(ackedAt - started).toFixed(0)} ms = ${((total / (ackedAt - started)) * 1000).toFixed(0)} msg/s`,
+  );
   console.log(
     `delivered: ${delivered}/${expectedDeliveries} deliveries in ${(doneAt - started).toFixed(0)} ms = ${((delivered / (doneAt - started)) * 1000).toFixed(0)} deliveries/s`,
   );

@@ -19,7 +19,9 @@ export const busFactory: FactoryProvider<MessageBus> = {
           await bus.init();
         } catch (err) {
           await bus.close().catch(() => undefined);
-          throw new Error(`kafka bus could not start (brokers ${config.kafka.brokers.join(',')}): ${(err as Error).message}`);
+          throw new Error(
+            `kafka bus could not start (brokers ${config.kafka.brokers.join(',')}): ${(err as Error).message}`,
+          );
         }
         return bus;
       }

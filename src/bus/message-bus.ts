@@ -25,7 +25,7 @@ export abstract class MessageBus {
   abstract close(): Promise<void>;
 }
 
-/** Stable key -> partition mapping (murmur2 for Kafka; the memory driver uses a simple hash). */
+/** Stable key -> partition mapping of the memory driver (Kafka keys with its own murmur2 partitioner). */
 export function partitionFor(key: string, partitions: number): number {
   let h = 0;
   for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) | 0;

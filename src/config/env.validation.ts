@@ -58,10 +58,14 @@ export class EnvVars {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) KAFKA_REPLICATION_FACTOR?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(24) KAFKA_RETENTION_HOURS?: number;
 
-  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true, protocols: ['redis', 'rediss'] }) REDIS_URL?: string;
+  @IsOptional()
+  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['redis', 'rediss'] })
+  REDIS_URL?: string;
   @IsOptional() @IsString() REDIS_KEY_PREFIX?: string;
 
-  @IsOptional() @IsUrl({ require_tld: false, require_protocol: true, protocols: ['mysql'] }) MYSQL_URL?: string;
+  @IsOptional()
+  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['mysql'] })
+  MYSQL_URL?: string;
   @IsOptional() @Transform(toBool) MYSQL_MIGRATE_ON_START?: boolean;
 }
 

@@ -39,7 +39,10 @@ export class EgressService implements NodeSubscriber {
     for (const d of batch.deliveries) {
       const conns = this.registry.forUser(d.u);
       if (!conns) continue;
-      const frame = messageFrame(encodeCursor(batch.epoch, d.s), (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])));
+      const frame = messageFrame(
+        encodeCursor(batch.epoch, d.s),
+        (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])),
+      );
       for (const conn of conns) {
         if (!corked.has(conn)) {
           conn.cork();

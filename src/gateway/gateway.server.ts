@@ -212,7 +212,8 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       entries.length > 0 ? this.sessions.touch(entries) : Promise.resolve(),
     ]);
     for (const r of results) {
-      if (r.status === 'rejected') this.logger.warn(`session heartbeat failed: ${(r.reason as Error).message}`);
+      if (r.status === 'rejected')
+        this.logger.warn(`session heartbeat failed: ${(r.reason as Error).message}`);
     }
   }
 

@@ -33,17 +33,26 @@ describe('planResume', () => {
   it('expired deliveries after the cursor: not recovered, resume just before what is left', () => {
     const E3 = { epoch: E, seq: 3 };
     expect(planResume(E3, E, { head: 9, firstRetainedAfter: 7 })).toEqual({ recovered: false, afterSeq: 6 });
-    expect(planResume(E3, E, { head: 9, firstRetainedAfter: null })).toEqual({ recovered: false, afterSeq: 9 });
+    expect(planResume(E3, E, { head: 9, firstRetainedAfter: null })).toEqual({
+      recovered: false,
+      afterSeq: 9,
+    });
   });
   it('another store generation: not recovered, replay all retained', () => {
     const old = { epoch: 'old', seq: 3 };
     expect(planResume(old, E, { head: 9, firstRetainedAfter: 1 })).toEqual({ recovered: false, afterSeq: 0 });
     expect(planResume(old, E, { head: 9, firstRetainedAfter: 5 })).toEqual({ recovered: false, afterSeq: 4 });
-    expect(planResume(old, E, { head: 0, firstRetainedAfter: null })).toEqual({ recovered: false, afterSeq: 0 });
+    expect(planResume(old, E, { head: 0, firstRetainedAfter: null })).toEqual({
+      recovered: false,
+      afterSeq: 0,
+    });
   });
   it('a cursor beyond the head of this store: not recovered, replay all retained', () => {
     const future = { epoch: E, seq: 30 };
-    expect(planResume(future, E, { head: 9, firstRetainedAfter: null })).toEqual({ recovered: false, afterSeq: 0 });
+    expect(planResume(future, E, { head: 9, firstRetainedAfter: null })).toEqual({
+      recovered: false,
+      afterSeq: 0,
+    });
   });
   it('the adopted cursor is honoured on the next reconnect', () => {
     const state = { head: 9, firstRetainedAfter: 7 };

@@ -98,7 +98,10 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
     const { client: cat } = await connect(victim, 'cat');
     const { client: dan } = await connect(victim, 'dan');
     const { client: eve } = await connect(gw2, 'eve');
-    const received = new Map<string, Frame[]>([['cat', []], ['dan', []]]);
+    const received = new Map<string, Frame[]>([
+      ['cat', []],
+      ['dan', []],
+    ]);
     const sink = (user: string, c: TestClient) =>
       c.ws.on('message', (d) => {
         const f = JSON.parse(d.toString()) as Frame;

@@ -82,7 +82,10 @@ describe('embedded engine: retention', () => {
       const [kept] = await back.messages(1);
       expect(kept.payload?.body).toBe('kept');
       back.terminate();
-      const { client: again, welcome: w2 } = await TestClient.connect(`${t.ws}?user_id=bob`, String(welcome.payload?.cursor));
+      const { client: again, welcome: w2 } = await TestClient.connect(
+        `${t.ws}?user_id=bob`,
+        String(welcome.payload?.cursor),
+      );
       expect(w2.payload?.recovered).toBe(true);
       expect((await again.messages(1))[0].payload?.body).toBe('kept');
       again.terminate();
@@ -92,4 +95,3 @@ describe('embedded engine: retention', () => {
     }
   });
 });
-

@@ -156,11 +156,17 @@ describe('KafkaBusDriver (real broker)', () => {
       const got = rec.messages.filter((m) => m.conversation_id === c).map((m) => m.id);
       expect(got).toEqual(sent);
       // One conversation = one partition.
-      const parts = new Set(rec.batches.filter((b) => b.messages.some((m) => m.conversation_id === c)).map((b) => b.partition));
+      const parts = new Set(
+        rec.batches.filter((b) => b.messages.some((m) => m.conversation_id === c)).map((b) => b.partition),
+      );
       expect(parts.size).toBe(1);
     }
     expect(rec.messages[0]).toEqual(published.find((m) => m.id === rec.messages[0].id)); // every field survives
-    await waitFor(async () => (await committedSum(config.groupId, config.topic)) === N, 10_000, 'all offsets committed');
+    await waitFor(
+      async () => (await committedSum(config.groupId, config.topic)) === N,
+      10_000,
+      'all offsets committed',
+    );
   });
 
   it('batches concurrent publishes into few produce requests', async () => {
@@ -181,6 +187,31 @@ describe('KafkaBusDriver (real broker)', () => {
     send.mockRestore();
   });
 
+  it('fails the publishes queued behind a failed produce request instead of letting them overtake it', async () => {
+    const config = freshConfig();
+    const bus = driver(config);
+    await bus.init();
+    const producer = (bus as unknown as { producer: Producer }).producer;
+    let fail: ((e: Error) => void) | undefined;
+    jest
+      .spyOn(producer, 'sendBatch')
+      .mockImplementationOnce(() => new Promise((_, reject) => (fail = reject)));
+    const conversation = `c-order-${randomUUID().slice(0, 6)}`;
+    const a = bus.publish(msg(conversation));
+    await waitFor(() => fail !== undefined, 5_000, 'first produce request in flight');
+    const b = bus.publish(msg(conversation)); // queued behind a's request
+    fail!(new Error('simulated broker failure'));
+    await expect(a).rejects.toThrow(/simulated broker failure/);
+    await expect(b).rejects.toThrow(/earlier publish failed/);
+    const c = msg(conversation); // published after the failure was known: goes through (fresh producer)
+    await bus.publish(c);
+    expect(await highWatermarkSum(config.topic)).toBe(1);
+    const rec = recorder();
+    await bus.consume(rec.handler);
+    await waitFor(() => rec.messages.length >= 1, 10_000, 'c consumed');
+    expect(rec.messages.map((m) => m.id)).toEqual([c.id]);
+  });
+
   it('redelivers the same batch when the handler throws, and commits nothing until it succeeds', async () => {
     const config = freshConfig();
     const bus = driver(config, { retryMinMs: 100 });
@@ -198,7 +229,11 @@ describe('KafkaBusDriver (real broker)', () => {
     });
 
     await waitFor(() => calls.length >= 2, 15_000, 'redelivery after a failing handler');
-    await waitFor(async () => (await committedSum(config.groupId, config.topic)) === 10, 10_000, 'commit after success');
+    await waitFor(
+      async () => (await committedSum(config.groupId, config.topic)) === 10,
+      10_000,
+      'commit after success',
+    );
     expect(calls[0]).toEqual(sent.map((m) => m.id));
     expect(calls[1]).toEqual(calls[0]);
     expect(committedDuringRetry).toBe(0);
@@ -226,6 +261,25 @@ describe('KafkaBusDriver (real broker)', () => {
     failing = false;
     await waitFor(() => delivered.length >= 5, 10_000, 'delivery once the dependency is back');
     expect(delivered).toEqual(sent.map((m) => m.id));
+  });
+
+  it('keeps the group membership through a handler slower than the session timeout (heartbeats while it runs)', async () => {
+    const config = freshConfig();
+    const bus = driver(config, { sessionTimeoutMs: 2_000, heartbeatIntervalMs: 300 });
+    await bus.init();
+    const sent = Array.from({ length: 5 }, () => msg(`c-slow-${randomUUID().slice(0, 6)}`));
+    await Promise.all(sent.map((m) => bus.publish(m)));
+    const seen: string[] = [];
+    await bus.consume(async (batch) => {
+      await new Promise((r) => setTimeout(r, 3_500)); // simulated slow work, longer than the session
+      seen.push(...batch.messages.map((m) => m.id));
+    });
+    await waitFor(
+      async () => (await committedSum(config.groupId, config.topic)) === 5,
+      20_000,
+      'slow batch committed',
+    );
+    expect(seen.sort()).toEqual(sent.map((m) => m.id).sort()); // once each: no rebalance, no redelivery
   });
 
   it('skips (and commits past) records that are not IngressMessage JSON without blocking the partition', async () => {
@@ -259,7 +313,11 @@ describe('KafkaBusDriver (real broker)', () => {
     await bus.consume(rec.handler);
     await waitFor(() => rec.messages.length >= 3, 15_000, 'valid messages around the malformed ones');
     expect(rec.messages.map((m) => m.id)).toEqual([a.id, b.id, c.id]);
-    await waitFor(async () => (await committedSum(config.groupId, config.topic)) === 6, 10_000, 'commit past the poison');
+    await waitFor(
+      async () => (await committedSum(config.groupId, config.topic)) === 6,
+      10_000,
+      'commit past the poison',
+    );
   });
 
   it('stopConsuming finishes and commits the batch in progress; a new instance in the same group resumes after it, fast', async () => {
@@ -289,7 +347,11 @@ describe('KafkaBusDriver (real broker)', () => {
     await waitFor(() => gate !== null, 10_000, 'A inside the slow handler');
     let stopped = false;
     const stopping = a.stopConsuming().then(() => (stopped = true));
-    await waitFor(() => committedSum(config.groupId, config.topic).then((n) => n === N1), 5_000, 'first batch committed');
+    await waitFor(
+      () => committedSum(config.groupId, config.topic).then((n) => n === N1),
+      5_000,
+      'first batch committed',
+    );
     expect(stopped).toBe(false); // stop waits for the handler in progress
     (gate as unknown as () => void)();
     await stopping;
@@ -315,7 +377,11 @@ describe('KafkaBusDriver (real broker)', () => {
     console.log(
       `consumer group: first join+first batch ${firstJoinMs} ms; after clean stop: rejoin ${joinedMs} ms, first batch after ${firstBatchAt - t0} ms`,
     );
-    await waitFor(async () => (await committedSum(config.groupId, config.topic)) === N1 + N2 + N3, 10_000, 'B commits');
+    await waitFor(
+      async () => (await committedSum(config.groupId, config.topic)) === N1 + N2 + N3,
+      10_000,
+      'B commits',
+    );
     expect(rec.messages.map((m) => m.id).sort()).toEqual(third.map((m) => m.id).sort()); // none twice, none skipped
   });
 
@@ -381,11 +447,19 @@ describe('KafkaBusDriver (real broker)', () => {
     const back = Date.now();
     const ok = msg('c-outage');
     await waitFor(() => bus.publish(ok).then(() => true), 20_000, 'publish after the broker is back');
-    console.log(`outage: publish rejected after ${failMs} ms; first publish ok ${Date.now() - back} ms after recovery`);
+    console.log(
+      `outage: publish rejected after ${failMs} ms; first publish ok ${Date.now() - back} ms after recovery`,
+    );
     expect(failMs).toBeLessThan(10_000);
     await waitFor(() => bus.ping().then(() => true), 10_000, 'ping after recovery');
     const t1 = Date.now();
-    await waitFor(() => rec.messages.some((m) => m.id === ok.id), 60_000, 'message published after recovery consumed');
-    console.log(`outage: running consumer delivered the post-recovery message ${Date.now() - t1} ms after it was published`);
+    await waitFor(
+      () => rec.messages.some((m) => m.id === ok.id),
+      60_000,
+      'message published after recovery consumed',
+    );
+    console.log(
+      `outage: running consumer delivered the post-recovery message ${Date.now() - t1} ms after it was published`,
+    );
   });
 });

@@ -25,7 +25,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-export async function startNode(name: string, env: Record<string, string>, readyTimeoutMs = 60_000): Promise<NodeProcess> {
+export async function startNode(
+  name: string,
+  env: Record<string, string>,
+  readyTimeoutMs = 60_000,
+): Promise<NodeProcess> {
   const port = await freePort();
   const main = join(__dirname, '..', '..', 'dist', 'main.js');
   const proc = spawn(process.execPath, [main], {
@@ -40,7 +44,15 @@ export async function startNode(name: string, env: Record<string, string>, ready
   proc.stdout!.on('data', keep);
   proc.stderr!.on('data', keep);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const node: NodeProcess = { name, port, http: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}/ws`, proc, output, exited };
+  const node: NodeProcess = {
+    name,
+    port,
+    http: `http://127.0.0.1:${port}`,
+    ws: `ws://127.0.0.1:${port}/ws`,
+    proc,
+    output,
+    exited,
+  };
   try {
     await waitFor(
       async () => {

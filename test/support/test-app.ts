@@ -34,7 +34,14 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
       }
     : {};
   if (productionEngine) await adminQuery(`CREATE DATABASE \`${database}\``);
-  const config = loadConfig({ NODE_ENV: 'test', HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'error', ...engineEnv, ...env });
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    HOST: '127.0.0.1',
+    PORT: '0',
+    LOG_LEVEL: 'error',
+    ...engineEnv,
+    ...env,
+  });
   const app = await startApp(config);
   const { port } = app.getHttpServer().address() as AddressInfo;
   return {

@@ -69,6 +69,8 @@ interface PendingPublish {
   bytes: number;
   /** Set when the caller gave up (publish timed out): not sent if its flush has not started yet. */
   abandoned: boolean;
+  /** Publish order; see failedThrough. */
+  seq: number;
 }
 
 /** Per-item outcome of a flush: null = acknowledged by the broker. */
@@ -76,6 +78,7 @@ type PublishOutcome = Error | null;
 
 interface Run {
   messages: IngressMessage[];
+  firstOffset: string;
   /** Offset of the last record this run covers (valid or skipped). */
   lastOffset: string;
 }
@@ -91,7 +94,9 @@ function errorType(err: unknown): string | undefined {
 function isTopicAlreadyExists(err: unknown): boolean {
   if (errorType(err) === 'TOPIC_ALREADY_EXISTS') return true;
   const inner = (err as { errors?: unknown[] } | null)?.errors;
-  return Array.isArray(inner) && inner.length > 0 && inner.every((e) => errorType(e) === 'TOPIC_ALREADY_EXISTS');
+  return (
+    Array.isArray(inner) && inner.length > 0 && inner.every((e) => errorType(e) === 'TOPIC_ALREADY_EXISTS')
+  );
 }
 
 /** kafkajs aggregates per-topic failures; the useful reason is inside. */
@@ -136,7 +141,7 @@ async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
 /**
  * Kafka implementation of the MessageBus contract.
  *
- * Producer side (every role that publishes): one idle-free producer, acks=all, maxInFlightRequests=1;
+ * Producer side (every role that publishes): one producer, acks=all, maxInFlightRequests=1, not idempotent;
  * concurrent `publish` calls are coalesced by a Batcher into one produce request at a time, each caller
  * settling with the broker's answer for the request that carried its message. Key = conversation_id
  * (Java-compatible murmur2 partitioner), value = the whole IngressMessage as JSON.
@@ -165,6 +170,13 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   private closed = false;
   private closing: Promise<void> | null = null;
   private lastFlush: Promise<unknown> = Promise.resolve();
+  private publishSeq = 0;
+  /**
+   * Every publish with seq <= failedThrough that was not yet sent fails without being sent: when a
+   * produce request fails, the messages queued behind it (the same client's next frames among them)
+   * must not overtake it into the log; they fail too and the clients retry them in order.
+   */
+  private failedThrough = 0;
 
   private consumer: Consumer | null = null;
   private handler: BatchHandler | null = null;
@@ -200,7 +212,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     return this.kafka.producer({
       createPartitioner: Partitioners.DefaultPartitioner,
       allowAutoTopicCreation: false,
-      // Not idempotent: see idempotence note in the report / docs. kafkajs rewinds the partition
+      // Not idempotent (kafkajs marks it experimental, and it is unsafe here): kafkajs rewinds the partition
       // sequence after a failed request and gives the *next* (different) batch the same sequence; if the
       // failed request had in fact been written, the broker treats the new batch as a duplicate and
       // drops it while acking it (a false ack), or answers OUT_OF_ORDER_SEQUENCE_NUMBER forever (kafkajs
@@ -228,6 +240,12 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       this.retiring.delete(done);
     });
     this.retiring.add(done);
+  }
+
+  /** A flush failed: fail whatever was published until now and is still queued, then reconnect. */
+  private publishFailed(producer: Producer): void {
+    this.failedThrough = this.publishSeq;
+    this.replaceProducer(producer);
   }
 
   private replaceProducer(expected: Producer): void {
@@ -259,29 +277,35 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
 
   private async ensureAdmin(): Promise<void> {
     if (this.adminReady) return;
-    const admin = this.admin;
-    this.adminConnecting ??= admin
-      .connect()
-      .then(() => {
+    if (!this.adminConnecting) {
+      const admin = this.admin;
+      const connecting = admin.connect().then(() => {
         if (admin === this.admin) this.adminReady = true;
-      })
-      .finally(() => {
-        this.adminConnecting = null;
       });
+      this.adminConnecting = connecting;
+      void connecting
+        .catch(() => undefined)
+        .then(() => {
+          if (this.adminConnecting === connecting) this.adminConnecting = null;
+        });
+    }
     await this.adminConnecting;
   }
 
   private async ensureProducer(): Promise<void> {
     if (this.producerReady) return;
-    const producer = this.producer;
-    this.producerConnecting ??= producer
-      .connect()
-      .then(() => {
+    if (!this.producerConnecting) {
+      const producer = this.producer;
+      const connecting = producer.connect().then(() => {
         if (producer === this.producer) this.producerReady = true;
-      })
-      .finally(() => {
-        this.producerConnecting = null;
       });
+      this.producerConnecting = connecting;
+      void connecting
+        .catch(() => undefined)
+        .then(() => {
+          if (this.producerConnecting === connecting) this.producerConnecting = null;
+        });
+    }
     await this.producerConnecting;
   }
 
@@ -293,21 +317,23 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     // CreateTopics as an error even when we handle TOPIC_ALREADY_EXISTS.
     const exists = (await this.admin.listTopics()).includes(topic);
     try {
-      if (!exists) created = await this.admin.createTopics({
-        waitForLeaders: true,
-        timeout: 10_000,
-        topics: [
-          {
-            topic,
-            numPartitions: partitions,
-            replicationFactor,
-            configEntries: [{ name: 'retention.ms', value: String(retentionMs) }],
-          },
-        ],
-      });
+      if (!exists)
+        created = await this.admin.createTopics({
+          waitForLeaders: true,
+          timeout: 10_000,
+          topics: [
+            {
+              topic,
+              numPartitions: partitions,
+              replicationFactor,
+              configEntries: [{ name: 'retention.ms', value: String(retentionMs) }],
+            },
+          ],
+        });
     } catch (err) {
       // Another node created it between our check and our request: fine.
-      if (!isTopicAlreadyExists(err)) throw new Error(`creating topic ${topic} failed: ${describeKafkaError(err)}`);
+      if (!isTopicAlreadyExists(err))
+        throw new Error(`creating topic ${topic} failed: ${describeKafkaError(err)}`);
     }
     if (created) {
       this.logger.log(
@@ -318,13 +344,17 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     const actual = await this.waitForLeaders(10_000);
     if (created) return;
     if (actual !== partitions) {
-      this.logger.warn(`topic ${topic} exists with ${actual} partitions (configured: ${partitions}); using it as is`);
+      this.logger.warn(
+        `topic ${topic} exists with ${actual} partitions (configured: ${partitions}); using it as is`,
+      );
     }
     const described = await this.admin.describeConfigs({
       includeSynonyms: false,
       resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['retention.ms'] }],
     });
-    const value = described.resources[0]?.configEntries.find((e) => e.configName === 'retention.ms')?.configValue;
+    const value = described.resources[0]?.configEntries.find(
+      (e) => e.configName === 'retention.ms',
+    )?.configValue;
     const existing = value === undefined ? NaN : Number(value);
     if (existing !== -1 && !(existing >= retentionMs)) {
       this.logger.warn(
@@ -363,6 +393,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       value,
       bytes: Buffer.byteLength(value) + Buffer.byteLength(message.conversation_id) + 80,
       abandoned: false,
+      seq: ++this.publishSeq,
     };
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -387,10 +418,15 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
    */
   private async flush(items: PendingPublish[]): Promise<PublishOutcome[]> {
     // undefined = not settled yet; null = acknowledged by the broker.
+    const failedThrough = this.failedThrough;
     const outcomes: (PublishOutcome | undefined)[] = items.map((it) =>
-      it.abandoned ? new Error('publish abandoned by its caller') : undefined,
+      it.abandoned
+        ? new Error('publish abandoned by its caller')
+        : it.seq <= failedThrough
+          ? new Error('kafka publish failed: an earlier publish failed, not sent to keep the order')
+          : undefined,
     );
-    const live = items.flatMap((it, i) => (it.abandoned ? [] : [i]));
+    const live = items.flatMap((_, i) => (outcomes[i] === undefined ? [i] : []));
     // First outcome wins: a late kafkajs answer never overrides the timeout the caller was given.
     const settle = (indexes: number[], outcome: PublishOutcome) => {
       for (const i of indexes) if (outcomes[i] === undefined) outcomes[i] = outcome;
@@ -403,14 +439,17 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       } catch (err) {
         const e = new Error(`kafka unavailable: ${(err as Error).message}`);
         settle(live, e);
-        this.replaceProducer(producer);
+        this.publishFailed(producer);
         return;
       }
       let start = 0;
       while (start < live.length) {
         let end = start;
         let bytes = 0;
-        while (end < live.length && (end === start || bytes + items[live[end]].bytes <= this.opts.maxPublishBytes)) {
+        while (
+          end < live.length &&
+          (end === start || bytes + items[live[end]].bytes <= this.opts.maxPublishBytes)
+        ) {
           bytes += items[live[end]].bytes;
           end++;
         }
@@ -422,14 +461,17 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
             topicMessages: [
               {
                 topic: this.config.topic,
-                messages: chunk.map((i) => ({ key: items[i].message.conversation_id, value: items[i].value })),
+                messages: chunk.map((i) => ({
+                  key: items[i].message.conversation_id,
+                  value: items[i].value,
+                })),
               },
             ],
           });
         } catch (err) {
           const e = new Error(`kafka publish failed: ${(err as Error).message}`);
           settle(live.slice(start), e);
-          this.replaceProducer(producer);
+          this.publishFailed(producer);
           return;
         }
         settle(chunk, null);
@@ -443,7 +485,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     if (!settled) {
       const e = new Error(`kafka publish not acknowledged within ${this.opts.publishTimeoutMs} ms`);
       settle(live, e);
-      this.replaceProducer(producer);
+      this.publishFailed(producer);
     }
     return outcomes.map((o) => (o === undefined ? new Error('kafka publish outcome unknown') : o));
   }
@@ -525,7 +567,9 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     this.logger.warn(`restarting the consumer on fresh connections: ${why}`);
     this.lifecycle(async () => {
       if (consumer !== this.consumer || this.stopping || this.closed) return;
-      await this.stopCurrentConsumer().catch((err: Error) => this.logger.warn(`consumer stop: ${err.message}`));
+      await this.stopCurrentConsumer().catch((err: Error) =>
+        this.logger.warn(`consumer stop: ${err.message}`),
+      );
       await this.startConsumer();
     }).catch((err: Error) => this.scheduleStart(`consumer restart failed: ${err.message}`));
   }
@@ -607,7 +651,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
         valid = false;
       }
       if (!current || (valid && current.messages.length >= this.opts.maxHandlerBatch)) {
-        current = { messages: [], lastOffset: record.offset };
+        current = { messages: [], firstOffset: record.offset, lastOffset: record.offset };
         runs.push(current);
       }
       if (valid) current.messages.push(parsed as IngressMessage);
@@ -647,9 +691,8 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     const n = (this.failures.get(partition) ?? 0) + 1;
     this.failures.set(partition, n);
     const wait = Math.min(this.opts.retryMaxMs, this.opts.retryMinMs * 2 ** Math.min(n - 1, 16));
-    const first = payload.batch.messages[0]?.offset;
     this.logger.warn(
-      `partition ${partition}: ${why}; ${run.messages.length} messages from offset ${first} will be redelivered in ${wait} ms (attempt ${n})`,
+      `partition ${partition}: ${why}; ${run.messages.length} messages from offset ${run.firstOffset} will be redelivered in ${wait} ms (attempt ${n})`,
     );
     if (!payload.isRunning()) return;
     const resume = payload.pause();

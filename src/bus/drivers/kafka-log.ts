@@ -6,7 +6,16 @@ import { LogEntry, logCreator, logLevel } from 'kafkajs';
  * request payloads, connection options that could carry SASL/SSL material) is dropped: an allow-list,
  * so a new kafkajs field can never leak a secret into the logs.
  */
-const SAFE_FIELDS = ['error', 'groupId', 'topic', 'partition', 'retryCount', 'retryTime', 'broker', 'memberId'];
+const SAFE_FIELDS = [
+  'error',
+  'groupId',
+  'topic',
+  'partition',
+  'retryCount',
+  'retryTime',
+  'broker',
+  'memberId',
+];
 
 /**
  * kafkajs lines the driver handles itself and reports in its own words: printed at debug level only.
