@@ -43,6 +43,8 @@ export class Connection {
   handshakeTimer: NodeJS.Timeout | undefined;
   /** Chains this connection's publishes so they are issued in frame order (see IngressService). */
   ingressTail: Promise<void> = Promise.resolve();
+  publishesInFlight = 0;
+  publishFailed = false;
   private tokens: number;
   private tokensAt = Date.now();
   /** True from construction until the first fill ends, and while any fill runs: pushes wait. */

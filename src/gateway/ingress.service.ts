@@ -47,25 +47,43 @@ export class IngressService {
     conn.ingressTail = conn.ingressTail.then(async () => {
       const record = await prepared;
       if (!record) return;
-      // Not awaited: the next frame's publish is issued right after this one, while it is in flight.
-      this.bus.publish(record).then(
-        () => {
-          this.metrics.messagesIn.inc();
-          this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
-          conn.sendRaw(
-            JSON.stringify({
-              type: 'ack',
-              msg_id: record.id,
-              payload: { ref, conversation_id: record.conversation_id, ts: record.ts },
-            }),
+      // After a failed publish, later frames of this connection fail too until its publishes have
+      // drained: otherwise one could be acked before the client's retry of the failed one.
+      if (conn.publishFailed) {
+        if (conn.publishesInFlight > 0) {
+          conn.sendError(
+            'unavailable',
+            'an earlier message failed; retry in order with the same msg_id',
+            ref,
           );
-        },
-        (err: Error) => {
-          this.metrics.sendRejected.inc({ code: 'unavailable' });
-          this.logger.warn(`publish failed: ${err.message}`);
-          conn.sendError('unavailable', 'message bus unavailable, retry with the same msg_id', ref);
-        },
-      );
+          return;
+        }
+        conn.publishFailed = false;
+      }
+      conn.publishesInFlight++;
+      // Not awaited: the next frame's publish is issued right after this one, while it is in flight.
+      this.bus
+        .publish(record)
+        .finally(() => conn.publishesInFlight--)
+        .then(
+          () => {
+            this.metrics.messagesIn.inc();
+            this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
+            conn.sendRaw(
+              JSON.stringify({
+                type: 'ack',
+                msg_id: record.id,
+                payload: { ref, conversation_id: record.conversation_id, ts: record.ts },
+              }),
+            );
+          },
+          (err: Error) => {
+            conn.publishFailed = true;
+            this.metrics.sendRejected.inc({ code: 'unavailable' });
+            this.logger.warn(`publish failed: ${err.message}`);
+            conn.sendError('unavailable', 'message bus unavailable, retry with the same msg_id', ref);
+          },
+        );
     });
   }
 
