@@ -152,7 +152,20 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
     return { outcome, settled };
   }
 
-  /** `count` sends from `p`, at most `window` awaiting an ack at any time. */
+  /** Waits for one send and fails right away, with its error, if it did not resolve with an ack. */
+  async function acked(s: { outcome: Outcome; settled: Promise<void> }): Promise<Ack> {
+    await s.settled;
+    const { tag, resolved, rejected, error } = s.outcome;
+    if (resolved !== 1 || rejected !== 0) {
+      throw new Error(`send ${tag} resolved ${resolved}x, rejected ${rejected}x: ${String(error)}`);
+    }
+    return s.outcome.ack!;
+  }
+
+  /**
+   * `count` sends from `p`, at most `window` awaiting an ack at any time. Stops issuing new ones after
+   * the first rejection (e.g. an ack timeout), so a broken path fails the test with that error quickly.
+   */
   async function sendStream(
     p: Peer,
     conversationId: string,
@@ -162,7 +175,7 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
     const outcomes: Outcome[] = [];
     let next = 0;
     const worker = async () => {
-      while (next < count) {
+      while (next < count && outcomes.every((o) => o.rejected === 0)) {
         const i = next++;
         const s = send(p, conversationId, { tag: `${p.user}#${i}`, from: p.user, i });
         outcomes[i] = s.outcome;
@@ -213,9 +226,14 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
   const ids = (p: Peer) => p.messages.map((m) => m.id);
   const tagOf = (m: Message) => (m.body as Body).tag;
 
-  function expectAllAckedOnce(outcomes: Outcome[], conversationId: string): Ack[] {
+  function expectAllAckedOnce(
+    outcomes: Outcome[],
+    conversationId: string,
+    expected = outcomes.length,
+  ): Ack[] {
     const failed = outcomes.filter((o) => o.resolved !== 1 || o.rejected !== 0);
     expect(failed).toEqual([]);
+    expect(outcomes).toHaveLength(expected);
     const acks = outcomes.map((o) => o.ack!);
     for (const a of acks) expect(a.conversationId).toBe(conversationId);
     expect(new Set(acks.map((a) => a.id)).size).toBe(acks.length);
@@ -300,11 +318,10 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
       });
 
       const outcomes = await Promise.all(all.map((p) => sendStream(p, conv, PER_CLIENT, 4)));
-      const acks = outcomes.map((o) => expectAllAckedOnce(o, conv));
+      const acks = outcomes.map((o) => expectAllAckedOnce(o, conv, PER_CLIENT));
       // A marker sent after everything settled: any duplicate or late replay would arrive before it.
-      const end = send(carol, conv, { tag: 'end', from: carol.user, i: -1 });
-      await end.settled;
-      const ackedIds = [...acks.flat(), end.outcome.ack!].map((a) => a.id);
+      const endAck = await acked(send(carol, conv, { tag: 'end', from: carol.user, i: -1 }));
+      const ackedIds = [...acks.flat(), endAck].map((a) => a.id);
       await waitFor(
         () => all.every((p) => p.messages.at(-1)?.body && tagOf(p.messages.at(-1)!) === 'end'),
         LONG,
@@ -363,9 +380,7 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
       const alice = await peer(aliceId);
       const bob = await peer(bobId);
       await Promise.all([alice.client.whenOpen(), bob.client.whenOpen()]);
-      const warm = send(alice, conv, { tag: 'warm-up', from: aliceId, i: 0 });
-      await warm.settled;
-      expect(warm.outcome.resolved).toBe(1);
+      await acked(send(alice, conv, { tag: 'warm-up', from: aliceId, i: 0 }));
 
       // Three sends written to the socket, then the path dies before the proxy forwarded them.
       const sends = [1, 2, 3].map((i) => send(alice, conv, { tag: `inflight-${i}`, from: aliceId, i }));
@@ -377,7 +392,7 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
       for (let i = 4; i <= 13; i++) sends.push(send(alice, conv, { tag: `queued-${i}`, from: aliceId, i }));
       // Bob keeps talking meanwhile; alice must get these after she is back.
       const bobSends = [1, 2, 3, 4, 5].map((i) => send(bob, conv, { tag: `bob-${i}`, from: bobId, i }));
-      await Promise.all(bobSends.map((s) => s.settled));
+      await Promise.all(bobSends.map(acked));
       await waitFor(() => alice.disconnects.length >= 6, LONG, 'alice to be refused twice more');
 
       expect(alice.client.state).toBe('reconnecting');
@@ -393,8 +408,7 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
         conv,
       );
       expect(alice.client.pendingSends).toBe(0);
-      const end = send(bob, conv, { tag: 'end', from: bobId, i: -1 });
-      await end.settled;
+      await acked(send(bob, conv, { tag: 'end', from: bobId, i: -1 }));
       await waitFor(
         () => [alice, bob].every((p) => p.messages.length > 0 && tagOf(p.messages.at(-1)!) === 'end'),
         LONG,
@@ -440,7 +454,7 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
       await Promise.all([first.client.whenOpen(), bob.client.whenOpen()]);
 
       const before = await sendStream(bob, conv, 5, 2);
-      expectAllAckedOnce(before, conv);
+      expectAllAckedOnce(before, conv, 5);
       await waitFor(() => first.messages.length === 5, LONG, 'alice to get the first 5');
       await first.client.close();
       expect(first.states.at(-1)).toBe('closed');
@@ -448,26 +462,21 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
       expect(first.messages.map(tagOf)).toEqual([0, 1, 2, 3, 4].map((i) => `${bobId}#${i}`));
 
       // Sent while alice has no client at all.
-      const missed: Outcome[] = [];
-      for (let i = 0; i < 7; i++) {
-        const s = send(bob, conv, { tag: `missed-${i}`, from: bobId, i });
-        await s.settled;
-        missed.push(s.outcome);
-      }
-      const missedAcks = expectAllAckedOnce(missed, conv);
+      const missedAcks: Ack[] = [];
+      for (let i = 0; i < 7; i++)
+        missedAcks.push(await acked(send(bob, conv, { tag: `missed-${i}`, from: bobId, i })));
 
       const second = await peer(aliceId, { storage });
       await second.client.whenOpen();
       expect(second.client.session?.recovered).toBe(true);
-      const live = send(bob, conv, { tag: 'live', from: bobId, i: 7 });
-      await live.settled;
+      const liveAck = await acked(send(bob, conv, { tag: 'live', from: bobId, i: 7 }));
       await waitFor(
         () => second.messages.length > 0 && tagOf(second.messages.at(-1)!) === 'live',
         LONG,
         'the live message at the resumed client',
       );
       // The missed ones, in order, then the live one: no replay of the first 5, none lost.
-      expect(second.messages.map((m) => m.id)).toEqual([...missedAcks, live.outcome.ack!].map((a) => a.id));
+      expect(second.messages.map((m) => m.id)).toEqual([...missedAcks, liveAck].map((a) => a.id));
       expect(second.messages[0].cursor > first.messages[4].cursor).toBe(true);
       expectStrictlyIncreasingCursors(second);
       expect(second.resets).toEqual([]);
@@ -530,7 +539,7 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
             armed = undefined;
             cutsMade.push(alice.proxy.cut());
           }
-          await s.settled;
+          await acked(s);
           outcomes.push(s.outcome);
           expect(armed).toBeUndefined(); // the cut did happen at the intended point
           // The next round starts on a fresh, open connection.
@@ -539,8 +548,7 @@ describe(`SDK end to end through a cuttable network (${productionEngine ? 'produ
         expect(cutsMade).toEqual(Array(ROUNDS).fill(1));
         const acks = expectAllAckedOnce(outcomes, conv);
 
-        const end = send(bob, conv, { tag: 'end', from: bobId, i: -1 });
-        await end.settled;
+        await acked(send(bob, conv, { tag: 'end', from: bobId, i: -1 }));
         await waitFor(
           () => [alice, bob].every((p) => p.messages.length > 0 && tagOf(p.messages.at(-1)!) === 'end'),
           LONG,
