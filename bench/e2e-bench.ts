@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
 import { startApp } from '../src/bootstrap';
 import { loadConfig } from '../src/config/app-config';
+import { MetricsService } from '../src/metrics/metrics.service';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 5000);
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 20);
@@ -49,6 +50,7 @@ async function main(): Promise<void> {
   let wsBase = process.env.BENCH_URL;
   let httpBase = wsBase?.replace(/^ws/, 'http').replace(/\/ws$/, '');
   let close = async () => {};
+  let routerStats = async () => '';
   if (!wsBase) {
     const config = loadConfig({
       ...process.env,
@@ -65,6 +67,12 @@ async function main(): Promise<void> {
     wsBase = `ws://127.0.0.1:${port}/ws`;
     httpBase = `http://127.0.0.1:${port}`;
     close = () => app.close();
+    routerStats = async () => {
+      const h = (await app.get(MetricsService).routedBatches.get()).values;
+      const count = h.find((v) => v.metricName?.endsWith('_count'))?.value ?? 0;
+      const sum = h.find((v) => v.metricName?.endsWith('_sum'))?.value ?? 0;
+      return `router: ${count} bus batches, mean ${((sum / Math.max(count, 1)) * 1000).toFixed(1)} ms each (outbox write + push)`;
+    };
     console.log(`engines: ${JSON.stringify(config.engines)}`);
   }
 
@@ -151,6 +159,7 @@ async function main(): Promise<void> {
   );
   console.log(summary('ack latency (send -> ack)', ackLat));
   console.log(summary('delivery latency (send -> message at recipient)', deliveryLat));
+  console.log(await routerStats());
   console.log(`rss: ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB`);
   for (const ws of [...senders, ...receivers]) ws.terminate();
   await close();

@@ -142,6 +142,22 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
     expect(resumed).toHaveLength(2);
   });
 
+  it('SIGTERM drains a gateway: clients are told to reconnect elsewhere (1012) and the process exits promptly', async () => {
+    const leaving = await startNode('gateway-4', gatewayEnv);
+    const { client } = await connect(leaving, 'hal');
+    const closed = client.waitClosed(15_000);
+    const t0 = Date.now();
+    leaving.proc.kill('SIGTERM');
+    expect(await closed).toBe(1012);
+    await Promise.race([
+      leaving.exited,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no exit')), 15_000)),
+    ]);
+    console.log(`gateway drained and exited in ${Date.now() - t0} ms`);
+    const { welcome } = await connect(gw2, 'hal');
+    expect(welcome.payload?.recovered).toBe(true);
+  });
+
   it('kill -9 of a router mid-stream loses nothing and duplicates nothing; a fresh router rejoins quickly', async () => {
     await put('crash-router', ['fay', 'gus']);
     const { client: fay } = await connect(gw1, 'fay');
