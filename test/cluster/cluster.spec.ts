@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createConnection } from 'mysql2/promise';
+import { mysqlAdmin } from '../support/backends';
 import { NodeProcess, startNode, stopNode } from '../support/cluster';
 import { waitFor } from '../support/wait-for';
 import { Frame, TestClient } from '../support/ws-client';
@@ -46,9 +47,7 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
   };
 
   beforeAll(async () => {
-    const db = await createConnection({ host: '127.0.0.1', user: 'root' });
-    await db.query(`CREATE DATABASE IF NOT EXISTS \`${database}\``);
-    await db.end();
+    await mysqlAdmin(`CREATE DATABASE IF NOT EXISTS \`${database}\``);
     // The first router runs the migrations and creates the topic; the others start in parallel.
     r1 = await startNode('router-1', routerEnv);
     [r2, gw1, gw2] = await Promise.all([
@@ -64,9 +63,7 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
 
   afterAll(async () => {
     await Promise.all([gw1, gw2, r1, r2].filter(Boolean).map((n) => stopNode(n)));
-    const db = await createConnection({ host: '127.0.0.1', user: 'root' });
-    await db.query(`DROP DATABASE IF EXISTS \`${database}\``);
-    await db.end();
+    await mysqlAdmin(`DROP DATABASE IF EXISTS \`${database}\``);
   });
 
   it('a gateway-only node opens /ws; a router-only node does not', async () => {

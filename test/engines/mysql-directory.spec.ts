@@ -1,9 +1,9 @@
-import { createConnection } from 'mysql2/promise';
 import { DataSource } from 'typeorm';
 import { createDataSource } from '../../src/database/data-source';
 import { runMigrationsLocked } from '../../src/database/migrate';
 import { BuiltinDirectoryDriver } from '../../src/directory/drivers/builtin-directory.driver';
 import { MysqlDirectoryStoreDriver } from '../../src/directory/drivers/mysql-directory-store.driver';
+import { ensureDatabase } from '../support/backends';
 
 /**
  * MysqlDirectoryStoreDriver against the real MariaDB of scripts/infra.sh (engines project
@@ -12,29 +12,6 @@ import { MysqlDirectoryStoreDriver } from '../../src/directory/drivers/mysql-dir
 const TEST_URL = process.env.RELAY_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/relay_test';
 
 jest.setTimeout(30_000);
-
-/** Creates the test database if missing; fails (never skips) with the reason when MariaDB is down. */
-async function ensureDatabase(url: string): Promise<void> {
-  const u = new URL(url);
-  let conn;
-  try {
-    conn = await createConnection({
-      host: u.hostname,
-      port: Number(u.port || 3306),
-      user: decodeURIComponent(u.username),
-      password: decodeURIComponent(u.password),
-    });
-  } catch (err) {
-    throw new Error(
-      `MariaDB is not reachable at ${u.hostname}:${u.port || 3306} (scripts/infra.sh up starts it): ${(err as Error).message}`,
-    );
-  }
-  try {
-    await conn.query(`CREATE DATABASE IF NOT EXISTS \`${u.pathname.slice(1)}\` CHARACTER SET utf8mb4`);
-  } finally {
-    await conn.end();
-  }
-}
 
 let ds: DataSource;
 let store: MysqlDirectoryStoreDriver;

@@ -1,4 +1,3 @@
-import { createConnection } from 'mysql2/promise';
 import { DataSource } from 'typeorm';
 import { createDataSource } from '../../src/database/data-source';
 import { runMigrationsLocked } from '../../src/database/migrate';
@@ -8,6 +7,7 @@ import { MysqlOutboxDriver } from '../../src/outbox/drivers/mysql-outbox.driver'
 import { NewDelivery, StoredDelivery } from '../../src/outbox/outbox.store';
 import { Envelope } from '../../src/protocol/envelope';
 import { waitFor } from '../support/wait-for';
+import { ensureDatabase } from '../support/backends';
 
 /**
  * MysqlOutboxDriver against the real MariaDB of scripts/infra.sh (engines project globalSetup), in
@@ -17,30 +17,6 @@ const TEST_URL = process.env.RELAY_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:330
 const LONG = 3600;
 
 jest.setTimeout(60_000);
-
-/** Creates the test database if missing; fails (never skips) with the reason when MariaDB is down. */
-async function ensureDatabase(url: string): Promise<void> {
-  const u = new URL(url);
-  const database = u.pathname.slice(1);
-  let conn;
-  try {
-    conn = await createConnection({
-      host: u.hostname,
-      port: Number(u.port || 3306),
-      user: decodeURIComponent(u.username),
-      password: decodeURIComponent(u.password),
-    });
-  } catch (err) {
-    throw new Error(
-      `MariaDB is not reachable at ${u.hostname}:${u.port || 3306} (scripts/infra.sh up starts it): ${(err as Error).message}`,
-    );
-  }
-  try {
-    await conn.query(`CREATE DATABASE IF NOT EXISTS \`${database}\` CHARACTER SET utf8mb4`);
-  } finally {
-    await conn.end();
-  }
-}
 
 async function open(poolSize = 10): Promise<DataSource> {
   const ds = createDataSource(TEST_URL, { poolSize });

@@ -6,6 +6,7 @@ import { AckRecord } from '../../src/gateway/dedupe/send-dedupe';
 import { sendDedupeFactory } from '../../src/gateway/dedupe/send-dedupe.module-factory';
 import { RedisConnections } from '../../src/redis/redis.module';
 import { waitFor } from '../support/wait-for';
+import { deleteKeys } from '../support/backends';
 
 /**
  * RedisDedupeDriver against the real Redis of scripts/infra.sh (engines project globalSetup).
@@ -46,12 +47,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000);
-    if (keys.length > 0) await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  await deleteKeys(redis, PREFIX);
   await Promise.all([nodeA.onApplicationShutdown(), nodeB.onApplicationShutdown()]);
 });
 

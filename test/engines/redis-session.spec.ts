@@ -7,6 +7,7 @@ import { RedisSessionDriver } from '../../src/session/drivers/redis-session.driv
 import { SessionEntry } from '../../src/session/session-map';
 import { sessionMapFactory } from '../../src/session/session.module-factory';
 import { waitFor } from '../support/wait-for';
+import { deleteKeys } from '../support/backends';
 
 /**
  * RedisSessionDriver against the real Redis of scripts/infra.sh (engines project globalSetup).
@@ -47,12 +48,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000);
-    if (keys.length > 0) await redis.del(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  await deleteKeys(redis, PREFIX);
   await connections.onApplicationShutdown();
 });
 

@@ -1,6 +1,6 @@
 import { INestApplication } from '@nestjs/common';
-import { createConnection } from 'mysql2/promise';
 import { randomUUID } from 'node:crypto';
+import { mysqlAdmin } from './backends';
 import { AddressInfo } from 'node:net';
 import { startApp } from '../../src/bootstrap';
 import { AppConfig, loadConfig } from '../../src/config/app-config';
@@ -33,7 +33,7 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
         MYSQL_URL: `mysql://root@127.0.0.1:3306/${database}`,
       }
     : {};
-  if (productionEngine) await adminQuery(`CREATE DATABASE \`${database}\``);
+  if (productionEngine) await mysqlAdmin(`CREATE DATABASE \`${database}\``);
   const config = loadConfig({
     NODE_ENV: 'test',
     HOST: '127.0.0.1',
@@ -51,20 +51,10 @@ export async function startTestApp(env: Record<string, string> = {}): Promise<Te
     ws: `ws://127.0.0.1:${port}/ws`,
     close: async () => {
       await app.close();
-      if (productionEngine) await adminQuery(`DROP DATABASE IF EXISTS \`${database}\``);
+      if (productionEngine) await mysqlAdmin(`DROP DATABASE IF EXISTS \`${database}\``);
     },
   };
 }
-
-async function adminQuery(sql: string): Promise<void> {
-  const db = await createConnection({ host: '127.0.0.1', user: 'root' });
-  try {
-    await db.query(sql);
-  } finally {
-    await db.end();
-  }
-}
-
 export async function putConversation(
   http: string,
   id: string,

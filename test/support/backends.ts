@@ -1,0 +1,43 @@
+import type Redis from 'ioredis';
+import { createConnection } from 'mysql2/promise';
+
+/** Runs one statement as MariaDB root; fails (never skips) with the reason when MariaDB is down. */
+export async function mysqlAdmin(sql: string, url = 'mysql://root@127.0.0.1:3306'): Promise<void> {
+  const u = new URL(url);
+  let conn;
+  try {
+    conn = await createConnection({
+      host: u.hostname,
+      port: Number(u.port || 3306),
+      user: decodeURIComponent(u.username),
+      password: decodeURIComponent(u.password),
+    });
+  } catch (err) {
+    throw new Error(
+      `MariaDB is not reachable at ${u.hostname}:${u.port || 3306} (scripts/infra.sh up starts it): ${(err as Error).message}`,
+    );
+  }
+  try {
+    await conn.query(sql);
+  } finally {
+    await conn.end();
+  }
+}
+
+/** Creates the database named by a mysql:// URL if it is missing. */
+export function ensureDatabase(url: string): Promise<void> {
+  return mysqlAdmin(
+    `CREATE DATABASE IF NOT EXISTS \`${new URL(url).pathname.slice(1)}\` CHARACTER SET utf8mb4`,
+    url,
+  );
+}
+
+/** Deletes every key under a test's prefix. */
+export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    if (keys.length > 0) await redis.del(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+}
