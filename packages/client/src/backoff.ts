@@ -5,6 +5,11 @@ export interface BackoffOptions {
   capMs?: number;
   /** Uniform random in [0, 1). Injectable so tests can pin the jitter. Default Math.random. */
   random?: () => number;
+  /**
+   * `full` (default): delay = random(0, ceiling). `equal`: delay = ceiling/2 + random(0, ceiling/2),
+   * for waits that must not be near zero (e.g. after the server said `rate_limited`).
+   */
+  jitter?: 'full' | 'equal';
 }
 
 /**
@@ -18,12 +23,14 @@ export class Backoff {
   private readonly baseMs: number;
   private readonly capMs: number;
   private readonly random: () => number;
+  private readonly jitter: 'full' | 'equal';
   private attempt = 0;
 
   constructor(options: BackoffOptions = {}) {
     this.baseMs = options.baseMs ?? 100;
     this.capMs = options.capMs ?? 30_000;
     this.random = options.random ?? Math.random;
+    this.jitter = options.jitter ?? 'full';
     if (!(this.baseMs > 0) || !(this.capMs >= this.baseMs)) {
       throw new RangeError('backoff: need 0 < baseMs <= capMs');
     }
@@ -41,9 +48,16 @@ export class Backoff {
     return Math.min(this.capMs, exp);
   }
 
-  /** Returns the next delay in ms (an integer in [0, ceiling)) and advances the attempt counter. */
+  /**
+   * Returns the next delay in ms (an integer in [0, ceiling), or [ceiling/2, ceiling) with equal
+   * jitter) and advances the attempt counter.
+   */
   next(): number {
-    const delay = Math.floor(this.random() * this.ceiling());
+    const ceiling = this.ceiling();
+    const delay =
+      this.jitter === 'equal'
+        ? Math.floor(ceiling / 2 + (this.random() * ceiling) / 2)
+        : Math.floor(this.random() * ceiling);
     this.attempt++;
     return delay;
   }

@@ -31,6 +31,12 @@ export class BoundedSet {
     this.head = (this.head + 1) % this.capacity;
     this.keys.add(key);
   }
+
+  clear(): void {
+    this.keys.clear();
+    this.ring.fill(undefined);
+    this.head = 0;
+  }
 }
 
 /** What to do with an inbound `message` frame. */
@@ -65,5 +71,15 @@ export class Deduper {
     if (this.ids.has(id)) return 'advance';
     this.ids.add(id);
     return 'deliver';
+  }
+
+  /**
+   * Forgets the cursors (not the message ids). Called when the server moved the client to a new
+   * position (`recovered: false`): the cursors remembered so far were positions relative to the old
+   * one (possibly in a store that was reset and issues the same strings again), so only the new
+   * position and the ids still say what was delivered.
+   */
+  forgetCursors(): void {
+    this.cursors.clear();
   }
 }

@@ -43,6 +43,11 @@ export interface WelcomePayload {
   heartbeat_ms: number;
   /** false: deliveries after the client's cursor were lost; the app must reload its state. */
   recovered: boolean;
+  /**
+   * The position the replay starts after (newer servers only). After `recovered: false` the client
+   * adopts it as its cursor, so the next hello does not report the same loss again.
+   */
+  cursor?: string;
 }
 
 export interface MessagePayload {
@@ -114,6 +119,8 @@ export function parseServerFrame(data: unknown): ParseResult {
             // Non-positive or missing: 0, and the client falls back to its default interval.
             heartbeat_ms: isNum(p.heartbeat_ms) && p.heartbeat_ms > 0 ? p.heartbeat_ms : 0,
             recovered: p.recovered,
+            // Optional (older servers omit it); anything but a non-empty string is ignored.
+            ...(isStr(p.cursor) ? { cursor: p.cursor } : {}),
           },
         },
       };

@@ -44,6 +44,12 @@ export interface ConnectOptions {
   maxQueue?: number;
   /** Total time a send may take before it rejects `timeout`. Default 30 000 ms. */
   sendTimeoutMs?: number;
+  /**
+   * Most sends on the wire awaiting an answer at once. The rest (e.g. everything queued while
+   * offline, re-sent after a reconnect) wait their turn, in send() order, and go out as acks come
+   * back. Default 100.
+   */
+  resendBurst?: number;
   /** At most one `confirm` per interval (always the latest cursor). Default 1000 ms. */
   confirmIntervalMs?: number;
   /** How many recent cursors and message ids the duplicate filter remembers. Default 10 000. */
@@ -126,14 +132,26 @@ interface PendingSend {
   resolve: (ack: Ack) => void;
   reject: (err: RelayError) => void;
   deadline: Timer;
-  /** Set while waiting to retry after `unavailable`. */
+  /**
+   * Set while waiting out a back-off after `unavailable` or `rate_limited`. Until it fires, neither
+   * this send nor any later one is (re-)transmitted, so the wire keeps the send() order.
+   */
   retryTimer?: Timer;
+  /** Back-off after `unavailable` (the reconnect sequence). */
   retryBackoff?: Backoff;
-  /** Written to the current socket (used to pick the culprit of a 1009 close). */
+  /** Back-off after `rate_limited` (RATE_LIMIT_BASE_MS doubling to RATE_LIMIT_CAP_MS, equal jitter). */
+  throttleBackoff?: Backoff;
+  /** Written to the current socket and not answered yet (counts against resendBurst; a 1009 culprit). */
   onSocket: boolean;
 }
 
 const DEFAULT_HEARTBEAT_MS = 25_000;
+/**
+ * Retry delays after `rate_limited`: the server stored nothing and refills its token bucket over
+ * time, so wait at least half the ceiling (an immediate retry would only be refused again).
+ */
+const RATE_LIMIT_BASE_MS = 200;
+const RATE_LIMIT_CAP_MS = 5_000;
 /** Close code for connections the client abandons itself (heartbeat or connect timeout); 4000-4999 is app-defined. */
 const CLIENT_GAVE_UP = 4000;
 
@@ -157,7 +175,12 @@ export class RelayClient extends Emitter<ClientEvents> {
   private readonly backoff: Backoff;
   private readonly dedupe: Deduper;
   private readonly writer: CursorWriter;
+  /** Sends waiting for an ack, in send() order (Map iteration order is insertion order). */
   private readonly pending = new Map<string, PendingSend>();
+  /** How many pending sends are on the current socket awaiting an answer (`onSocket`). */
+  private onSocketCount = 0;
+  private pumping = false;
+  private pumpAgain = false;
 
   private _state: ConnectionState = 'connecting';
   private _session: Session | undefined;
@@ -215,6 +238,7 @@ export class RelayClient extends Emitter<ClientEvents> {
       connectTimeoutMs: positive(options.connectTimeoutMs, 15_000, 'connectTimeoutMs'),
       maxQueue: positive(options.maxQueue, 1000, 'maxQueue'),
       sendTimeoutMs: positive(options.sendTimeoutMs, 30_000, 'sendTimeoutMs'),
+      resendBurst: positive(options.resendBurst, 100, 'resendBurst'),
       confirmIntervalMs: positive(options.confirmIntervalMs, 1000, 'confirmIntervalMs'),
       dedupeCapacity: positive(options.dedupeCapacity, 10_000, 'dedupeCapacity'),
       maxFrameBytes: positive(options.maxFrameBytes, 64 * 1024, 'maxFrameBytes'),
@@ -278,9 +302,11 @@ export class RelayClient extends Emitter<ClientEvents> {
   /**
    * Sends `body` (any JSON value) to a conversation. Resolves with the server's ack once the message
    * is durable. Queued while disconnected and re-sent after every reconnect with the same ref, so
-   * retries never create a second message. Rejects with a RelayError whose `code` is the server's
-   * error code, or `timeout`, `queue_full`, `too_large`, `invalid_argument`, `closed`; `err.ref` is
-   * the ref to reuse for a retry.
+   * retries never create a second message; after `unavailable` or `rate_limited` the same frame is
+   * sent again after a back-off. Sends go on the wire in call order, at most `resendBurst` awaiting
+   * an answer at once. Rejects with a RelayError whose `code` is the server's error code, or
+   * `timeout`, `queue_full`, `too_large`, `invalid_argument`, `closed`; `err.ref` is the ref to
+   * reuse for a retry.
    */
   send(conversationId: string, body: unknown, options: SendOptions = {}): Promise<Ack> {
     const ref = options.ref ?? newRef();
@@ -326,8 +352,9 @@ export class RelayClient extends Emitter<ClientEvents> {
         }, timeoutMs),
       };
       this.pending.set(ref, send);
-      // Not open: it goes out after the next welcome, with everything else pending.
-      if (this.welcomed) this.transmitSend(send);
+      // Goes out now if open and nothing earlier is still waiting for its turn; otherwise after
+      // those (and, when offline, after the next welcome).
+      this.pump();
     });
   }
 
@@ -453,7 +480,7 @@ export class RelayClient extends Emitter<ClientEvents> {
     }
     if (unauthorized) this.rejectedToken = this.tokenInUse;
     if (code === CloseCode.tooLarge) this.failLargestInFlight();
-    for (const send of this.pending.values()) send.onSocket = false;
+    this.takeAllOffSocket();
 
     // Draining is orderly: go elsewhere at once. Only once per welcome, though, so a fleet that
     // keeps answering 1012 is retried with back-off rather than in a tight loop.
@@ -565,13 +592,29 @@ export class RelayClient extends Emitter<ClientEvents> {
     this.startHeartbeat(heartbeatMs);
     this.healthyTimer = setTimeout(() => this.backoff.reset(), this.cfg.healthyAfterMs);
 
-    // Every unacked send goes out again, in the original order and with the original ref: the
-    // server answers an already-stored one with its original ack, so nothing is duplicated.
+    if (!p.recovered) {
+      // The server cannot resume after our cursor. A newer server says where its replay starts
+      // instead: adopt that (and store it) before the replay arrives, so the next hello resumes
+      // from there rather than reporting the same loss again. The cursors remembered so far were
+      // positions before the gap (or in a store that was reset), so the duplicate filter keeps
+      // only the message ids: what is replayed after the new position is delivered once.
+      this.dedupe.forgetCursors();
+      if (p.cursor !== undefined && p.cursor !== this.cursor) {
+        this.cursor = p.cursor;
+        this.confirmed = p.cursor; // the server's own position: no need to confirm it back
+        this.writer.write(p.cursor);
+      }
+    }
+
+    // Every unacked send goes out again, in the original order and with the original ref (the
+    // server answers an already-stored one with its original ack, so nothing is duplicated), at
+    // most resendBurst at a time. A new connection has a fresh rate limit: no back-off carries over.
+    this.takeAllOffSocket();
     for (const send of this.pending.values()) {
       clearTimeout(send.retryTimer);
       send.retryTimer = undefined;
-      this.transmitSend(send);
     }
+    this.pump();
     this.setState('open');
     if (!p.recovered && !this.stopped) this.emit('reset', { cursor: this.helloCursor });
   }
@@ -603,7 +646,16 @@ export class RelayClient extends Emitter<ClientEvents> {
     if (!send) {
       this.emit('error', new RelayError(code, message, ref));
     } else if (code === 'unavailable') {
-      this.retryLater(send);
+      send.retryBackoff ??= this.newBackoff();
+      this.retryLater(send, send.retryBackoff.next());
+    } else if (code === 'rate_limited') {
+      send.throttleBackoff ??= new Backoff({
+        baseMs: RATE_LIMIT_BASE_MS,
+        capMs: RATE_LIMIT_CAP_MS,
+        random: this.random,
+        jitter: 'equal',
+      });
+      this.retryLater(send, send.throttleBackoff.next());
     } else {
       this.rejectSend(send, new RelayError(code, message, ref));
     }
@@ -611,15 +663,58 @@ export class RelayClient extends Emitter<ClientEvents> {
 
   // ---- sends ----
 
-  /** `unavailable` is transient on the server side: retry the same frame after back-off, until the deadline. */
-  private retryLater(send: PendingSend): void {
-    send.retryBackoff ??= this.newBackoff();
+  /**
+   * `unavailable` and `rate_limited` mean the server stored nothing for now: send the same frame
+   * again after `delay`, until the send's deadline. Meanwhile the sends after it wait as well.
+   */
+  private retryLater(send: PendingSend, delay: number): void {
+    this.takeOffSocket(send);
     clearTimeout(send.retryTimer);
     send.retryTimer = setTimeout(() => {
       send.retryTimer = undefined;
-      // If we are offline now, the next welcome re-sends it.
-      if (this.pending.get(send.ref) === send && this.welcomed) this.transmitSend(send);
-    }, send.retryBackoff.next());
+      this.pump(); // if we are offline now, the next welcome re-sends it
+    }, delay);
+  }
+
+  /**
+   * Puts pending sends on the wire in send() order: each one not on the socket yet, until
+   * resendBurst are awaiting an answer or a send is waiting out a retry back-off (nothing may pass
+   * it, so a later send never reaches the server before an earlier unacked one). Called whenever
+   * that could change: a new send, a welcome, an answer, a retry timer.
+   */
+  private pump(): void {
+    if (this.pumping) {
+      this.pumpAgain = true; // re-entered (e.g. from a socket that answers synchronously): loop again below
+      return;
+    }
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        for (const send of this.pending.values()) {
+          if (!this.welcomed || this.onSocketCount >= this.cfg.resendBurst) break;
+          if (send.onSocket) continue;
+          if (send.retryTimer !== undefined) break;
+          if (!this.transmit(send.frame)) break; // the socket is going away
+          send.onSocket = true;
+          this.onSocketCount++;
+        }
+      } while (this.pumpAgain);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private takeOffSocket(send: PendingSend): void {
+    if (!send.onSocket) return;
+    send.onSocket = false;
+    this.onSocketCount--;
+  }
+
+  /** The connection ended (or a new session began): nothing is on the wire any more. */
+  private takeAllOffSocket(): void {
+    for (const send of this.pending.values()) send.onSocket = false;
+    this.onSocketCount = 0;
   }
 
   /**
@@ -639,10 +734,6 @@ export class RelayClient extends Emitter<ClientEvents> {
     }
   }
 
-  private transmitSend(send: PendingSend): void {
-    if (this.transmit(send.frame)) send.onSocket = true;
-  }
-
   private resolveSend(send: PendingSend, ack: Ack): void {
     this.forget(send);
     send.resolve(ack);
@@ -656,7 +747,10 @@ export class RelayClient extends Emitter<ClientEvents> {
   private forget(send: PendingSend): void {
     clearTimeout(send.deadline);
     clearTimeout(send.retryTimer);
+    send.retryTimer = undefined;
+    this.takeOffSocket(send);
     this.pending.delete(send.ref);
+    this.pump(); // a slot freed up, or the send that held the others back is gone
   }
 
   // ---- confirms ----

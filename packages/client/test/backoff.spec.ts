@@ -59,6 +59,13 @@ describe('Backoff', () => {
     expect([b.next(), b.next(), b.next(), b.next()]).toEqual([500, 1000, 2000, 2500]);
   });
 
+  it('with equal jitter, delays span [ceiling/2, ceiling)', () => {
+    const low = new Backoff({ baseMs: 200, capMs: 5000, jitter: 'equal', random: () => 0 });
+    expect(Array.from({ length: 7 }, () => low.next())).toEqual([100, 200, 400, 800, 1600, 2500, 2500]);
+    const high = new Backoff({ baseMs: 200, capMs: 5000, jitter: 'equal', random: () => 0.999999 });
+    expect([high.next(), high.next()]).toEqual([199, 399]);
+  });
+
   it('rejects nonsensical settings', () => {
     expect(() => new Backoff({ baseMs: 0 })).toThrow(RangeError);
     expect(() => new Backoff({ baseMs: 500, capMs: 100 })).toThrow(RangeError);

@@ -133,6 +133,108 @@ describe('delivery', () => {
     expect(client.session?.recovered).toBe(false);
   });
 
+  describe('welcome.cursor after recovered: false', () => {
+    it('adopts it before the replay: stored, used by the next hello, and the loss is reported once', async () => {
+      const { storage, writes } = spyStorage('E1-000000000007');
+      const client = fakeConnect({ storage });
+      const resets: ResetEvent[] = [];
+      client.on('reset', (r) => resets.push(r));
+      const storedWhenHandled: string[][] = [];
+      client.on('message', () => storedWhenHandled.push([...writes]));
+      await settle();
+      const ws = FakeWebSocket.last;
+      ws.open();
+      expect(ws.sent[0]).toEqual({ type: 'hello', payload: { last_msg_id: 'E1-000000000007' } });
+      ws.welcome({ recovered: false, cursor: 'E2-000000000000' });
+      expect(client.lastCursor).toBe('E2-000000000000');
+      expect(writes).toEqual(['E2-000000000000']);
+      expect(resets).toEqual([{ cursor: 'E1-000000000007' }]); // the cursor that lost messages
+      ws.deliver('E2-000000000001', 'm1'); // the replay
+      expect(storedWhenHandled).toEqual([['E2-000000000000']]);
+      await jest.advanceTimersByTimeAsync(5000);
+      expect(ws.sentOfType('confirm')).toEqual([{ type: 'confirm', msg_id: 'E2-000000000001' }]);
+
+      // No newer message before the next drop: the next hello still resumes from the new position.
+      ws.serverClose(1006);
+      await jest.advanceTimersByTimeAsync(50);
+      const next = FakeWebSocket.last;
+      next.open();
+      expect(next.sent[0]).toEqual({ type: 'hello', payload: { last_msg_id: 'E2-000000000001' } });
+      next.welcome({ recovered: true, cursor: 'E2-000000000001' });
+      expect(resets).toHaveLength(1);
+    });
+
+    it('is what the next hello carries when no message arrived in between', async () => {
+      const client = fakeConnect({ storage: memoryStorage('E-000000000007') });
+      const resets: ResetEvent[] = [];
+      client.on('reset', (r) => resets.push(r));
+      await settle();
+      FakeWebSocket.last.accept({ recovered: false, cursor: 'E-000000000040' });
+      await jest.advanceTimersByTimeAsync(5000);
+      expect(FakeWebSocket.last.sentOfType('confirm')).toEqual([]); // the server's own position
+      FakeWebSocket.last.serverClose(1006);
+      await jest.advanceTimersByTimeAsync(50);
+      FakeWebSocket.last.open();
+      expect(FakeWebSocket.last.sent[0]).toEqual({
+        type: 'hello',
+        payload: { last_msg_id: 'E-000000000040' },
+      });
+      FakeWebSocket.last.welcome({ recovered: true, cursor: 'E-000000000040' });
+      expect(resets).toEqual([{ cursor: 'E-000000000007' }]);
+    });
+
+    it('delivers what follows the new position once, even where a reset store reuses cursor strings', async () => {
+      const { client, ws } = await openClient();
+      const seen = messages(client);
+      ws.deliver('E-1', 'm1');
+      ws.deliver('E-2', 'm2');
+      ws.deliver('E-3', 'm3');
+      ws.serverClose(1006);
+      await jest.advanceTimersByTimeAsync(50);
+      const next = FakeWebSocket.last;
+      next.open();
+      expect(next.sent[0]).toEqual({ type: 'hello', payload: { last_msg_id: 'E-3' } });
+      // The store was rolled back: it never issued E-3, and numbers its deliveries from 1 again.
+      next.welcome({ recovered: false, cursor: 'E-0' });
+      next.deliver('E-1', 'm1'); // a message the app already has, still retained: not again
+      next.deliver('E-2', 'n2'); // new, under a cursor string seen before the reset
+      next.deliver('E-2', 'n2'); // a duplicate on the new position: once
+      next.deliver('E-3', 'n3');
+      expect(seen.map((m) => `${m.cursor}:${m.id}`)).toEqual([
+        'E-1:m1',
+        'E-2:m2',
+        'E-3:m3',
+        'E-2:n2',
+        'E-3:n3',
+      ]);
+      expect(client.lastCursor).toBe('E-3');
+    });
+
+    it('keeps working with an older server that sends no cursor (the loss may be reported again)', async () => {
+      const { storage, writes } = spyStorage('E-7');
+      const client = fakeConnect({ storage });
+      const resets: ResetEvent[] = [];
+      client.on('reset', (r) => resets.push(r));
+      await settle();
+      FakeWebSocket.last.accept({ recovered: false });
+      expect(client.lastCursor).toBe('E-7');
+      expect(writes).toEqual([]);
+      FakeWebSocket.last.serverClose(1006);
+      await jest.advanceTimersByTimeAsync(50);
+      FakeWebSocket.last.open();
+      expect(FakeWebSocket.last.sent[0]).toEqual({ type: 'hello', payload: { last_msg_id: 'E-7' } });
+      FakeWebSocket.last.welcome({ recovered: false });
+      expect(resets).toEqual([{ cursor: 'E-7' }, { cursor: 'E-7' }]);
+    });
+
+    it('is ignored when the server could resume (recovered: true)', async () => {
+      const client = fakeConnect({ storage: memoryStorage('E-7') });
+      await settle();
+      FakeWebSocket.last.accept({ recovered: true, cursor: 'E-9' });
+      expect(client.lastCursor).toBe('E-7');
+    });
+  });
+
   it('counts a message as delivered even if a listener throws, and reports the exception', async () => {
     const { client, ws } = await openClient();
     const errs = errors(client);

@@ -25,6 +25,17 @@ describe('BoundedSet', () => {
     expect(s.has('9999')).toBe(true);
     expect(s.has('9899')).toBe(false);
   });
+
+  it('clear() empties it and it fills up normally again', () => {
+    const s = new BoundedSet(2);
+    ['a', 'b'].forEach((k) => s.add(k));
+    s.clear();
+    expect(s.size).toBe(0);
+    expect(s.has('a')).toBe(false);
+    ['c', 'd', 'e'].forEach((k) => s.add(k));
+    expect(s.size).toBe(2);
+    expect([s.has('c'), s.has('d'), s.has('e')]).toEqual([false, true, true]);
+  });
 });
 
 describe('Deduper', () => {
@@ -51,6 +62,17 @@ describe('Deduper', () => {
     const d = new Deduper();
     expect(d.check('zzz', 'm1', undefined)).toBe('deliver');
     expect(d.check('aaa', 'm2', 'zzz')).toBe('deliver');
+  });
+
+  it('forgetCursors() keeps the message ids: a new message under a known cursor string is delivered', () => {
+    const d = new Deduper();
+    d.check('e-1', 'm1', undefined);
+    d.check('e-2', 'm2', 'e-1');
+    d.forgetCursors();
+    expect(d.check('e-1', 'n1', 'e-0')).toBe('deliver');
+    expect(d.check('e-2', 'm2', 'e-1')).toBe('advance');
+    expect(d.check('e-2', 'm2', 'e-2')).toBe('skip');
+    expect(d.check('e-1', 'n1', 'e-2')).toBe('skip');
   });
 
   it('has bounded memory: duplicates older than the window are no longer recognised', () => {

@@ -2,7 +2,7 @@ import { connect } from '../src/index';
 import type { ConnectOptions, RelayClient } from '../src/index';
 import type { WebSocketLike } from '../src/socket';
 
-type Frame = { type: string; msg_id?: string; payload?: Record<string, unknown> };
+export type Frame = { type: string; msg_id?: string; payload?: Record<string, unknown> };
 
 /**
  * A scriptable WebSocket: records what the client sends and lets a test play the server's part
@@ -25,6 +25,11 @@ export class FakeWebSocket implements WebSocketLike {
   onmessage: ((event: { data: unknown }) => void) | null = null;
   onerror: ((event: unknown) => void) | null = null;
   onclose: ((event: { code: number; reason: string }) => void) | null = null;
+  /**
+   * A scripted server: called with each frame the client sends, at the moment it is sent. It must
+   * answer asynchronously (e.g. with setTimeout), as a real socket would.
+   */
+  onClientFrame: ((frame: Frame) => void) | undefined;
 
   constructor(readonly url: string) {
     FakeWebSocket.instances.push(this);
@@ -32,7 +37,9 @@ export class FakeWebSocket implements WebSocketLike {
 
   send(data: string): void {
     if (this.readyState !== 1) throw new Error(`send on a socket in state ${this.readyState}`);
-    this.sent.push(JSON.parse(data) as Frame);
+    const frame = JSON.parse(data) as Frame;
+    this.sent.push(frame);
+    this.onClientFrame?.(frame);
   }
 
   /** Like a real socket the close event comes later (or never, on a dead network): tests decide. */
@@ -61,7 +68,13 @@ export class FakeWebSocket implements WebSocketLike {
   }
 
   welcome(
-    payload: Partial<{ heartbeat_ms: number; recovered: boolean; user_id: string; node_id: string }> = {},
+    payload: Partial<{
+      heartbeat_ms: number;
+      recovered: boolean;
+      user_id: string;
+      node_id: string;
+      cursor: string;
+    }> = {},
   ): void {
     this.receive({
       type: 'welcome',
@@ -85,6 +98,11 @@ export class FakeWebSocket implements WebSocketLike {
 
   ack(ref: string, id = `m-${ref}`, conversationId = 'c1'): void {
     this.receive({ type: 'ack', msg_id: id, payload: { ref, conversation_id: conversationId, ts: 42 } });
+  }
+
+  /** An error answer to the send with this ref. */
+  refuse(ref: string, code: string, message = code): void {
+    this.receive({ type: 'error', msg_id: ref, payload: { code, message } });
   }
 
   serverClose(code: number, reason = ''): void {

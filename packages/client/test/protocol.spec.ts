@@ -31,6 +31,25 @@ describe('parseServerFrame', () => {
     expect(parseServerFrame(data).ok).toBe(false);
   });
 
+  it('reads welcome.cursor when the server sends one, and tolerates its absence', () => {
+    const welcome = (extra: object) =>
+      parseServerFrame(
+        JSON.stringify({
+          type: 'welcome',
+          payload: { user_id: 'u', node_id: 'n', heartbeat_ms: 5, recovered: false, ...extra },
+        }),
+      );
+    const base = { user_id: 'u', node_id: 'n', heartbeat_ms: 5, recovered: false };
+    expect(welcome({ cursor: 'E-000000000003' })).toEqual({
+      ok: true,
+      frame: { type: 'welcome', payload: { ...base, cursor: 'E-000000000003' } },
+    });
+    expect(welcome({})).toEqual({ ok: true, frame: { type: 'welcome', payload: base } });
+    // Not a usable cursor: ignored rather than adopted.
+    expect(welcome({ cursor: '' })).toEqual({ ok: true, frame: { type: 'welcome', payload: base } });
+    expect(welcome({ cursor: 3 })).toEqual({ ok: true, frame: { type: 'welcome', payload: base } });
+  });
+
   it('ignores unknown frame types instead of failing (forward compatibility)', () => {
     expect(parseServerFrame('{"type":"typing","payload":{}}')).toEqual({ ok: true, frame: undefined });
   });
