@@ -95,17 +95,13 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
     const { client: cat } = await connect(victim, 'cat');
     const { client: dan } = await connect(victim, 'dan');
     const { client: eve } = await connect(gw2, 'eve');
-    const received = new Map<string, Frame[]>([
-      ['cat', []],
-      ['dan', []],
+    // Everything each user's connections recorded, in order (TestClient records every frame it reads).
+    const sockets = new Map<string, TestClient[]>([
+      ['cat', [cat]],
+      ['dan', [dan]],
     ]);
-    const sink = (user: string, c: TestClient) =>
-      c.ws.on('message', (d) => {
-        const f = JSON.parse(d.toString()) as Frame;
-        if (f.type === 'message') received.get(user)!.push(f);
-      });
-    sink('cat', cat);
-    sink('dan', dan);
+    const received = (user: string): Frame[] =>
+      sockets.get(user)!.flatMap((c) => c.frames.filter((f) => f.type === 'message'));
 
     const total = 150;
     const acked: string[] = [];
@@ -115,23 +111,23 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
         if (a.type === 'ack') acked.push(a.msg_id!);
       }
     })();
-    await waitFor(() => received.get('cat')!.length >= 30, 20_000, 'some messages before the crash');
+    await waitFor(() => received('cat').length >= 30, 20_000, 'some messages before the crash');
     victim.proc.kill('SIGKILL');
     await Promise.all([cat.waitClosed(10_000), dan.waitClosed(10_000)]);
     const resumed = await Promise.all(
       (['cat', 'dan'] as const).map(async (user) => {
-        const last = received.get(user)!.at(-1)!.msg_id!;
+        const last = received(user).at(-1)!.msg_id!;
         const { client, welcome } = await connect(gw1, user, last);
         expect(welcome.payload?.recovered).toBe(true);
-        sink(user, client);
+        sockets.get(user)!.push(client);
         return client;
       }),
     );
     await sending;
     expect(acked).toHaveLength(total);
     for (const user of ['cat', 'dan']) {
-      await waitFor(() => received.get(user)!.length >= total, 30_000, `${user} to have all ${total}`);
-      const got = received.get(user)!;
+      await waitFor(() => received(user).length >= total, 30_000, `${user} to have all ${total}`);
+      const got = received(user);
       expect(got.map((m) => m.payload?.id)).toEqual(acked);
       const cursors = got.map((m) => m.msg_id!);
       expect([...cursors].sort()).toEqual(cursors);
