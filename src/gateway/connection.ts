@@ -34,7 +34,7 @@ export class Connection {
 
   state: 'handshake' | 'greeting' | 'open' | 'closed' = 'handshake';
   /** Frames received while hello is being answered; handled right after welcome. */
-  early: { data: string }[] = [];
+  early: string[] = [];
   lastSeq = 0;
   epoch = '';
   missedPongs = 0;

@@ -109,7 +109,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
   private handleText(conn: Connection, text: string): void {
     if (conn.state === 'greeting') {
       // Nothing may overtake `welcome`: hold frames until it is out (bounded by the rate limit's burst).
-      if (conn.early.length < this.config.gateway.sendBurst) conn.early.push({ data: text });
+      if (conn.early.length < this.config.gateway.sendBurst) conn.early.push(text);
       else conn.sendError('rate_limited', 'too many frames before welcome');
       return;
     }
@@ -175,7 +175,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
         }),
       );
       conn.start(epoch, plan.afterSeq);
-      for (const early of conn.early.splice(0)) this.handleText(conn, early.data);
+      for (const text of conn.early.splice(0)) this.handleText(conn, text);
     } catch (err) {
       this.logger.warn(`hello for ${conn.userId} failed: ${(err as Error).message}`);
       conn.sendError('unavailable', 'session store unavailable, reconnect later');
