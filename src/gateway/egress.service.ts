@@ -32,6 +32,7 @@ export class EgressService implements NodeSubscriber {
   }
 
   onBatch(batch: PushBatch): void {
+    if (batch.resync) this.onResync();
     // Serialise each envelope once per node, however many local connections receive it, and let each
     // socket flush all of its frames from this batch in one write.
     const json: (string | undefined)[] = new Array(batch.envelopes.length);

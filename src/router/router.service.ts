@@ -5,7 +5,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox/outbox.store';
 import { Envelope } from '../protocol/envelope';
 import { NodeChannel, PushBatch } from '../session/node-channel';
-import { SessionMap } from '../session/session-map';
+import { SessionEntry, SessionMap } from '../session/session-map';
 
 /**
  * Bus -> outbox -> node channels, one bus batch at a time per partition.
@@ -15,12 +15,17 @@ import { SessionMap } from '../session/session-map';
  *   committed (by the bus driver, after `route` resolves) only once they are. A crash anywhere in
  *   between redelivers the batch; the outbox's idempotent append turns that into the same seqs.
  * - One PUBLISH per live gateway node per batch, carrying every delivery for that node.
- * - Push failures do not fail the batch: the outbox already holds the deliveries and gateways
- *   refill from it on gaps and on channel resync.
+ * - Push failures do not fail the batch: the outbox already holds the deliveries. The nodes the failed
+ *   push was meant for get `resync` on the next push that goes through, so they catch up even if no
+ *   later delivery reveals the gap (a gateway whose own Redis link stayed up never notices otherwise).
  */
 @Injectable()
 export class RouterService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(RouterService.name);
+  /** Nodes that missed a push and are owed a resync; `missedAll` when we could not even tell which. */
+  private readonly missedNodes = new Set<string>();
+  private missedAll = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly bus: MessageBus,
@@ -36,6 +41,7 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   async beforeApplicationShutdown(): Promise<void> {
+    clearTimeout(this.resyncTimer);
     await this.bus.stopConsuming();
   }
 
@@ -67,40 +73,73 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
     }
     const stored = await this.outbox.append(deliveries);
     this.metrics.deliveries.inc(stored.length);
-    try {
-      await this.push(stored);
-    } catch (err) {
-      this.metrics.pushFailures.inc();
-      this.logger.warn(`push failed, clients will catch up from the outbox: ${(err as Error).message}`);
-    }
+    await this.push(stored);
     end();
   }
 
   private async push(stored: StoredDelivery[]): Promise<void> {
     const userIds = [...new Set(stored.map((d) => d.userId))];
-    const [sessions, live] = await Promise.all([this.sessions.lookup(userIds), this.sessions.liveNodes()]);
+    let sessions: Map<string, SessionEntry[]>;
+    let live: Set<string>;
+    try {
+      [sessions, live] = await Promise.all([this.sessions.lookup(userIds), this.sessions.liveNodes()]);
+    } catch (err) {
+      this.missedAll = true;
+      this.pushFailed(`session lookup failed: ${(err as Error).message}`);
+      return;
+    }
     const epoch = this.outbox.epoch();
-    const byNode = new Map<string, PushBatch & { index: Map<string, number> }>();
+    const out = new Map<string, PushBatch>();
+    const envelopeIndex = new Map<string, Map<string, number>>(); // node -> message id -> index
     for (const d of stored) {
       const entries = sessions.get(d.userId);
       if (!entries) continue;
-      const nodes = new Set(entries.map((e) => e.node));
-      for (const node of nodes) {
+      for (const node of new Set(entries.map((e) => e.node))) {
         if (!live.has(node)) continue;
-        let b = byNode.get(node);
-        if (!b) byNode.set(node, (b = { epoch, envelopes: [], deliveries: [], index: new Map() }));
-        let e = b.index.get(d.envelope.id);
-        if (e === undefined) {
-          e = b.envelopes.push(d.envelope) - 1;
-          b.index.set(d.envelope.id, e);
+        let b = out.get(node);
+        let index = envelopeIndex.get(node);
+        if (!b || !index) {
+          out.set(node, (b = { epoch, envelopes: [], deliveries: [] }));
+          envelopeIndex.set(node, (index = new Map()));
         }
+        let e = index.get(d.envelope.id);
+        if (e === undefined) index.set(d.envelope.id, (e = b.envelopes.push(d.envelope) - 1));
         b.deliveries.push({ u: d.userId, s: d.seq, e });
       }
     }
-    if (byNode.size === 0) return;
-    const out = new Map<string, PushBatch>();
-    for (const [node, { epoch: ep, envelopes, deliveries }] of byNode)
-      out.set(node, { epoch: ep, envelopes, deliveries });
-    await this.channel.publish(out);
+    await this.publish(out, live);
+  }
+
+  /** Publishes the batches, adding `resync` for nodes owed one; remembers the nodes a failure missed. */
+  private async publish(out: Map<string, PushBatch>, live: Set<string>): Promise<void> {
+    const resync = this.missedAll ? [...live] : [...this.missedNodes].filter((node) => live.has(node));
+    for (const node of resync) {
+      const b = out.get(node) ?? { epoch: this.outbox.epoch(), envelopes: [], deliveries: [] };
+      out.set(node, { ...b, resync: true });
+    }
+    if (out.size === 0) return;
+    try {
+      await this.channel.publish(out);
+      for (const node of resync) this.missedNodes.delete(node);
+      this.missedAll = false;
+    } catch (err) {
+      for (const node of out.keys()) this.missedNodes.add(node);
+      this.pushFailed(`publish failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** Without further traffic nothing would carry the resync: retry it on its own, once a second. */
+  private pushFailed(why: string): void {
+    this.metrics.pushFailures.inc();
+    this.logger.warn(`${why}; gateways will catch up from the outbox`);
+    if (this.resyncTimer) return;
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = undefined;
+      void this.sessions
+        .liveNodes()
+        .then((live) => this.publish(new Map(), live))
+        .catch((err: Error) => this.pushFailed(`resync failed: ${err.message}`));
+    }, 1_000);
+    this.resyncTimer.unref();
   }
 }

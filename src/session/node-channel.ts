@@ -9,6 +9,8 @@ export interface PushBatch {
   envelopes: Envelope[];
   /** u: user id, s: the user's delivery seq, e: index into envelopes. */
   deliveries: { u: string; s: number; e: number }[];
+  /** An earlier push to this node failed: every connection must catch up from the outbox. */
+  resync?: boolean;
 }
 
 export interface NodeSubscriber {
