@@ -49,7 +49,7 @@ export interface AppConfig {
     retentionHours: number;
   };
   redis: { url: string; keyPrefix: string };
-  mysql: { url: string; migrateOnStart: boolean };
+  mysql: { url: string; migrateOnStart: boolean; poolSize: number };
 }
 
 export function parseRoles(raw: string | undefined): ReadonlySet<Role> {
@@ -159,6 +159,7 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
     mysql: {
       url: e.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/relay',
       migrateOnStart: e.MYSQL_MIGRATE_ON_START ?? true,
+      poolSize: e.MYSQL_POOL_SIZE ?? 10,
     },
   };
 }

@@ -67,6 +67,7 @@ export class EnvVars {
   @IsUrl({ require_tld: false, require_protocol: true, protocols: ['mysql'] })
   MYSQL_URL?: string;
   @IsOptional() @Transform(toBool) MYSQL_MIGRATE_ON_START?: boolean;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(1000) MYSQL_POOL_SIZE?: number;
 }
 
 export class ConfigError extends Error {}

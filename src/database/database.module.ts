@@ -23,7 +23,7 @@ export const dataSourceProvider: FactoryProvider<DataSource> = {
   provide: DataSource,
   inject: [Config],
   useFactory: async (config: Config): Promise<DataSource> => {
-    const ds = createDataSource(config.mysql.url);
+    const ds = createDataSource(config.mysql.url, { poolSize: config.mysql.poolSize });
     try {
       await ds.initialize();
     } catch (err) {

@@ -144,8 +144,8 @@ export class Connection {
   }
 
   /** The channel may have lost pushes: catch up from the outbox. */
-  resync(): void {
-    if (this.state === 'open') void this.fill();
+  resync(): Promise<void> {
+    return this.state === 'open' ? this.fill() : Promise.resolve();
   }
 
   markClosed(): void {

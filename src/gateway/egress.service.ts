@@ -7,10 +7,14 @@ import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel'
 import { SessionMap } from '../session/session-map';
 import { MetricsService } from '../metrics/metrics.service';
 
+const RESYNC_CONCURRENCY = 64;
+
 /** Bus -> sockets on this node: receives the router's per-node batches and hands them to connections. */
 @Injectable()
 export class EgressService implements NodeSubscriber {
   private readonly logger = new Logger(EgressService.name);
+  private resyncing = false;
+  private resyncAgain = false;
 
   constructor(
     private readonly config: Config,
@@ -55,11 +59,37 @@ export class EgressService implements NodeSubscriber {
     for (const conn of corked) conn.uncork();
   }
 
+  /**
+   * Refills every connection from the outbox, at most RESYNC_CONCURRENCY at a time so a Redis blip on
+   * a node with many connections does not turn into a burst of outbox reads. A resync requested while
+   * one runs is queued (once) and starts over with the connections open then.
+   */
   onResync(): void {
-    this.logger.warn(`node channel resynced: refilling ${this.registry.size} connections from the outbox`);
-    for (const conn of this.registry.all) {
-      this.metrics.fills.inc();
-      conn.resync();
+    if (this.resyncing) {
+      this.resyncAgain = true;
+      return;
     }
+    this.resyncing = true;
+    void this.refillAll().finally(() => {
+      this.resyncing = false;
+      if (this.resyncAgain) {
+        this.resyncAgain = false;
+        this.onResync();
+      }
+    });
+  }
+
+  private async refillAll(): Promise<void> {
+    const conns = [...this.registry.all];
+    this.logger.warn(`node channel resync: refilling ${conns.length} connections from the outbox`);
+    let next = 0;
+    const worker = async () => {
+      while (next < conns.length) {
+        const conn = conns[next++];
+        this.metrics.fills.inc();
+        await conn.resync();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(RESYNC_CONCURRENCY, conns.length) }, worker));
   }
 }

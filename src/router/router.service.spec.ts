@@ -50,7 +50,7 @@ async function setup() {
   await sessions.add('a', { connId: 'a1', node: 'n1', connectedAt: now, lastPing: now });
   await sessions.add('a', { connId: 'a2', node: 'n1', connectedAt: now, lastPing: now });
   await sessions.add('b', { connId: 'b1', node: 'n2', connectedAt: now, lastPing: now });
-  return { router, outbox, channel, sessions };
+  return { router, outbox, channel, sessions, store };
 }
 
 describe('RouterService', () => {
@@ -69,6 +69,21 @@ describe('RouterService', () => {
     expect(n1.deliveries).toEqual([
       { u: 'a', s: 1, e: 0 },
       { u: 'a', s: 2, e: 1 },
+    ]);
+  });
+
+  it('writes a huge fan-out in several bounded appends, in order', async () => {
+    const { router, outbox, store } = await setup();
+    await store.put(
+      'c',
+      Array.from({ length: 12_000 }, (_, i) => `m${i}`),
+    );
+    const append = jest.spyOn(outbox, 'append');
+    await router.route({ partition: 0, messages: [msg('big1'), msg('big2')] });
+    expect(append.mock.calls.map(([d]) => d.length)).toEqual([5000, 5000, 5000, 5000, 4000]);
+    expect((await outbox.readAfter('m11999', 0, 10)).map((d) => [d.seq, d.envelope.id])).toEqual([
+      [1, 'big1'],
+      [2, 'big2'],
     ]);
   });
 

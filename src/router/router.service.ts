@@ -7,6 +7,8 @@ import { Envelope } from '../protocol/envelope';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { SessionEntry, SessionMap } from '../session/session-map';
 
+const MAX_APPEND = 5_000;
+
 /**
  * Bus -> outbox -> node channels, one bus batch at a time per partition.
  *
@@ -71,7 +73,12 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
       end();
       return;
     }
-    const stored = await this.outbox.append(deliveries);
+    // Huge fan-outs are written in several transactions so no single one holds thousands of users'
+    // seq locks for long; appends are idempotent, so a crash between them is safe to redeliver.
+    const stored: StoredDelivery[] = [];
+    for (let i = 0; i < deliveries.length; i += MAX_APPEND) {
+      stored.push(...(await this.outbox.append(deliveries.slice(i, i + MAX_APPEND))));
+    }
     this.metrics.deliveries.inc(stored.length);
     await this.push(stored);
     end();
