@@ -173,7 +173,7 @@ describe('KafkaBusDriver (real broker)', () => {
     const config = freshConfig();
     const bus = driver(config);
     await bus.init();
-    const producer = (bus as unknown as { producer: Producer }).producer;
+    const producer = (bus as unknown as { producer: { current: Producer } }).producer.current;
     const sendBatch = jest.spyOn(producer, 'sendBatch');
     const send = jest.spyOn(producer, 'send');
 
@@ -191,7 +191,7 @@ describe('KafkaBusDriver (real broker)', () => {
     const config = freshConfig();
     const bus = driver(config);
     await bus.init();
-    const producer = (bus as unknown as { producer: Producer }).producer;
+    const producer = (bus as unknown as { producer: { current: Producer } }).producer.current;
     let fail: ((e: Error) => void) | undefined;
     jest
       .spyOn(producer, 'sendBatch')

@@ -16,6 +16,7 @@ import { AppConfig } from '../../config/app-config';
 import { Batcher } from '../../common/batcher';
 import { IngressMessage } from '../../protocol/envelope';
 import { BatchHandler, MessageBus } from '../message-bus';
+import { ClientSlot } from './kafka-client-slot';
 import { nestLogCreator } from './kafka-log';
 
 export type KafkaBusConfig = AppConfig['kafka'];
@@ -157,16 +158,12 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   private readonly logger = new Logger('KafkaBus');
   private readonly opts: KafkaBusOptions;
   private readonly kafka: Kafka;
-  private producer: Producer;
-  private admin: Admin;
+  private readonly producer: ClientSlot<Producer>;
+  private readonly admin: ClientSlot<Admin>;
   /** Replaced clients still disconnecting (awaited, bounded, by close). */
   private readonly retiring = new Set<Promise<void>>();
   private readonly batcher: Batcher<PendingPublish, PublishOutcome>;
 
-  private producerReady = false;
-  private producerConnecting: Promise<void> | null = null;
-  private adminReady = false;
-  private adminConnecting: Promise<void> | null = null;
   private closed = false;
   private closing: Promise<void> | null = null;
   private lastFlush: Promise<unknown> = Promise.resolve();
@@ -203,8 +200,14 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       // Client default; producer, consumer and admin each override it below.
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
     });
-    this.producer = this.createProducer();
-    this.admin = this.createAdmin();
+    this.producer = new ClientSlot(
+      () => this.createProducer(),
+      (old) => this.retire(old),
+    );
+    this.admin = new ClientSlot(
+      () => this.createAdmin(),
+      (old) => this.retire(old),
+    );
     this.batcher = new Batcher((items) => this.flush(items), this.opts.maxPublishBatch);
   }
 
@@ -245,68 +248,16 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   /** A flush failed: fail whatever was published until now and is still queued, then reconnect. */
   private publishFailed(producer: Producer): void {
     this.failedThrough = this.publishSeq;
-    this.replaceProducer(producer);
-  }
-
-  private replaceProducer(expected: Producer): void {
-    if (expected !== this.producer) return; // already replaced
-    const old = this.producer;
-    this.producer = this.createProducer();
-    this.producerReady = false;
-    this.producerConnecting = null;
-    this.retire(old);
-  }
-
-  private replaceAdmin(expected: Admin): void {
-    if (expected !== this.admin) return;
-    const old = this.admin;
-    this.admin = this.createAdmin();
-    this.adminReady = false;
-    this.adminConnecting = null;
-    this.retire(old);
+    this.producer.replace(producer);
   }
 
   // ------------------------------------------------------------------------------------------ startup
 
   /** Creates the ingress topic if missing (tolerating a concurrent creation) and connects the producer. */
   async init(): Promise<void> {
-    await this.ensureAdmin();
+    await this.admin.connected();
     await this.ensureTopic();
-    await this.ensureProducer();
-  }
-
-  private async ensureAdmin(): Promise<void> {
-    if (this.adminReady) return;
-    if (!this.adminConnecting) {
-      const admin = this.admin;
-      const connecting = admin.connect().then(() => {
-        if (admin === this.admin) this.adminReady = true;
-      });
-      this.adminConnecting = connecting;
-      void connecting
-        .catch(() => undefined)
-        .then(() => {
-          if (this.adminConnecting === connecting) this.adminConnecting = null;
-        });
-    }
-    await this.adminConnecting;
-  }
-
-  private async ensureProducer(): Promise<void> {
-    if (this.producerReady) return;
-    if (!this.producerConnecting) {
-      const producer = this.producer;
-      const connecting = producer.connect().then(() => {
-        if (producer === this.producer) this.producerReady = true;
-      });
-      this.producerConnecting = connecting;
-      void connecting
-        .catch(() => undefined)
-        .then(() => {
-          if (this.producerConnecting === connecting) this.producerConnecting = null;
-        });
-    }
-    await this.producerConnecting;
+    await this.producer.connected();
   }
 
   private async ensureTopic(): Promise<void> {
@@ -315,10 +266,10 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     let created = false;
     // Check first: on every start but the first the topic exists, and kafkajs logs a failed
     // CreateTopics as an error even when we handle TOPIC_ALREADY_EXISTS.
-    const exists = (await this.admin.listTopics()).includes(topic);
+    const exists = (await this.admin.current.listTopics()).includes(topic);
     try {
       if (!exists)
-        created = await this.admin.createTopics({
+        created = await this.admin.current.createTopics({
           waitForLeaders: true,
           timeout: 10_000,
           topics: [
@@ -348,7 +299,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
         `topic ${topic} exists with ${actual} partitions (configured: ${partitions}); using it as is`,
       );
     }
-    const described = await this.admin.describeConfigs({
+    const described = await this.admin.current.describeConfigs({
       includeSynonyms: false,
       resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['retention.ms'] }],
     });
@@ -369,7 +320,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     let last: unknown;
     for (;;) {
       try {
-        const { topics } = await this.admin.fetchTopicMetadata({ topics: [this.config.topic] });
+        const { topics } = await this.admin.current.fetchTopicMetadata({ topics: [this.config.topic] });
         const parts = topics[0]?.partitions ?? [];
         if (parts.length > 0 && parts.every((p) => p.leader >= 0)) return parts.length;
       } catch (err) {
@@ -432,10 +383,10 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       for (const i of indexes) if (outcomes[i] === undefined) outcomes[i] = outcome;
     };
     if (live.length === 0) return outcomes as PublishOutcome[];
-    const producer = this.producer;
+    const producer = this.producer.current;
     const run = (async () => {
       try {
-        await this.ensureProducer();
+        await this.producer.connected();
       } catch (err) {
         const e = new Error(`kafka unavailable: ${(err as Error).message}`);
         settle(live, e);
@@ -713,9 +664,9 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   // -------------------------------------------------------------------------------------- operations
 
   async ping(): Promise<void> {
-    const admin = this.admin;
+    const admin = this.admin.current;
     const check = (async () => {
-      await this.ensureAdmin();
+      await this.admin.connected();
       await admin.fetchTopicMetadata({ topics: [this.config.topic] });
     })();
     let timer: NodeJS.Timeout | undefined;
@@ -732,7 +683,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     } catch (err) {
       check.catch(() => undefined);
       // Fresh connections for the next ping (see retire): a zombie socket would fail every ping.
-      if (!this.closed) this.replaceAdmin(admin);
+      if (!this.closed) this.admin.replace(admin);
       throw err;
     } finally {
       clearTimeout(timer);
@@ -749,13 +700,9 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     this.closed = true;
     // Let a produce request in flight settle (bounded by kafkajs' own timeouts) before disconnecting.
     await settledWithin(this.lastFlush, this.opts.publishTimeoutMs);
-    if (this.producerConnecting) await this.producerConnecting.catch(() => undefined);
-    if (this.adminConnecting) await this.adminConnecting.catch(() => undefined);
-    this.producerReady = false;
-    this.adminReady = false;
     await Promise.allSettled([
-      settledWithin(this.producer.disconnect(), 5_000),
-      settledWithin(this.admin.disconnect(), 5_000),
+      settledWithin(this.producer.close(), 5_000),
+      settledWithin(this.admin.close(), 5_000),
       ...this.retiring,
     ]);
   }
