@@ -1,4 +1,4 @@
-import { Connection, createConnection } from 'mysql2/promise';
+import { Connection } from 'mysql2/promise';
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { loadConfig } from '../../src/config/app-config';
@@ -15,6 +15,7 @@ import { MIGRATIONS } from '../../src/database/migrations';
 import { MysqlOutboxDriver } from '../../src/outbox/drivers/mysql-outbox.driver';
 import { startTestApp } from '../support/test-app';
 import { waitFor } from '../support/wait-for';
+import { mysqlConnection } from '../support/backends';
 
 /**
  * Schema migrations against the real MariaDB of scripts/infra.sh (engines project globalSetup).
@@ -59,18 +60,7 @@ async function recorded(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  try {
-    admin = await createConnection({
-      host: SERVER.hostname,
-      port: Number(SERVER.port || 3306),
-      user: decodeURIComponent(SERVER.username),
-      password: decodeURIComponent(SERVER.password),
-    });
-  } catch (err) {
-    throw new Error(
-      `MariaDB is not reachable at ${SERVER.hostname}:${SERVER.port || 3306} (scripts/infra.sh up starts it): ${(err as Error).message}`,
-    );
-  }
+  admin = await mysqlConnection(SERVER.href);
 });
 
 beforeEach(recreateDatabase);
@@ -127,11 +117,7 @@ describe('migrations', () => {
 
   it('wait for the lock another process holds, and give up after the lock timeout', async () => {
     const ds = await open();
-    const holder = await createConnection({
-      host: SERVER.hostname,
-      port: Number(SERVER.port || 3306),
-      user: 'root',
-    });
+    const holder = await mysqlConnection(SERVER.href);
     try {
       const [[{ got }]] = (await holder.query('SELECT GET_LOCK(?, 10) AS got', [
         migrationLockName(DATABASE),

@@ -1,12 +1,11 @@
 import type Redis from 'ioredis';
-import { createConnection } from 'mysql2/promise';
+import { Connection, createConnection } from 'mysql2/promise';
 
-/** Runs one statement as MariaDB root; fails (never skips) with the reason when MariaDB is down. */
-export async function mysqlAdmin(sql: string, url = 'mysql://root@127.0.0.1:3306'): Promise<void> {
+/** A server-level MariaDB connection; fails (never skips) with the reason when MariaDB is down. */
+export async function mysqlConnection(url = 'mysql://root@127.0.0.1:3306'): Promise<Connection> {
   const u = new URL(url);
-  let conn;
   try {
-    conn = await createConnection({
+    return await createConnection({
       host: u.hostname,
       port: Number(u.port || 3306),
       user: decodeURIComponent(u.username),
@@ -17,6 +16,11 @@ export async function mysqlAdmin(sql: string, url = 'mysql://root@127.0.0.1:3306
       `MariaDB is not reachable at ${u.hostname}:${u.port || 3306} (scripts/infra.sh up starts it): ${(err as Error).message}`,
     );
   }
+}
+
+/** Runs one statement as MariaDB root. */
+export async function mysqlAdmin(sql: string, url = 'mysql://root@127.0.0.1:3306'): Promise<void> {
+  const conn = await mysqlConnection(url);
   try {
     await conn.query(sql);
   } finally {
