@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createConnection } from 'mysql2/promise';
-import { mysqlAdmin } from '../support/backends';
+import { databaseFor, isolatedEngineEnv, mysqlAdmin } from '../support/backends';
 import { NodeProcess, startNode, stopNode } from '../support/cluster';
 import { waitFor } from '../support/wait-for';
 import { Frame, TestClient } from '../support/ws-client';
@@ -10,17 +10,12 @@ import { Frame, TestClient } from '../support/ws-client';
  * in one consumer group — driven by real WebSocket clients spread over both gateways.
  */
 const run = randomUUID().slice(0, 8);
-const database = `relay_cluster_${run}`;
+const database = databaseFor(`cluster-${run}`);
 const env = {
+  ...isolatedEngineEnv(`cluster-${run}`),
   NODE_ENV: 'test',
-  ENGINE: 'production',
   LOG_LEVEL: 'warn',
   HEARTBEAT_MS: '500',
-  KAFKA_TOPIC: `relay-cluster-${run}`,
-  KAFKA_GROUP_ID: `relay-cluster-${run}`,
-  KAFKA_PARTITIONS: '4',
-  REDIS_KEY_PREFIX: `relay-cluster-${run}:`,
-  MYSQL_URL: `mysql://root@127.0.0.1:3306/${database}`,
   SEND_RATE_PER_SEC: '10000',
   SEND_BURST: '10000',
 };

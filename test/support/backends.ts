@@ -45,3 +45,22 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
     cursor = next;
   } while (cursor !== '0');
 }
+
+/**
+ * Production-engine settings private to one test run: its own topic, consumer group, key prefix and
+ * database (`relay_<name>`, which the caller creates and drops).
+ */
+export function isolatedEngineEnv(name: string): Record<string, string> {
+  return {
+    ENGINE: 'production',
+    KAFKA_TOPIC: `relay-${name}`,
+    KAFKA_GROUP_ID: `relay-${name}`,
+    KAFKA_PARTITIONS: '4',
+    REDIS_KEY_PREFIX: `relay-${name}:`,
+    MYSQL_URL: `mysql://root@127.0.0.1:3306/${databaseFor(name)}`,
+  };
+}
+
+export function databaseFor(name: string): string {
+  return `relay_${name.replace(/-/g, '_')}`;
+}

@@ -1,6 +1,6 @@
 import { INestApplication } from '@nestjs/common';
 import { randomUUID } from 'node:crypto';
-import { mysqlAdmin } from './backends';
+import { databaseFor, isolatedEngineEnv, mysqlAdmin } from './backends';
 import { AddressInfo } from 'node:net';
 import { startApp } from '../../src/bootstrap';
 import { AppConfig, loadConfig } from '../../src/config/app-config';
@@ -21,18 +21,9 @@ export const productionEngine = process.env.RELAY_TEST_ENGINE === 'production';
  * every app gets its own topic, consumer group, key prefix and database, dropped on close.
  */
 export async function startTestApp(env: Record<string, string> = {}): Promise<TestApp> {
-  const run = randomUUID().replace(/-/g, '').slice(0, 12);
-  const database = `relay_e2e_${run}`;
-  const engineEnv: Record<string, string> = productionEngine
-    ? {
-        ENGINE: 'production',
-        KAFKA_TOPIC: `relay-e2e-${run}`,
-        KAFKA_GROUP_ID: `relay-e2e-${run}`,
-        KAFKA_PARTITIONS: '4',
-        REDIS_KEY_PREFIX: `relay-e2e-${run}:`,
-        MYSQL_URL: `mysql://root@127.0.0.1:3306/${database}`,
-      }
-    : {};
+  const name = `e2e-${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  const database = databaseFor(name);
+  const engineEnv = productionEngine ? isolatedEngineEnv(name) : {};
   if (productionEngine) await mysqlAdmin(`CREATE DATABASE \`${database}\``);
   const config = loadConfig({
     NODE_ENV: 'test',
