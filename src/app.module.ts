@@ -6,6 +6,7 @@ import { RedisModule } from './redis/redis.module';
 import { DirectoryModule } from './directory/directory.module';
 import { GatewayModule } from './gateway/gateway.module';
 import { HealthModule } from './health/health.module';
+import { NodeStatusModule } from './health/node-status';
 import { MetricsModule } from './metrics/metrics.module';
 import { RouterModule } from './router/router.module';
 
@@ -20,6 +21,7 @@ export class AppModule {
         ...(config.engines.sessions === 'redis' ? [RedisModule.forRoot()] : []),
         ...(config.engines.outbox === 'mysql' ? [DatabaseModule.forRoot()] : []),
         MetricsModule,
+        NodeStatusModule,
         HealthModule,
         DirectoryModule,
         ...(config.roles.has('gateway') ? [GatewayModule] : []),

@@ -15,7 +15,9 @@ describe('roles', () => {
 });
 
 describe('loadConfig', () => {
-  const prod = { NODE_ENV: 'production', JWT_SECRET: 's', ADMIN_API_KEY: 'k', ENGINE: 'production' };
+  const SECRET = 'x'.repeat(40);
+  const KEY = 'k'.repeat(40);
+  const prod = { NODE_ENV: 'production', JWT_SECRET: SECRET, ADMIN_API_KEY: KEY, ENGINE: 'production' };
 
   it('runs out of the box on the embedded engine in dev auth mode', () => {
     const c = loadConfig({});
@@ -43,13 +45,27 @@ describe('loadConfig', () => {
 
   it('refuses dev auth in production and asks for a key source', () => {
     expect(() => loadConfig({ ...prod, AUTH_MODE: 'dev' })).toThrow(/AUTH_MODE=dev is refused/);
-    expect(() => loadConfig({ NODE_ENV: 'production', ENGINE: 'production', ADMIN_API_KEY: 'k' })).toThrow(
+    expect(() => loadConfig({ NODE_ENV: 'production', ENGINE: 'production', ADMIN_API_KEY: KEY })).toThrow(
       /JWT_SECRET/,
     );
-    expect(() => loadConfig({ NODE_ENV: 'production', ENGINE: 'production', JWT_SECRET: 's' })).toThrow(
+    expect(() => loadConfig({ NODE_ENV: 'production', ENGINE: 'production', JWT_SECRET: SECRET })).toThrow(
       /ADMIN_API_KEY/,
     );
     expect(loadConfig(prod).auth.mode).toBe('jwt');
+  });
+
+  it('refuses placeholder and short secrets in production only', () => {
+    for (const weak of ['change-me', 'short-secret', 'CHANGE-ME']) {
+      expect(() => loadConfig({ ...prod, JWT_SECRET: weak })).toThrow(/JWT_SECRET is a placeholder/);
+      expect(() => loadConfig({ ...prod, ADMIN_API_KEY: weak })).toThrow(/ADMIN_API_KEY is a placeholder/);
+      expect(loadConfig({ AUTH_MODE: 'jwt', JWT_SECRET: weak, ADMIN_API_KEY: weak }).auth.mode).toBe('jwt');
+    }
+  });
+
+  it('binds loopback in dev auth mode unless HOST is set', () => {
+    expect(loadConfig({}).host).toBe('127.0.0.1');
+    expect(loadConfig({ HOST: '0.0.0.0' }).host).toBe('0.0.0.0');
+    expect(loadConfig(prod).host).toBe('0.0.0.0');
   });
 
   it('refuses split roles on in-memory engines', () => {

@@ -26,24 +26,63 @@ export interface AppConfig {
     issuer?: string;
     audience?: string;
     adminApiKey?: string;
+    /** JWT `alg` allow-list; undefined = only the algorithm of the configured key (AuthService). */
+    algorithms?: string[];
+    /** Longest accepted token lifetime (`exp` - `iat`, or `exp` - now without `iat`). */
+    maxLifetimeSec: number;
+    clockToleranceSec: number;
   };
   gateway: {
     heartbeatMs: number;
     handshakeTimeoutMs: number;
     maxFrameBytes: number;
+    /** Deepest nesting of objects/arrays in a frame; the frame object itself is level 1. */
+    maxJsonDepth: number;
     dedupeWindowMs: number;
     sendRatePerSec: number;
     sendBurst: number;
+    /** Token bucket for every frame type (send frames also take a send token). */
+    frameRatePerSec: number;
+    frameBurst: number;
+    /** Frames over budget tolerated (each answered `rate_limited`) before close 4029. */
+    floodCloseAfter: number;
+    /** Unsent bytes a connection may queue (every write counts) before close 1013. */
+    maxBufferedBytes: number;
   };
+  admission: {
+    maxConnections: number;
+    maxConnectionsPerUser: number;
+    maxConnectionsPerIp: number;
+    connectRatePerIp: number;
+    connectBurstPerIp: number;
+    /** Above this many connections waiting for hello, the hello timeout shrinks (floor 1 s). */
+    preHelloSoftLimit: number;
+    /** Connections waiting for hello beyond which upgrades get 503. */
+    maxPendingHandshakes: number;
+    /** null = any Origin (requests without Origin are never refused for it). */
+    allowedOrigins: string[] | null;
+    /** Proxies in front of us whose X-Forwarded-For entries are trusted (0 = use the socket address). */
+    trustProxyHops: number;
+  };
+  router: { poisonMaxAttempts: number };
+  health: { dependencyGraceMs: number };
   sessionTtlMs: number;
   shutdownTimeoutMs: number;
   outbox: { retentionSec: number; purgeIntervalMs: number; purgeChunk: number };
-  directory: { kind: 'builtin' | 'http'; serviceUrl?: string; cacheTtlMs: number; timeoutMs: number };
+  directory: {
+    kind: 'builtin' | 'http';
+    serviceUrl?: string;
+    cacheTtlMs: number;
+    timeoutMs: number;
+    maxMembers: number;
+  };
   kafka: {
     brokers: string[];
     clientId: string;
     topic: string;
     groupId: string;
+    /** Records the router quarantines (see docs/architecture.md, poison messages). */
+    dlqTopic: string;
     partitions: number;
     replicationFactor: number;
     retentionHours: number;
@@ -101,17 +140,25 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
     throw new ConfigError('invalid configuration: AUTH_MODE=jwt needs ADMIN_API_KEY for the directory API');
   }
 
+  if (production) {
+    refuseWeakSecret('JWT_SECRET', e.JWT_SECRET);
+    refuseWeakSecret('ADMIN_API_KEY', e.ADMIN_API_KEY);
+  }
+
   const directoryKind = (e.DIRECTORY ?? 'builtin') as 'builtin' | 'http';
   if (directoryKind === 'http' && !e.CONVERSATION_SERVICE_URL) {
     throw new ConfigError('invalid configuration: DIRECTORY=http needs CONVERSATION_SERVICE_URL');
   }
 
   const heartbeatMs = e.HEARTBEAT_MS ?? 25_000;
+  const sendRatePerSec = e.SEND_RATE_PER_SEC ?? 50;
+  const sendBurst = e.SEND_BURST ?? 200;
   return {
     env,
     roles,
     nodeId: e.NODE_ID ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
-    host: e.HOST ?? '0.0.0.0',
+    // Dev auth lets anyone be anyone: without an explicit HOST it only listens on loopback.
+    host: e.HOST ?? (authMode === 'dev' ? '127.0.0.1' : '0.0.0.0'),
     port: e.PORT ?? 3000,
     logLevel: (e.LOG_LEVEL ?? 'log') as AppConfig['logLevel'],
     engines,
@@ -123,15 +170,36 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,
       adminApiKey: e.ADMIN_API_KEY,
+      algorithms: list(e.JWT_ALGORITHMS),
+      maxLifetimeSec: e.JWT_MAX_LIFETIME_SEC ?? 24 * 3600,
+      clockToleranceSec: e.JWT_CLOCK_TOLERANCE_SEC ?? 5,
     },
     gateway: {
       heartbeatMs,
       handshakeTimeoutMs: e.HANDSHAKE_TIMEOUT_MS ?? 10_000,
       maxFrameBytes: e.MAX_FRAME_BYTES ?? 64 * 1024,
+      maxJsonDepth: e.MAX_JSON_DEPTH ?? 64,
       dedupeWindowMs: e.DEDUPE_WINDOW_MS ?? 10 * 60_000,
-      sendRatePerSec: e.SEND_RATE_PER_SEC ?? 50,
-      sendBurst: e.SEND_BURST ?? 200,
+      sendRatePerSec,
+      sendBurst,
+      frameRatePerSec: e.FRAME_RATE_PER_SEC ?? Math.max(100, sendRatePerSec * 2),
+      frameBurst: e.FRAME_BURST ?? Math.max(300, sendBurst + 100),
+      floodCloseAfter: e.FLOOD_CLOSE_AFTER ?? 100,
+      maxBufferedBytes: e.MAX_BUFFERED_BYTES ?? 16 << 20,
     },
+    admission: {
+      maxConnections: e.MAX_CONNECTIONS ?? 15_000,
+      maxConnectionsPerUser: e.MAX_CONNECTIONS_PER_USER ?? 20,
+      maxConnectionsPerIp: e.MAX_CONNECTIONS_PER_IP ?? 1_000,
+      connectRatePerIp: e.CONNECT_RATE_PER_IP ?? 20,
+      connectBurstPerIp: e.CONNECT_BURST_PER_IP ?? 100,
+      preHelloSoftLimit: e.PREHELLO_SOFT_LIMIT ?? 256,
+      maxPendingHandshakes: e.MAX_PENDING_HANDSHAKES ?? 4_096,
+      allowedOrigins: list(e.ALLOWED_ORIGINS) ?? null,
+      trustProxyHops: e.TRUST_PROXY_HOPS ?? 0,
+    },
+    router: { poisonMaxAttempts: e.POISON_MAX_ATTEMPTS ?? 3 },
+    health: { dependencyGraceMs: e.READY_DEPENDENCY_GRACE_MS ?? 30_000 },
     // Three missed heartbeats before a crashed node's sessions vanish on their own.
     sessionTtlMs: e.SESSION_TTL_MS ?? heartbeatMs * 3,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 10_000,
@@ -145,12 +213,14 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       serviceUrl: e.CONVERSATION_SERVICE_URL?.replace(/\/+$/, ''),
       cacheTtlMs: e.DIRECTORY_CACHE_TTL_MS ?? 5_000,
       timeoutMs: e.DIRECTORY_TIMEOUT_MS ?? 2_000,
+      maxMembers: e.MAX_CONVERSATION_MEMBERS ?? 10_000,
     },
     kafka: {
       brokers: (e.KAFKA_BROKERS ?? '127.0.0.1:19092').split(',').map((b) => b.trim()),
       clientId: e.KAFKA_CLIENT_ID ?? 'relay',
       topic: e.KAFKA_TOPIC ?? 'relay.ingress',
       groupId: e.KAFKA_GROUP_ID ?? 'relay-router',
+      dlqTopic: e.KAFKA_DLQ_TOPIC ?? `${e.KAFKA_TOPIC ?? 'relay.ingress'}.dlq`,
       partitions: e.KAFKA_PARTITIONS ?? 12,
       replicationFactor: e.KAFKA_REPLICATION_FACTOR ?? 1,
       retentionHours: e.KAFKA_RETENTION_HOURS ?? 24,
@@ -162,4 +232,25 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       poolSize: e.MYSQL_POOL_SIZE ?? 10,
     },
   };
+}
+
+function list(raw: string | undefined): string[] | undefined {
+  const items = (raw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return items.length > 0 ? items : undefined;
+}
+
+/** Values people copy from examples and docs; production refuses them whatever their length. */
+const PLACEHOLDERS = new Set(['change-me', 'changeme', 'secret', 'password', 'test', 'example', 'relay']);
+export const MIN_SECRET_LENGTH = 32;
+
+function refuseWeakSecret(name: string, value: string | undefined): void {
+  if (value === undefined) return;
+  if (PLACEHOLDERS.has(value.trim().toLowerCase()) || value.length < MIN_SECRET_LENGTH) {
+    throw new ConfigError(
+      `invalid configuration: ${name} is a placeholder or shorter than ${MIN_SECRET_LENGTH} characters; refused in production (generate one: openssl rand -base64 48)`,
+    );
+  }
 }

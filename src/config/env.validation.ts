@@ -30,6 +30,9 @@ export class EnvVars {
   @IsOptional() @IsString() JWT_ISSUER?: string;
   @IsOptional() @IsString() JWT_AUDIENCE?: string;
   @IsOptional() @IsString() ADMIN_API_KEY?: string;
+  @IsOptional() @IsString() JWT_ALGORITHMS?: string;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(60) @Max(30 * 86400) JWT_MAX_LIFETIME_SEC?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(300) JWT_CLOCK_TOLERANCE_SEC?: number;
 
   @IsOptional() @Transform(toInt) @IsInt() @Min(100) HEARTBEAT_MS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(100) HANDSHAKE_TIMEOUT_MS?: number;
@@ -37,6 +40,21 @@ export class EnvVars {
   @IsOptional() @Transform(toInt) @IsInt() @Min(1000) DEDUPE_WINDOW_MS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) SEND_RATE_PER_SEC?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) SEND_BURST?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(4) @Max(128) MAX_JSON_DEPTH?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) FRAME_RATE_PER_SEC?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) FRAME_BURST?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) FLOOD_CLOSE_AFTER?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(65536) MAX_BUFFERED_BYTES?: number;
+
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) MAX_CONNECTIONS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) MAX_CONNECTIONS_PER_USER?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) MAX_CONNECTIONS_PER_IP?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) CONNECT_RATE_PER_IP?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) CONNECT_BURST_PER_IP?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) PREHELLO_SOFT_LIMIT?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) MAX_PENDING_HANDSHAKES?: number;
+  @IsOptional() @IsString() ALLOWED_ORIGINS?: string;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) @Max(16) TRUST_PROXY_HOPS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(1000) SESSION_TTL_MS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(100) SHUTDOWN_TIMEOUT_MS?: number;
 
@@ -49,11 +67,16 @@ export class EnvVars {
   CONVERSATION_SERVICE_URL?: string;
   @IsOptional() @Transform(toInt) @IsInt() @Min(0) DIRECTORY_CACHE_TTL_MS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(100) DIRECTORY_TIMEOUT_MS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(100_000) MAX_CONVERSATION_MEMBERS?: number;
+
+  @IsOptional() @Transform(toInt) @IsInt() @Min(1) @Max(20) POISON_MAX_ATTEMPTS?: number;
+  @IsOptional() @Transform(toInt) @IsInt() @Min(0) READY_DEPENDENCY_GRACE_MS?: number;
 
   @IsOptional() @IsString() KAFKA_BROKERS?: string;
   @IsOptional() @IsString() KAFKA_CLIENT_ID?: string;
   @IsOptional() @IsString() KAFKA_TOPIC?: string;
   @IsOptional() @IsString() KAFKA_GROUP_ID?: string;
+  @IsOptional() @IsString() KAFKA_DLQ_TOPIC?: string;
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) KAFKA_PARTITIONS?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(1) KAFKA_REPLICATION_FACTOR?: number;
   @IsOptional() @Transform(toInt) @IsInt() @Min(24) KAFKA_RETENTION_HOURS?: number;

@@ -49,6 +49,48 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly deadLetters = new Counter({
+    name: 'relay_dead_letters_total',
+    help: 'Bus records the router quarantined in the dead-letter topic/store, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly authFailures = new Counter({
+    name: 'relay_auth_failures_total',
+    help: 'Refused WebSocket authentications, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly upgradesRefused = new Counter({
+    name: 'relay_upgrades_refused_total',
+    help: 'WebSocket upgrades refused by admission control, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+  readonly framesRejected = new Counter({
+    name: 'relay_frames_rejected_total',
+    help: 'Inbound frames answered with an error (any type), by code',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
+  readonly connectionsClosed = new Counter({
+    name: 'relay_connections_closed_by_server_total',
+    help: 'Connections the server closed, by close code',
+    labelNames: ['code'],
+    registers: [this.registry],
+  });
+  readonly pendingHandshakes = new Gauge({
+    name: 'relay_pending_handshakes',
+    help: 'Upgraded connections that have not sent hello yet',
+    registers: [this.registry],
+  });
+  readonly contained = new Counter({
+    name: 'relay_contained_errors_total',
+    help: 'Unexpected exceptions caught at a containment boundary instead of crashing the process',
+    labelNames: ['where'],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }
