@@ -3,6 +3,7 @@ import { BusModule } from '../bus/bus.module';
 import { DirectoryModule } from '../directory/directory.module';
 import { OutboxModule } from '../outbox/outbox.module';
 import { SessionModule } from '../session/session.module';
+import { AdmissionService } from './admission.service';
 import { AuthService } from './auth.service';
 import { ConnectionRegistry } from './connection.registry';
 import { sendDedupeFactory } from './dedupe/send-dedupe.module-factory';
@@ -14,6 +15,7 @@ import { IngressService } from './ingress.service';
   imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
   providers: [
     AuthService,
+    AdmissionService,
     ConnectionRegistry,
     sendDedupeFactory,
     IngressService,

@@ -10,7 +10,8 @@ import { OutboxStore } from '../outbox/outbox.store';
 import { CLOSE, ClientFrame } from '../protocol/frames';
 import { SessionMap } from '../session/session-map';
 import { MetricsService } from '../metrics/metrics.service';
-import { AuthService } from './auth.service';
+import { NodeStatus } from '../health/node-status';
+import { AdmissionService } from './admission.service';
 import { Connection } from './connection';
 import { ConnectionRegistry } from './connection.registry';
 import { EgressService } from './egress.service';
@@ -27,14 +28,14 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
   private readonly logger = new Logger(GatewayServer.name);
   private wss!: WebSocketServer;
   private heartbeat: NodeJS.Timeout | undefined;
-  private draining = false;
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
     void this.upgrade(req, socket, head);
 
   constructor(
     private readonly config: Config,
     private readonly adapterHost: HttpAdapterHost,
-    private readonly auth: AuthService,
+    private readonly admission: AdmissionService,
+    private readonly status: NodeStatus,
     private readonly outbox: OutboxStore,
     private readonly sessions: SessionMap,
     private readonly registry: ConnectionRegistry,
@@ -59,22 +60,29 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '').split('?')[0];
     if (path !== '/ws') return reject(socket, 404, 'Not Found');
-    if (this.draining) return reject(socket, 503, 'Service Unavailable');
-    const principal = await this.auth.authenticate(req);
-    if (!principal) return reject(socket, 401, 'Unauthorized');
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, principal.userId, principal.expiresAt));
+    const verdict = await this.admission.admit(req);
+    if (!verdict.ok) {
+      const refusal = verdict.closeWith;
+      if (!refusal) return reject(socket, verdict.status, STATUS_TEXT[verdict.status] ?? 'Refused');
+      return this.wss.handleUpgrade(req, socket, head, (ws) => ws.close(refusal.code, refusal.reason));
+    }
+    const { principal, ip } = verdict;
+    this.wss.handleUpgrade(req, socket, head, (ws) =>
+      this.accept(ws, principal.userId, principal.expiresAt, ip),
+    );
   }
 
-  private accept(ws: WebSocket, userId: string, expiresAt: number | null): void {
+  private accept(ws: WebSocket, userId: string, expiresAt: number | null, ip: string): void {
     const { gateway } = this.config;
     const conn = new Connection(randomUUID(), userId, expiresAt, ws, this.outbox, {
       perSec: gateway.sendRatePerSec,
       burst: gateway.sendBurst,
     });
     this.metrics.connections.inc();
+    this.admission.admitted(userId, ip);
     conn.handshakeTimer = setTimeout(
       () => conn.close(CLOSE.handshakeTimeout, 'hello not received in time'),
-      gateway.handshakeTimeoutMs,
+      this.admission.handshakeTimeoutMs(),
     );
     ws.on('pong', () => {
       conn.missedPongs = 0;
@@ -85,6 +93,8 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     ws.on('close', () => {
       this.metrics.connections.dec();
       const wasRegistered = conn.state !== 'handshake';
+      if (!wasRegistered) this.admission.handshakeEnded();
+      this.admission.released(userId, ip);
       conn.markClosed();
       this.registry.remove(conn);
       if (wasRegistered) {
@@ -143,6 +153,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
    */
   private async hello(conn: Connection, frame: Extract<ClientFrame, { type: 'hello' }>): Promise<void> {
     clearTimeout(conn.handshakeTimer);
+    this.admission.handshakeEnded();
     conn.state = 'greeting';
     this.registry.add(conn);
     try {
@@ -217,12 +228,14 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     }
   }
 
-  /** SIGTERM: refuse new upgrades, ask every client to reconnect elsewhere (1012), wait for the sockets. */
+  /**
+   * SIGTERM: refuse new upgrades (503, and /health/ready turns 503), ask every client to reconnect
+   * elsewhere (1012), wait for the sockets. The upgrade listener stays until the server closes, so a
+   * reconnect during the drain gets 503, not a silent socket close.
+   */
   async beforeApplicationShutdown(): Promise<void> {
-    this.draining = true;
+    this.status.startDraining();
     clearInterval(this.heartbeat);
-    const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
-    server?.off('upgrade', this.onUpgrade);
     const closing = [...this.registry.all].map(
       (conn) =>
         new Promise<void>((resolve) => {
@@ -241,6 +254,13 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     this.logger.log(`drained; closed ${closing.length} connections`);
   }
 }
+
+const STATUS_TEXT: Record<number, string> = {
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  429: 'Too Many Requests',
+  503: 'Service Unavailable',
+};
 
 function reject(socket: Duplex, status: number, text: string): void {
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);

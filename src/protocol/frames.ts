@@ -14,8 +14,13 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 export const CLOSE = {
   unauthorized: 4001,
   handshakeTimeout: 4008,
+  /** Kept sending frames over the per-connection budget after `rate_limited`. */
+  flooding: 4029,
   tooLarge: 1009,
+  internal: 1011,
   draining: 1012,
+  /** More than MAX_BUFFERED_BYTES unsent to this client. */
+  slowConsumer: 1013,
 } as const;
 
 export type ClientFrame =

@@ -32,6 +32,7 @@ function freshConfig(overrides: Partial<KafkaBusConfig> = {}): KafkaBusConfig {
     clientId: 'relay-test',
     topic: run,
     groupId: run,
+    dlqTopic: `${run}.dlq`,
     partitions: PARTITIONS,
     replicationFactor: 1,
     retentionHours: 24,
