@@ -1,11 +1,13 @@
 import { Logger } from '@nestjs/common';
 import { startApp } from './bootstrap';
 import { loadConfig } from './config/app-config';
+import { loadDotEnv } from './config/dotenv';
 import { ConfigError } from './config/env.validation';
 
 async function main(): Promise<void> {
   let config;
   try {
+    loadDotEnv();
     config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { ConfigError, validateEnv } from './env.validation';
+import { authModeOf, ConfigError, enginesOf, validateEnv } from './env.validation';
 
 export const ROLES = ['gateway', 'router'] as const;
 export type Role = (typeof ROLES)[number];
@@ -110,45 +110,13 @@ export function parseRoles(raw: string | undefined): ReadonlySet<Role> {
 export function loadConfig(rawEnv: Record<string, string | undefined> = process.env): AppConfig {
   const e = validateEnv(rawEnv);
   const env = (e.NODE_ENV ?? 'development') as AppConfig['env'];
-  const production = env === 'production';
   const roles = parseRoles(e.APP_ROLES);
 
-  const engine = e.ENGINE ?? 'memory';
-  const engines = {
-    bus: (e.BUS ?? (engine === 'production' ? 'kafka' : 'memory')) as BusEngine,
-    sessions: (e.SESSIONS ?? (engine === 'production' ? 'redis' : 'memory')) as SessionEngine,
-    outbox: (e.OUTBOX ?? (engine === 'production' ? 'mysql' : 'memory')) as OutboxEngine,
-  };
-  // In-memory engines live inside one process: a split deployment would silently lose messages.
-  const usesMemory = Object.values(engines).includes('memory');
-  if (usesMemory && roles.size !== ROLES.length) {
-    throw new ConfigError(
-      'invalid configuration: in-memory engines need APP_ROLES=gateway,router in one process; use ENGINE=production for split roles',
-    );
-  }
-
-  const authMode = (e.AUTH_MODE ?? (production ? 'jwt' : 'dev')) as 'dev' | 'jwt';
-  if (authMode === 'dev' && production) {
-    throw new ConfigError('invalid configuration: AUTH_MODE=dev is refused when NODE_ENV=production');
-  }
-  if (authMode === 'jwt' && !e.JWT_SECRET && !e.JWT_PUBLIC_KEY && !e.JWT_JWKS_URL) {
-    throw new ConfigError(
-      'invalid configuration: AUTH_MODE=jwt needs one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL',
-    );
-  }
-  if (authMode === 'jwt' && !e.ADMIN_API_KEY) {
-    throw new ConfigError('invalid configuration: AUTH_MODE=jwt needs ADMIN_API_KEY for the directory API');
-  }
-
-  if (production) {
-    refuseWeakSecret('JWT_SECRET', e.JWT_SECRET);
-    refuseWeakSecret('ADMIN_API_KEY', e.ADMIN_API_KEY);
-  }
-
+  // Cross-field rules (memory engines need both roles, jwt needs keys, production refuses dev auth and
+  // weak secrets, DIRECTORY=http needs its URL) are part of the env schema in env.validation.ts.
+  const engines = enginesOf(e);
+  const authMode = authModeOf(e) as 'dev' | 'jwt';
   const directoryKind = (e.DIRECTORY ?? 'builtin') as 'builtin' | 'http';
-  if (directoryKind === 'http' && !e.CONVERSATION_SERVICE_URL) {
-    throw new ConfigError('invalid configuration: DIRECTORY=http needs CONVERSATION_SERVICE_URL');
-  }
 
   const heartbeatMs = e.HEARTBEAT_MS ?? 25_000;
   const sendRatePerSec = e.SEND_RATE_PER_SEC ?? 50;
@@ -240,17 +208,4 @@ function list(raw: string | undefined): string[] | undefined {
     .map((s) => s.trim())
     .filter(Boolean);
   return items.length > 0 ? items : undefined;
-}
-
-/** Values people copy from examples and docs; production refuses them whatever their length. */
-const PLACEHOLDERS = new Set(['change-me', 'changeme', 'secret', 'password', 'test', 'example', 'relay']);
-export const MIN_SECRET_LENGTH = 32;
-
-function refuseWeakSecret(name: string, value: string | undefined): void {
-  if (value === undefined) return;
-  if (PLACEHOLDERS.has(value.trim().toLowerCase()) || value.length < MIN_SECRET_LENGTH) {
-    throw new ConfigError(
-      `invalid configuration: ${name} is a placeholder or shorter than ${MIN_SECRET_LENGTH} characters; refused in production (generate one: openssl rand -base64 48)`,
-    );
-  }
 }
