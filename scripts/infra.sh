@@ -373,7 +373,8 @@ mysql_up() {
   if ! mysql_ok; then
     log "mariadb not answering on $MYSQL_HOST:3306; starting it"
     if id mysql >/dev/null 2>&1; then as_root install -d -o mysql -g mysql /run/mysqld; fi
-    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    # 9>&-: a daemon must not inherit the lock fd (it would hold the lock for its whole life).
+    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd 9>&-
     wait_for mariadb mysql_ok
     log "mariadb started"
   fi
@@ -389,8 +390,9 @@ redis_up() {
   if ! redis_ok; then
     log "redis not answering on $REDIS_HOST:6379; starting it"
     as_root mkdir -p /var/lib/redis /var/log/redis
+    # 9>&-: --daemonize forks a process that would otherwise keep the lock fd open forever.
     as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log 9>&-
     wait_for redis redis_ok
     log "redis started"
   fi
