@@ -222,6 +222,15 @@ describe('AdmissionService', () => {
     expect((await Promise.all(verdicts)).map(status)).toEqual([101, 101, 429]);
   });
 
+  it('refuses with 503 when the drain started while the upgrade was authenticating', async () => {
+    const { admission, auth, status: node } = setup({ MAX_CONNECTIONS: '1' });
+    const verdict = admission.admit(req({ query: '&hold' }));
+    while (auth.held.length < 1) await nextTurn();
+    node.startDraining();
+    auth.held[0]();
+    expect(await verdict).toMatchObject({ ok: false, status: 503, reason: 'draining' });
+  });
+
   it('a granted upgrade that never completes gives its slots back', async () => {
     const { admission } = setup({ MAX_CONNECTIONS_PER_USER: '1', MAX_CONNECTIONS: '1' });
     expect(status(await admission.admit(req({ user: 'a' })))).toBe(101); // no admitted(): socket died

@@ -1,6 +1,7 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Logger } from '@nestjs/common';
 import { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
+import { RateLimitedLog } from '../common/rate-limited-log';
 import { Config } from '../config/config.module';
 import { MetricsService } from '../metrics/metrics.service';
 import { NodeStatus } from '../health/node-status';
@@ -54,6 +55,9 @@ interface Reservation {
  */
 @Injectable()
 export class AdmissionService {
+  private readonly logger = new Logger(AdmissionService.name);
+  /** One line per reason per 10 s: a storm of refused upgrades must not become a storm of log lines. */
+  private readonly refusals = new RateLimitedLog((line) => this.logger.warn(line));
   private readonly buckets = new Map<string, Bucket>();
   private readonly perIp = new Map<string, number>();
   private readonly perUser = new Map<string, number>();
@@ -94,13 +98,11 @@ export class AdmissionService {
     try {
       authenticated = await this.auth.authenticate(req);
     } catch (err) {
-      this.total--;
-      bump(this.perIp, ip, -1);
+      this.unreserve(ip);
       throw err;
     }
     if ('failure' in authenticated) {
-      this.total--;
-      bump(this.perIp, ip, -1);
+      this.unreserve(ip);
       const why = authenticated.failure;
       if (origin === undefined) return this.refuse(401, 'unauthorized');
       this.metrics.upgradesRefused.inc({ reason: 'unauthorized' });
@@ -112,9 +114,13 @@ export class AdmissionService {
       };
     }
     const { principal } = authenticated;
+    if (this.status.draining) {
+      // The drain started while we authenticated: it has already asked every connection to leave.
+      this.unreserve(ip);
+      return this.refuse(503, 'draining');
+    }
     if ((this.perUser.get(principal.userId) ?? 0) >= a.maxConnectionsPerUser) {
-      this.total--;
-      bump(this.perIp, ip, -1);
+      this.unreserve(ip);
       return this.refuse(429, 'user_connections');
     }
     bump(this.perUser, principal.userId, 1);
@@ -188,7 +194,15 @@ export class AdmissionService {
 
   private refuse(status: number, reason: string): AdmissionResult {
     this.metrics.upgradesRefused.inc({ reason });
+    // Auth failures are logged by AuthService, with their reason.
+    if (reason !== 'unauthorized') this.refusals.note(reason, `refused an upgrade with ${status}: ${reason}`);
     return { ok: false, status, reason };
+  }
+
+  /** Gives back the node and IP slots taken before authentication. */
+  private unreserve(ip: string): void {
+    this.total--;
+    bump(this.perIp, ip, -1);
   }
 
   private release(userId: string, ip: string): void {
