@@ -28,7 +28,7 @@ function isBodyParserError(e: unknown): e is BodyParserError {
  */
 @Catch()
 export class BodyParserErrorFilter extends BaseExceptionFilter {
-  catch(exception: unknown, host: ArgumentsHost): void {
+  override catch(exception: unknown, host: ArgumentsHost): void {
     if (!isBodyParserError(exception)) return super.catch(exception, host);
     const message =
       exception.type === 'entity.too.large' && exception.limit !== undefined

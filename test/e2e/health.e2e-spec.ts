@@ -93,17 +93,11 @@ describe('/health/ready with a short dependency grace', () => {
     bus.setAvailable(false);
     const failedAt = Date.now();
     expect((await ready(t)).status).toBe(200); // first failure seen: within the grace
-    const down = await waitFor(
-      async () => {
-        const r = await ready(t);
-        return r.status === 503 ? r : undefined;
-      },
-      5_000,
-      'readiness to turn 503',
-    );
+    let down: Awaited<ReturnType<typeof ready>> | undefined;
+    await waitFor(async () => (down = await ready(t)).status === 503, 5_000, 'readiness to turn 503');
     expect(Date.now() - failedAt).toBeGreaterThanOrEqual(GRACE);
-    expect(detailsOf(down.body).bus.status).toBe('down');
-    expect(detailsOf(down.body).outbox.status).toBe('up');
+    expect(detailsOf(down!.body).bus.status).toBe('down');
+    expect(detailsOf(down!.body).outbox.status).toBe('up');
 
     bus.setAvailable(true);
     expect((await ready(t)).status).toBe(200);
