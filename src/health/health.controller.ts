@@ -31,11 +31,15 @@ interface Probe {
  * once, the load balancer would have nowhere to send anyone. So a dependency only makes us unready once
  * it has failed continuously for READY_DEPENDENCY_GRACE_MS; before that we answer 200 and report it
  * down in the body. "Continuously" = every probe since the first failed one failed; a success resets it.
+ * A dependency this node has never reached is not a blip: it counts at once (a node starting during an
+ * outage does not report ready).
  */
 @Controller('health')
 export class HealthController {
   /** Per dependency: when the current run of failed probes started (absent while it answers). */
   private readonly failingSince = new Map<string, number>();
+  /** Dependencies that have answered at least once: the grace covers a blip, not a node that never had them. */
+  private readonly answered = new Set<string>();
 
   constructor(
     private readonly config: Config,
@@ -92,6 +96,7 @@ export class HealthController {
     try {
       await withTimeout(ping(), CHECK_TIMEOUT_MS, `no answer within ${CHECK_TIMEOUT_MS} ms`);
       this.failingSince.delete(key);
+      this.answered.add(key);
       return { key, result: indicator.up({ engine, ms: Date.now() - started }), tolerated: false };
     } catch (err) {
       const now = Date.now();
@@ -105,7 +110,7 @@ export class HealthController {
         failing_for_ms: failingForMs,
         grace_ms: graceMs,
       });
-      return { key, result, tolerated: failingForMs < graceMs };
+      return { key, result, tolerated: this.answered.has(key) && failingForMs < graceMs };
     }
   }
 }

@@ -47,6 +47,7 @@ describe('/health/ready with a long dependency grace', () => {
   });
 
   it('stays 200 while a dependency fails within the grace, reporting it down in the body', async () => {
+    expect((await ready(t)).status).toBe(200); // the bus has answered once: a failure now is a blip
     bus.setAvailable(false);
     for (let i = 0; i < 3; i++) {
       const { status, body } = await ready(t);
@@ -90,6 +91,7 @@ describe('/health/ready with a short dependency grace', () => {
   afterEach(() => bus.setAvailable(true));
 
   it('turns 503 once the dependency has failed for the grace period, and 200 as soon as it answers', async () => {
+    expect((await ready(t)).status).toBe(200);
     bus.setAvailable(false);
     const failedAt = Date.now();
     expect((await ready(t)).status).toBe(200); // first failure seen: within the grace
@@ -104,6 +106,22 @@ describe('/health/ready with a short dependency grace', () => {
     // A success reset the clock: a new failure starts a new grace period.
     bus.setAvailable(false);
     expect((await ready(t)).status).toBe(200);
+  });
+
+  it('a dependency this node has never reached counts at once, whatever the grace', async () => {
+    const fresh = await startTestApp({ READY_DEPENDENCY_GRACE_MS: '60000' });
+    const freshBus = fresh.app.get(MessageBus) as MemoryBusDriver;
+    try {
+      freshBus.setAvailable(false);
+      expect((await ready(fresh)).status).toBe(503);
+      freshBus.setAvailable(true);
+      expect((await ready(fresh)).status).toBe(200);
+      freshBus.setAvailable(false);
+      expect((await ready(fresh)).status).toBe(200); // now it is a blip
+    } finally {
+      freshBus.setAvailable(true);
+      await fresh.close();
+    }
   });
 
   it('with READY_DEPENDENCY_GRACE_MS=0 a failing dependency is 503 at once', async () => {
