@@ -316,7 +316,8 @@ mysql_up() {
   if ! mysql_ok; then
     log "mariadb not answering on $MYSQL_HOST:3306; starting it"
     if id mysql >/dev/null 2>&1; then as_root install -d -o mysql -g mysql /run/mysqld; fi
-    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    # 9>&-: a daemon must not inherit the lock fd (it would hold the lock for its whole life).
+    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd 9>&-
     wait_for mariadb mysql_ok
     log "mariadb started"
   fi

@@ -3,7 +3,9 @@ import { INestApplication, LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { AppModule } from './app.module';
+import { BodyParserErrorFilter } from './common/body-parser-error.filter';
 import { AppConfig } from './config/app-config';
+import { directoryBodyLimit } from './directory/directory.controller';
 
 const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
 
@@ -14,8 +16,9 @@ export async function startApp(config: AppConfig): Promise<INestApplication> {
     // A dependency that is down at startup must surface as an error the caller can report, not SIGABRT.
     abortOnError: false,
   });
-  // Directory PUTs of large groups (up to 100k members) exceed express's 100 kB default.
-  app.useBodyParser('json', { limit: '8mb' });
+  // Sized for a directory PUT of MAX_CONVERSATION_MEMBERS members; anything bigger gets 413 unparsed.
+  app.useBodyParser('json', { limit: directoryBodyLimit(config.directory.maxMembers) });
+  app.useGlobalFilters(new BodyParserErrorFilter(app.getHttpAdapter()));
   app.enableShutdownHooks();
   // Router-only processes still serve /health and /metrics on the HTTP port, but never upgrade to WebSocket.
   await app.listen(config.port, config.host);

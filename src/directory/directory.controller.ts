@@ -15,16 +15,28 @@ import {
   UseGuards,
   ValidationPipe,
 } from '@nestjs/common';
-import { ArrayMaxSize, IsArray, IsString, Length } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsString, Matches } from 'class-validator';
 import { timingSafeEqual } from 'node:crypto';
 import { Config } from '../config/config.module';
 import { DirectoryStore } from './conversation-directory';
 
+/** Conversation and user ids (the same charset as the WebSocket protocol's ids). */
+export const ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
+
+/**
+ * The request body a PUT may carry: room for MAX_CONVERSATION_MEMBERS ids of the longest kind
+ * (128 chars, quoted, a separator, some whitespace) plus the envelope. Bigger bodies are refused
+ * with 413 before they are parsed.
+ */
+export function directoryBodyLimit(maxMembers: number): number {
+  return maxMembers * 160 + 4096;
+}
+
 export class PutConversationDto {
   @IsArray()
-  @ArrayMaxSize(100_000)
+  @ArrayMaxSize(100_000) // the largest MAX_CONVERSATION_MEMBERS; the configured one is checked below
   @IsString({ each: true })
-  @Length(1, 128, { each: true })
+  @Matches(ID_PATTERN, { each: true, message: 'each member must match ^[A-Za-z0-9_.:@-]{1,128}$' })
   members!: string[];
 }
 
@@ -51,11 +63,21 @@ const validId = new ValidationPipe({ whitelist: true, forbidNonWhitelisted: fals
 @Controller('v1/conversations')
 @UseGuards(AdminKeyGuard)
 export class DirectoryController {
-  constructor(private readonly store: DirectoryStore) {}
+  constructor(
+    private readonly store: DirectoryStore,
+    private readonly config: Config,
+  ) {}
 
   @Put(':id')
   async put(@Param('id') id: string, @Body(validId) dto: PutConversationDto) {
-    await this.store.put(checkId(id), dto.members);
+    checkId(id);
+    const max = this.config.directory.maxMembers;
+    if (dto.members.length > max) {
+      throw new BadRequestException(
+        `members lists ${dto.members.length} ids; a conversation has at most ${max} (MAX_CONVERSATION_MEMBERS)`,
+      );
+    }
+    await this.store.put(id, dto.members);
     return { id, members: [...new Set(dto.members)] };
   }
 
@@ -74,6 +96,8 @@ export class DirectoryController {
 }
 
 function checkId(id: string): string {
-  if (id.length < 1 || id.length > 128) throw new BadRequestException('conversation id must be 1..128 chars');
+  if (!ID_PATTERN.test(id)) {
+    throw new BadRequestException('conversation id must match ^[A-Za-z0-9_.:@-]{1,128}$');
+  }
   return id;
 }

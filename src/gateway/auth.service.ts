@@ -1,7 +1,10 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { createLocalJWKSet, createRemoteJWKSet, importSPKI, JWTVerifyGetKey, jwtVerify, KeyLike } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, errors, JWTVerifyGetKey, jwtVerify, KeyLike } from 'jose';
+import { createPublicKey, KeyObject } from 'node:crypto';
 import { IncomingMessage } from 'node:http';
+import { RateLimitedLog } from '../common/rate-limited-log';
 import { Config } from '../config/config.module';
+import { MetricsService } from '../metrics/metrics.service';
 
 export interface Principal {
   userId: string;
@@ -9,53 +12,180 @@ export interface Principal {
   expiresAt: number | null;
 }
 
+/**
+ * Why a request was refused. Safe to tell the client (it goes into the 4001 close reason): it names
+ * the rule, never the token or the key.
+ */
+export type AuthFailure =
+  | 'missing token'
+  | 'invalid token'
+  | 'algorithm not allowed'
+  | 'token expired'
+  | 'token not yet valid'
+  | 'token issued in the future'
+  | 'token has no exp'
+  | 'token lifetime too long'
+  | 'wrong issuer'
+  | 'wrong audience'
+  | 'invalid subject'
+  | 'invalid user_id'
+  | 'key set unavailable';
+
+export type AuthResult = { principal: Principal } | { failure: AuthFailure };
+
 const USER_ID = /^[\w.:@-]{1,128}$/;
 
-/** Authenticates the WebSocket upgrade request (`?token=` JWT, or `?user_id=` in dev mode). */
+/** JOSE algorithms by key family; used to refuse an allow-list the configured key could never verify. */
+const FAMILY: Record<string, RegExp> = {
+  secret: /^HS(256|384|512)$/,
+  rsa: /^(RS|PS)(256|384|512)$/,
+  'rsa-pss': /^PS(256|384|512)$/,
+  ec: /^ES(256|384|512)$/,
+  ed25519: /^EdDSA$/,
+  ed448: /^EdDSA$/,
+};
+
+/**
+ * Authenticates the WebSocket upgrade request (`?token=` JWT, or `?user_id=` in dev mode).
+ * Tokens: signature with an allowed algorithm (default: only the configured key's), `exp` required,
+ * `nbf`/`iat` checked with a small clock tolerance, lifetime `exp - (iat ?? now)` bounded.
+ */
 @Injectable()
 export class AuthService implements OnModuleInit {
   private readonly logger = new Logger(AuthService.name);
+  private readonly refusals = new RateLimitedLog((line) => this.logger.warn(line));
   private key: Uint8Array | KeyLike | JWTVerifyGetKey | undefined;
+  private algorithms: string[] = [];
 
-  constructor(private readonly config: Config) {}
+  constructor(
+    private readonly config: Config,
+    private readonly metrics: MetricsService,
+  ) {}
 
-  async onModuleInit(): Promise<void> {
+  onModuleInit(): void {
     const a = this.config.auth;
     if (a.mode === 'dev') {
       this.logger.warn(
         'AUTH_MODE=dev: clients authenticate with ?user_id=<id> and no proof. Never use in production.',
       );
     }
-    if (a.jwtSecret) this.key = new TextEncoder().encode(a.jwtSecret);
-    else if (a.jwtPublicKey) {
+    let family: string | undefined; // undefined: a key set, whose keys may be of any type
+    let defaultAlg = 'RS256';
+    if (a.jwtSecret) {
+      this.key = new TextEncoder().encode(a.jwtSecret);
+      family = 'secret';
+      defaultAlg = 'HS256';
+    } else if (a.jwtPublicKey) {
       const pem = a.jwtPublicKey.replace(/\\n/g, '\n');
-      this.key = pem.trim().startsWith('{')
-        ? createLocalJWKSet(JSON.parse(pem) as Parameters<typeof createLocalJWKSet>[0])
-        : await importSPKI(pem, pem.includes('EC') ? 'ES256' : 'RS256');
+      if (pem.trim().startsWith('{')) {
+        this.key = createLocalJWKSet(JSON.parse(pem) as Parameters<typeof createLocalJWKSet>[0]);
+      } else {
+        const key = createPublicKey(pem);
+        this.key = key;
+        family = key.asymmetricKeyType;
+        defaultAlg = algorithmOf(key);
+      }
     } else if (a.jwksUrl) this.key = createRemoteJWKSet(new URL(a.jwksUrl));
+    if (!this.key) return;
+
+    this.algorithms = a.algorithms ?? [defaultAlg];
+    const unusable = this.algorithms.filter(
+      (alg) => alg.toLowerCase() === 'none' || (family !== undefined && !FAMILY[family]?.test(alg)),
+    );
+    if (unusable.length > 0) {
+      throw new Error(
+        `JWT_ALGORITHMS lists ${unusable.join(', ')}, which the configured ${family ?? 'key'} key cannot verify`,
+      );
+    }
+    this.logger.log(`JWT algorithms allowed: ${this.algorithms.join(', ')}`);
   }
 
-  async authenticate(req: IncomingMessage): Promise<Principal | null> {
+  async authenticate(req: IncomingMessage): Promise<AuthResult> {
+    const result = await this.check(req);
+    if ('failure' in result) {
+      this.metrics.authFailures.inc({ reason: result.failure.replace(/ /g, '_') });
+      this.refusals.note(result.failure, `refused an upgrade: ${result.failure}`);
+    }
+    return result;
+  }
+
+  private async check(req: IncomingMessage): Promise<AuthResult> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const token = url.searchParams.get('token');
     if (token && this.key) return this.verify(token);
     if (this.config.auth.mode === 'dev') {
       const userId = url.searchParams.get('user_id');
-      if (userId && USER_ID.test(userId)) return { userId, expiresAt: null };
+      if (userId && USER_ID.test(userId)) return { principal: { userId, expiresAt: null } };
+      if (userId) return { failure: 'invalid user_id' };
     }
-    return null;
+    return { failure: 'missing token' };
   }
 
-  private async verify(token: string): Promise<Principal | null> {
+  private async verify(token: string): Promise<AuthResult> {
+    const { issuer, audience, clockToleranceSec, maxLifetimeSec } = this.config.auth;
+    let payload;
     try {
-      const { payload } = await jwtVerify(token, this.key as Uint8Array, {
-        issuer: this.config.auth.issuer,
-        audience: this.config.auth.audience,
-      });
-      if (typeof payload.sub !== 'string' || !USER_ID.test(payload.sub)) return null;
-      return { userId: payload.sub, expiresAt: payload.exp ? payload.exp * 1000 : null };
-    } catch {
-      return null; // expired, forged or malformed: the reason stays server-side
+      ({ payload } = await jwtVerify(token, this.key as Uint8Array, {
+        issuer,
+        audience,
+        algorithms: this.algorithms,
+        requiredClaims: ['exp'],
+        clockTolerance: clockToleranceSec,
+      }));
+    } catch (err) {
+      return { failure: failureOf(err) };
+    }
+    const now = Date.now() / 1000;
+    const exp = payload.exp!; // required above, and jose checked it is a number
+    if (typeof payload.iat === 'number' && payload.iat > now + clockToleranceSec) {
+      return { failure: 'token issued in the future' };
+    }
+    if (exp - (payload.iat ?? now) > maxLifetimeSec) return { failure: 'token lifetime too long' };
+    if (typeof payload.sub !== 'string' || !USER_ID.test(payload.sub)) return { failure: 'invalid subject' };
+    return { principal: { userId: payload.sub, expiresAt: exp * 1000 } };
+  }
+}
+
+/** The JOSE algorithm a PEM key is meant for (the default allow-list). */
+function algorithmOf(key: KeyObject): string {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return 'RS256';
+    case 'rsa-pss':
+      return 'PS256';
+    case 'ec': {
+      const curve = key.asymmetricKeyDetails?.namedCurve;
+      if (curve === 'prime256v1') return 'ES256';
+      if (curve === 'secp384r1') return 'ES384';
+      if (curve === 'secp521r1') return 'ES512';
+      throw new Error(`JWT_PUBLIC_KEY: unsupported EC curve ${curve ?? '?'}`);
+    }
+    case 'ed25519':
+    case 'ed448':
+      return 'EdDSA';
+    default:
+      throw new Error(`JWT_PUBLIC_KEY: unsupported key type ${key.asymmetricKeyType ?? '?'}`);
+  }
+}
+
+function failureOf(err: unknown): AuthFailure {
+  if (err instanceof errors.JWTExpired) return 'token expired';
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'algorithm not allowed';
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    switch (err.claim) {
+      case 'exp':
+        return err.reason === 'missing' ? 'token has no exp' : 'invalid token';
+      case 'nbf':
+        return 'token not yet valid';
+      case 'iss':
+        return 'wrong issuer';
+      case 'aud':
+        return 'wrong audience';
+      default:
+        return 'invalid token';
     }
   }
+  if (err instanceof errors.JWKSTimeout) return 'key set unavailable';
+  // Bad signature, malformed, no matching key, key/algorithm mismatch: one answer, details stay here.
+  return 'invalid token';
 }

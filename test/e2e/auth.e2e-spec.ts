@@ -1,5 +1,9 @@
-import { SignJWT } from 'jose';
+import { generateKeyPair, SignJWT } from 'jose';
+import WebSocket from 'ws';
+import { connect } from '../../packages/client/src/index';
+import type { RelayError } from '../../packages/client/src/index';
 import { putConversation, startTestApp, TestApp } from '../support/test-app';
+import { waitFor } from '../support/wait-for';
 import { TestClient } from '../support/ws-client';
 
 const SECRET = 'test-secret-that-is-long-enough-for-hs256';
@@ -12,6 +16,105 @@ const sign = (sub: string, secret = SECRET, expiresIn: string | number = '1h') =
     .setIssuedAt()
     .setExpirationTime(expiresIn)
     .sign(new TextEncoder().encode(secret));
+
+const ORIGIN = 'https://app.example';
+const now = () => Math.floor(Date.now() / 1000);
+const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+const hmac = new TextEncoder().encode(SECRET);
+
+/** Tokens the server must refuse, and the reason it gives (in the 4001 close reason for browsers). */
+const REFUSED: [string, string, () => Promise<string>][] = [
+  [
+    'a token without exp',
+    'token has no exp',
+    () => new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('jane').setIssuedAt().sign(hmac),
+  ],
+  [
+    'a token issued in the future',
+    'token issued in the future',
+    () =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('jane')
+        .setIssuedAt(now() + 600)
+        .setExpirationTime(now() + 1200)
+        .sign(hmac),
+  ],
+  [
+    'a token whose lifetime exceeds JWT_MAX_LIFETIME_SEC',
+    'token lifetime too long',
+    () =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('jane')
+        .setIssuedAt()
+        .setExpirationTime('2d')
+        .sign(hmac),
+  ],
+  [
+    'a token without iat that lives too long from now',
+    'token lifetime too long',
+    () =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('jane')
+        .setExpirationTime('25h')
+        .sign(hmac),
+  ],
+  [
+    'an HS512 token made with the HS256 secret',
+    'algorithm not allowed',
+    () =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'HS512' })
+        .setSubject('jane')
+        .setIssuedAt()
+        .setExpirationTime('1h')
+        .sign(hmac),
+  ],
+  [
+    'an RS256 token where only HS256 is allowed',
+    'algorithm not allowed',
+    async () =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'RS256' })
+        .setSubject('jane')
+        .setIssuedAt()
+        .setExpirationTime('1h')
+        .sign((await generateKeyPair('RS256')).privateKey),
+  ],
+  [
+    'a PS256 token where only HS256 is allowed',
+    'algorithm not allowed',
+    async () =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'PS256' })
+        .setSubject('jane')
+        .setIssuedAt()
+        .setExpirationTime('1h')
+        .sign((await generateKeyPair('PS256')).privateKey),
+  ],
+  [
+    'an unsigned token (alg "none")',
+    'algorithm not allowed',
+    async () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: 'jane', iat: now(), exp: now() + 600 })}.`,
+  ],
+  [
+    'a token not valid before a future nbf',
+    'token not yet valid',
+    () =>
+      new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('jane')
+        .setIssuedAt()
+        .setNotBefore(now() + 600)
+        .setExpirationTime('1h')
+        .sign(hmac),
+  ],
+  ['an expired token', 'token expired', () => sign('jane', SECRET, now() - 60)],
+  ['a forged token', 'invalid token', () => sign('jane', 'some-other-secret-of-sufficient-size')],
+  ['no token at all', 'missing token', async () => ''],
+];
 
 describe('JWT authentication and the admin API (AUTH_MODE=jwt)', () => {
   let t: TestApp;
@@ -32,6 +135,64 @@ describe('JWT authentication and the admin API (AUTH_MODE=jwt)', () => {
     ['garbage', async () => 'not.a.jwt'],
   ])('refuses %s with HTTP 401 before the upgrade', async (_name, token) => {
     await expect(TestClient.open(`${t.ws}?token=${await token()}`)).rejects.toThrow('HTTP 401');
+  });
+
+  it.each(REFUSED)('refuses %s with HTTP 401 when the upgrade has no Origin', async (_name, _why, token) => {
+    await expect(TestClient.open(`${t.ws}?token=${await token()}`)).rejects.toThrow('HTTP 401');
+  });
+
+  it.each(REFUSED)(
+    'with an Origin header (a browser), accepts %s and closes at once with 4001 "unauthorized: %s"',
+    async (_name, why, token) => {
+      const client = await TestClient.open(`${t.ws}?token=${await token()}`, { origin: ORIGIN });
+      expect(await client.waitClosed()).toBe(4001);
+      expect(client.closeReason).toBe(`unauthorized: ${why}`);
+      expect(client.frames).toEqual([]);
+    },
+  );
+
+  it('a valid token still works with an Origin header', async () => {
+    const client = await TestClient.open(`${t.ws}?token=${await sign('jane')}`, { origin: ORIGIN });
+    client.send({ type: 'hello', payload: {} });
+    expect((await client.next((f) => f.type === 'welcome')).payload?.user_id).toBe('jane');
+    client.terminate();
+  });
+
+  it('counts refusals by reason in /metrics', async () => {
+    await expect(TestClient.open(`${t.ws}?token=${await REFUSED[0][2]()}`)).rejects.toThrow('HTTP 401');
+    const text = await (await fetch(`${t.http}/metrics`)).text();
+    expect(text).toMatch(/relay_auth_failures_total\{reason="token_has_no_exp"\} [1-9]/);
+    expect(text).toMatch(/relay_upgrades_refused_total\{reason="unauthorized"\} [1-9]/);
+  });
+
+  it('the SDK in a browser-like setup (Origin sent) emits unauthorized for a refused static token and stops', async () => {
+    /** `ws` with the Origin header a browser always sends. */
+    class BrowserLikeWebSocket extends WebSocket {
+      constructor(url: string) {
+        super(url, { origin: ORIGIN });
+      }
+    }
+    let sockets = 0;
+    class CountingWebSocket extends BrowserLikeWebSocket {
+      constructor(url: string) {
+        super(url);
+        sockets++;
+      }
+    }
+    const client = connect({
+      url: t.ws,
+      token: await sign('jane', SECRET, now() - 60),
+      WebSocket: CountingWebSocket,
+      backoffBaseMs: 10,
+    });
+    const errors: RelayError[] = [];
+    const closes: number[] = [];
+    client.on('error', (e) => errors.push(e));
+    client.on('disconnect', (d) => closes.push(d.code));
+    await waitFor(() => client.state === 'closed', 5_000, 'the client to give up');
+    expect(errors.map((e) => e.code)).toEqual(['unauthorized']);
+    expect(closes).toEqual([4001]);
+    expect(sockets).toBe(1);
   });
 
   it('refuses ?user_id= outside dev mode', async () => {

@@ -9,7 +9,8 @@ describe('embedded engine: bus outages', () => {
   let t: TestApp;
   let bus: MemoryBusDriver;
   beforeAll(async () => {
-    t = await startTestApp();
+    // No readiness grace: the health case below checks that an outage is reported at once.
+    t = await startTestApp({ READY_DEPENDENCY_GRACE_MS: '0' });
     bus = t.app.get(MessageBus) as MemoryBusDriver;
     await putConversation(t.http, 'c', ['alice', 'bob']);
   });

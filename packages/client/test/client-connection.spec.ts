@@ -183,6 +183,20 @@ describe('authentication', () => {
     expect(FakeWebSocket.instances).toHaveLength(2);
   });
 
+  it('a static token refused by accept-and-close 4001 (how the server answers a browser) is final on the first attempt', async () => {
+    const client = fakeConnect({ token: 'static', userId: undefined });
+    const errors = record(client, 'error');
+    const disconnects = record(client, 'disconnect');
+    await settle();
+    FakeWebSocket.last.open(); // the upgrade was accepted...
+    FakeWebSocket.last.serverClose(4001, 'unauthorized: token expired'); // ...and closed at once
+    expect(client.state).toBe('closed');
+    expect(errors.map((e) => e.code)).toEqual(['unauthorized']);
+    expect(disconnects).toEqual([{ code: 4001, reason: 'unauthorized: token expired' }]);
+    await jest.advanceTimersByTimeAsync(60_000);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+  });
+
   it('a failure before open (possibly an HTTP 401) makes it ask getToken again before the next attempt', async () => {
     const getToken = jest.fn().mockResolvedValueOnce('old').mockResolvedValue('fresh');
     fakeConnect({ getToken });

@@ -119,6 +119,23 @@ it('treats an HTTP 401 on the upgrade as unauthorized (static token: closed)', a
   expect(errors.map((e) => e.code)).toEqual(['unauthorized']);
 });
 
+it('treats accept-then-close 4001 (the answer to a browser) as unauthorized (static token: closed)', async () => {
+  let upgrades = 0;
+  onUpgrade = (req, socket, head) => {
+    upgrades++;
+    wss.handleUpgrade(req, socket, head, (ws) => ws.close(4001, 'unauthorized: token expired'));
+  };
+  const client = open({ token: 'expired', userId: undefined });
+  const errors: RelayError[] = [];
+  const reasons: string[] = [];
+  client.on('error', (e) => errors.push(e));
+  client.on('disconnect', (d) => reasons.push(`${d.code} ${d.reason}`));
+  await nextState(client, 'closed');
+  expect(errors.map((e) => e.code)).toEqual(['unauthorized']);
+  expect(reasons).toEqual(['4001 unauthorized: token expired']);
+  expect(upgrades).toBe(1);
+});
+
 it('abandons a handshake that never completes without crashing the process, and retries', async () => {
   let upgrades = 0;
   let secondAttempt!: () => void;

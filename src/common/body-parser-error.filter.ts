@@ -1,0 +1,39 @@
+import { ArgumentsHost, Catch, HttpException } from '@nestjs/common';
+import { BaseExceptionFilter } from '@nestjs/core';
+
+/** What body-parser throws (http-errors): a client error with a status, safe to show (`expose`). */
+interface BodyParserError {
+  type: string;
+  status: number;
+  expose: boolean;
+  message: string;
+  limit?: number;
+}
+
+function isBodyParserError(e: unknown): e is BodyParserError {
+  const err = e as Partial<BodyParserError> | null;
+  return (
+    typeof err?.type === 'string' &&
+    typeof err.status === 'number' &&
+    err.status >= 400 &&
+    err.status < 500 &&
+    err.expose === true
+  );
+}
+
+/**
+ * Answers body-parser's client errors (413 too large, 415 charset, 400 aborted) as the HTTP errors they
+ * are, without the stack-trace log Nest writes for unknown exceptions: an oversized body is the
+ * client's mistake (or an attack), not ours, and must not flood the log.
+ */
+@Catch()
+export class BodyParserErrorFilter extends BaseExceptionFilter {
+  override catch(exception: unknown, host: ArgumentsHost): void {
+    if (!isBodyParserError(exception)) return super.catch(exception, host);
+    const message =
+      exception.type === 'entity.too.large' && exception.limit !== undefined
+        ? `request body is larger than ${exception.limit} bytes`
+        : exception.message;
+    super.catch(new HttpException(message, exception.status), host);
+  }
+}
