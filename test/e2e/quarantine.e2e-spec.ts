@@ -183,6 +183,23 @@ describe(`quarantine (${productionEngine ? 'production' : 'embedded'} engine)`, 
     await producer?.disconnect();
   });
 
+  /** Asserts that nothing went to the dead-letter topic/store and nothing was counted. */
+  async function expectNoDeadLetters(t: TestApp): Promise<void> {
+    expect(await deadLetterCounts(t)).toEqual({});
+    if (!productionEngine) {
+      expect((t.app.get(MessageBus) as MemoryBusDriver).deadLetters()).toHaveLength(0);
+      return;
+    }
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const offsets = await admin.fetchTopicOffsets(t.config.kafka.dlqTopic);
+      expect(offsets.reduce((n, p) => n + Number(p.high), 0)).toBe(0);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
   describe('deep bodies and poison records', () => {
     let t: TestApp;
     beforeAll(async () => {
@@ -364,19 +381,89 @@ describe(`quarantine (${productionEngine ? 'production' : 'embedded'} engine)`, 
       const last = await a.sendMessage(conv, 'after', id('after'), LONG);
       const [next] = await b.messages(1, LONG);
       expect(next.payload?.id).toBe(last.msg_id); // nothing twice in between
-      expect(await deadLetterCounts(t)).toEqual({});
-      if (productionEngine) {
-        const admin = kafka.admin();
-        await admin.connect();
-        try {
-          const offsets = await admin.fetchTopicOffsets(t.config.kafka.dlqTopic);
-          expect(offsets.reduce((n, p) => n + Number(p.high), 0)).toBe(0);
-        } finally {
-          await admin.disconnect();
-        }
-      } else {
-        expect((t.app.get(MessageBus) as MemoryBusDriver).deadLetters()).toHaveLength(0);
-      }
+      await expectNoDeadLetters(t);
     });
   });
+  if (productionEngine) {
+    describe('redis outage', () => {
+      let t: TestApp;
+      let proxy: TcpProxy;
+      beforeAll(async () => {
+        proxy = new TcpProxy(6379);
+        await proxy.start();
+        t = await startTestApp({
+          SEND_RATE_PER_SEC: '1000',
+          SEND_BURST: '1000',
+          REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        });
+      });
+      afterAll(async () => {
+        proxy?.refuse(false);
+        await t?.close();
+        await proxy?.stop();
+      });
+
+      it('loses nothing and quarantines nothing: records routed while pushes fail reach the recipient once', async () => {
+        const [alice, bob, conv] = [id('alice'), id('bob'), id('redis')];
+        await putConversation(t.http, conv, [alice, bob]);
+        const a = await connect(t, alice);
+        const b = await connect(t, bob);
+        const first = await a.sendMessage(conv, 'before', id('before'), LONG);
+        expect((await b.messages(1, LONG))[0].payload?.id).toBe(first.msg_id);
+
+        proxy.refuse(true);
+        proxy.cut();
+        const routed: string[] = [];
+        const sends: { ref: string; acked: string | null }[] = [];
+        try {
+          // Records already on the bus are routed into the outbox while every push fails.
+          for (let i = 0; i < 5; i++) {
+            const m = ingress(conv, alice, `routed ${i}`);
+            await t.app.get(MessageBus).publish(m);
+            routed.push(m.id);
+          }
+          const outbox = t.app.get(OutboxStore);
+          await waitFor(
+            async () => {
+              const have = new Set((await outbox.readAfter(bob, 0, 100)).map((d) => d.envelope.id));
+              return routed.every((x) => have.has(x));
+            },
+            LONG,
+            'the router to store the records while Redis is down',
+          );
+          // Sends through the gateway need Redis (dedupe): acked or unavailable, never lost.
+          for (let i = 0; i < 3; i++) {
+            const ref = id(`send-${i}`);
+            const f = await a.sendMessage(conv, `sent ${i}`, ref, LONG);
+            sends.push({ ref, acked: f.type === 'ack' ? f.msg_id! : null });
+          }
+        } finally {
+          proxy.refuse(false);
+        }
+        // The client retries what was refused, in order, with the same refs.
+        for (let i = 0; i < sends.length; i++) {
+          const s = sends[i];
+          if (s.acked) continue;
+          s.acked = await waitFor(
+            async () => {
+              const f = await a.sendMessage(conv, `sent ${i}`, s.ref, LONG);
+              return f.type === 'ack' ? f.msg_id! : null;
+            },
+            LONG,
+            `retry of ${s.ref}`,
+            200,
+          );
+        }
+        const expected = [...routed, ...sends.map((s) => s.acked!)];
+        const got = (await b.messages(expected.length, LONG)).map((m) => m.payload?.id);
+        expect(new Set(got).size).toBe(got.length);
+        expect([...got].sort()).toEqual([...expected].sort());
+        expect(got.filter((x) => routed.includes(x!))).toEqual(routed); // each source in its order
+        expect(got.filter((x) => !routed.includes(x!))).toEqual(sends.map((s) => s.acked));
+        const last = await a.sendMessage(conv, 'after', id('after'), LONG);
+        expect((await b.messages(1, LONG))[0].payload?.id).toBe(last.msg_id); // nothing twice
+        await expectNoDeadLetters(t);
+      });
+    });
+  }
 });
