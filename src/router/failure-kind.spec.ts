@@ -1,5 +1,5 @@
 import { DirectoryUnavailableError } from '../directory/conversation-directory';
-import { describeError, isOutageError, poisonReason, RoutingError } from './failure-kind';
+import { describeError, isOutageError, poisonReason, rootError, RoutingError } from './failure-kind';
 
 /** The shapes the drivers really produce, built by hand. */
 const withFields = (message: string, fields: Record<string, unknown>) =>
@@ -90,6 +90,9 @@ describe('poisonReason and describeError', () => {
     expect(poisonReason(new RoutingError('outbox', new Error('x')))).toBe('outbox_rejected');
     expect(poisonReason(new RoutingError('directory', new Error('x')))).toBe('directory_rejected');
     expect(poisonReason(new Error('x'))).toBe('failed');
+    const inner = new Error('inner');
+    expect(rootError(new RoutingError('outbox', inner))).toBe(inner);
+    expect(rootError(inner)).toBe(inner);
   });
 
   it('bounds the description', () => {

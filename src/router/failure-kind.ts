@@ -80,7 +80,6 @@ const OUTAGE_ERRNOS = new Set([
 const OUTAGE_NAMES = new Set([
   'TimeoutError',
   'AbortError',
-  'DirectoryUnavailableError',
   'MaxRetriesPerRequestError',
   'ClusterAllFailedError',
   'KafkaJSConnectionError',
@@ -162,6 +161,11 @@ export function describeError(err: unknown, max = 500): string {
       ? `${typeof e.name === 'string' ? e.name : 'Error'}: ${e.message}`
       : String(err);
   return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
+/** The error a RoutingError wraps (what the driver threw); any other error as it is. */
+export function rootError(err: unknown): unknown {
+  return err instanceof RoutingError ? err.error : err;
 }
 
 /** The metric label for a message given up on: its stage, or `failed` when no stage is known. */

@@ -9,7 +9,7 @@ import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox/outbox.store
 import { Envelope, IngressMessage } from '../protocol/envelope';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { SessionEntry, SessionMap } from '../session/session-map';
-import { describeError, isOutageError, poisonReason, RoutingError } from './failure-kind';
+import { describeError, isOutageError, poisonReason, rootError, RoutingError } from './failure-kind';
 
 const MAX_APPEND = 5_000;
 /** Pause between the attempts of one message while a failed batch is routed one message at a time. */
@@ -79,10 +79,10 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
     try {
       await this.routeMessages(batch.messages);
     } catch (err) {
-      if (await this.isOutage(err)) throw err;
+      if (await this.isOutage(err)) throw rootError(err);
       this.metrics.contained.inc({ where: 'router' });
       this.logger.warn(
-        `partition ${batch.partition}: a batch of ${batch.messages.length} messages failed with its dependencies up (${describeError(err)}); routing it one message at a time`,
+        `partition ${batch.partition}: a batch of ${batch.messages.length} messages failed with its dependencies up (${poisonReason(err)}: ${describeError(rootError(err))}); routing it one message at a time`,
       );
       await this.routeOneByOne(batch);
     }
@@ -98,7 +98,7 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
           await this.routeMessages([m]);
           break;
         } catch (err) {
-          if (await this.isOutage(err)) throw err;
+          if (await this.isOutage(err)) throw rootError(err);
           if (attempt >= maxAttempts) {
             await this.quarantine(m, err, batch.partition, attempt);
             break;
@@ -111,7 +111,7 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
 
   private async quarantine(m: IngressMessage, err: unknown, partition: number, attempts: number) {
     const reason = poisonReason(err);
-    const detail = describeError(err instanceof RoutingError ? err.error : err);
+    const detail = describeError(rootError(err));
     await this.bus.deadLetter(m, `${reason}: ${detail}`, partition); // throws: an outage, the batch comes again
     this.metrics.deadLetters.inc({ reason });
     this.logger.warn(
