@@ -8,6 +8,18 @@ export interface BusBatch {
 
 export type BatchHandler = (batch: BusBatch) => Promise<void>;
 
+/** A quarantined record, as the dead-letter topic (Kafka) or store (memory) keeps it. */
+export interface DeadLetter {
+  /** The message; the raw record value (or null) when it was not an IngressMessage at all. */
+  message: IngressMessage | string | null;
+  /** Why it was quarantined: `<kind>: <error>` from the router, `malformed` from the Kafka driver. */
+  reason: string;
+  /** Ingress partition it came from. */
+  partition: number;
+  /** When it was quarantined (ms since the epoch). */
+  at: number;
+}
+
 /**
  * The durable ordered backbone between gateways and routers, with Kafka's semantics:
  * - `publish` resolves only once the message is durable (for Kafka: acks=all); messages with the
@@ -21,6 +33,12 @@ export abstract class MessageBus {
   abstract consume(handler: BatchHandler): Promise<void>;
   /** Lets the batch in progress finish and commit, then leaves the consumer group. */
   abstract stopConsuming(): Promise<void>;
+  /**
+   * Quarantines a message the consumer gives up on (see the router's quarantine rule): resolves only
+   * once the dead letter is durable (Kafka: acks=all on the dead-letter topic). A failure must be
+   * treated as an outage: the batch is not committed and comes again.
+   */
+  abstract deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void>;
   abstract ping(): Promise<void>;
   abstract close(): Promise<void>;
 }

@@ -1,3 +1,11 @@
+/**
+ * The directory could not answer right now (upstream overloaded, failing, refusing our credentials):
+ * a dependency outage, not something wrong with the conversation asked about. Callers retry later.
+ */
+export class DirectoryUnavailableError extends Error {
+  override readonly name = 'DirectoryUnavailableError';
+}
+
 /** Who is in a conversation. `null` means the conversation does not exist. */
 export abstract class ConversationDirectory {
   abstract members(conversationIds: string[]): Promise<Map<string, string[] | null>>;

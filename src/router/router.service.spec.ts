@@ -1,4 +1,6 @@
 import { MemoryBusDriver } from '../bus/drivers/memory-bus.driver';
+import { Config } from '../config/config.module';
+import { DirectoryUnavailableError } from '../directory/conversation-directory';
 import { BuiltinDirectoryDriver } from '../directory/drivers/builtin-directory.driver';
 import { MemoryDirectoryStoreDriver } from '../directory/drivers/memory-directory-store.driver';
 import { MetricsService } from '../metrics/metrics.service';
@@ -30,27 +32,25 @@ const msg = (id: string, from = 'a'): IngressMessage => ({
   ref: id,
 });
 
-async function setup() {
+async function setup(poisonMaxAttempts = 3) {
   const store = new MemoryDirectoryStoreDriver();
   await store.put('c', ['a', 'b', 'z']);
   const outbox = new MemoryOutboxDriver(60_000);
   const sessions = new MemorySessionDriver(60_000);
   const channel = new RecordingChannel();
-  const router = new RouterService(
-    new MemoryBusDriver(1),
-    new BuiltinDirectoryDriver(store),
-    outbox,
-    sessions,
-    channel,
-    new MetricsService(),
-  );
+  const bus = new MemoryBusDriver(1);
+  const directory = new BuiltinDirectoryDriver(store);
+  const metrics = new MetricsService();
+  const router = new RouterService(bus, directory, outbox, sessions, channel, metrics, {
+    router: { poisonMaxAttempts },
+  } as Config);
   const now = Date.now();
   await sessions.registerNode('n1');
   await sessions.registerNode('n2');
   await sessions.add('a', { connId: 'a1', node: 'n1', connectedAt: now, lastPing: now });
   await sessions.add('a', { connId: 'a2', node: 'n1', connectedAt: now, lastPing: now });
   await sessions.add('b', { connId: 'b1', node: 'n2', connectedAt: now, lastPing: now });
-  return { router, outbox, channel, sessions, store };
+  return { router, outbox, channel, sessions, store, bus, directory, metrics };
 }
 
 describe('RouterService', () => {
@@ -126,5 +126,160 @@ describe('RouterService', () => {
     } finally {
       jest.useRealTimers();
     }
+  });
+});
+
+/** An array nesting `levels` deep, built without recursion; JSON.stringify overflows the stack on it. */
+function nested(levels: number): unknown {
+  let v: unknown = 'core';
+  for (let i = 0; i < levels; i++) v = [v];
+  return v;
+}
+
+async function counter(metric: { get(): Promise<{ values: { labels: object; value: number }[] }> }) {
+  const { values } = await metric.get();
+  return Object.fromEntries(values.map((v) => [Object.values(v.labels).join(','), v.value]));
+}
+
+/** A MySQL-like error (the shape mysql2 gives, as TypeORM wraps it). */
+function dbError(message: string, fields: Record<string, unknown>): Error {
+  return Object.assign(new Error(message), { driverError: Object.assign(new Error(message), fields) });
+}
+
+describe('RouterService quarantine', () => {
+  const ids = async (outbox: MemoryOutboxDriver, user: string) =>
+    (await outbox.readAfter(user, 0, 100)).map((d) => d.envelope.id);
+
+  it('dead-letters a poison message in the middle of a batch; the others are routed, in order', async () => {
+    const { router, outbox, bus, metrics } = await setup();
+    const poison: IngressMessage = { ...msg('p'), body: nested(10_000) };
+    await router.route({ partition: 0, messages: [msg('m1'), poison, msg('m3')] });
+    for (const user of ['a', 'b', 'z']) expect(await ids(outbox, user)).toEqual(['m1', 'm3']);
+    const dead = bus.deadLetters();
+    expect(dead).toHaveLength(1);
+    expect((dead[0].message as IngressMessage).id).toBe('p');
+    expect(dead[0].partition).toBe(0);
+    expect(dead[0].reason).toMatch(/^unserializable: RangeError/);
+    expect(await counter(metrics.deadLetters)).toEqual({ unserializable: 1 });
+    expect(await counter(metrics.contained)).toEqual({ router: 1 });
+  });
+
+  it('gives a failing message exactly POISON_MAX_ATTEMPTS attempts, then dead-letters it with the store error', async () => {
+    const { router, outbox, bus, metrics } = await setup(2);
+    const append = outbox.append.bind(outbox);
+    let attemptsOfBad = 0;
+    jest.spyOn(outbox, 'append').mockImplementation(async (deliveries) => {
+      if (deliveries.some((d) => d.envelope.id === 'bad')) {
+        if (deliveries.length === 3) attemptsOfBad++; // alone: one message x three members
+        throw dbError("Data too long for column 'x'", { errno: 1406, code: 'ER_DATA_TOO_LONG' });
+      }
+      return append(deliveries);
+    });
+    await router.route({ partition: 3, messages: [msg('m1'), msg('bad'), msg('m3'), msg('m4')] });
+    expect(attemptsOfBad).toBe(2);
+    expect(await ids(outbox, 'b')).toEqual(['m1', 'm3', 'm4']);
+    expect(bus.deadLetters().map((d) => [(d.message as IngressMessage).id, d.partition])).toEqual([
+      ['bad', 3],
+    ]);
+    expect(bus.deadLetters()[0].reason).toMatch(/^outbox_rejected: Error: Data too long/);
+    expect(await counter(metrics.deadLetters)).toEqual({ outbox_rejected: 1 });
+  });
+
+  it('routes everything when a failure does not repeat on the retry one message at a time', async () => {
+    const { router, outbox, bus } = await setup();
+    const append = outbox.append.bind(outbox);
+    jest
+      .spyOn(outbox, 'append')
+      .mockImplementationOnce(async () => {
+        throw new Error('something odd, once');
+      })
+      .mockImplementation(append);
+    await router.route({ partition: 0, messages: [msg('m1'), msg('m2')] });
+    expect(await ids(outbox, 'a')).toEqual(['m1', 'm2']);
+    expect(bus.deadLetters()).toHaveLength(0);
+  });
+
+  it('rethrows an outage found by pinging (outbox ping fails): nothing dead-lettered, no message-by-message routing', async () => {
+    const { router, outbox, directory, bus, metrics } = await setup();
+    jest.spyOn(outbox, 'append').mockRejectedValue(new Error('opaque failure'));
+    jest.spyOn(outbox, 'ping').mockRejectedValue(new Error('outbox down'));
+    const members = jest.spyOn(directory, 'members');
+    for (const messages of [
+      [msg('m1'), msg('m2')],
+      [msg('m1'), { ...msg('p'), body: nested(10_000) }],
+    ]) {
+      await expect(router.route({ partition: 0, messages })).rejects.toThrow(/opaque|Maximum call stack/);
+    }
+    expect(members).toHaveBeenCalledTimes(2); // one batch attempt each, never one message at a time
+    expect(bus.deadLetters()).toHaveLength(0);
+    expect(await counter(metrics.deadLetters)).toEqual({});
+  });
+
+  it('rethrows an outage the error names (connection lost, lock wait timeout, directory unavailable) without pinging', async () => {
+    const { router, outbox, directory, bus } = await setup();
+    const ping = jest.spyOn(outbox, 'ping');
+    const failures: [string, () => void][] = [
+      [
+        'lost',
+        () =>
+          jest
+            .spyOn(outbox, 'append')
+            .mockRejectedValueOnce(
+              dbError('Connection lost', { code: 'PROTOCOL_CONNECTION_LOST', fatal: true }),
+            ),
+      ],
+      [
+        'lock',
+        () =>
+          jest
+            .spyOn(outbox, 'append')
+            .mockRejectedValueOnce(dbError('Lock wait timeout exceeded', { errno: 1205 })),
+      ],
+      [
+        'directory',
+        () =>
+          jest
+            .spyOn(directory, 'members')
+            .mockRejectedValueOnce(new DirectoryUnavailableError('conversation service answered 503')),
+      ],
+    ];
+    for (const [, arrange] of failures) {
+      arrange();
+      await expect(router.route({ partition: 0, messages: [msg('m1')] })).rejects.toThrow();
+    }
+    expect(ping).not.toHaveBeenCalled();
+    expect(bus.deadLetters()).toHaveLength(0);
+    await router.route({ partition: 0, messages: [msg('m1')] }); // redelivered once the outage is over
+    expect(await ids(outbox, 'z')).toEqual(['m1']);
+  });
+
+  it('stops quarantining and rethrows when an outage starts while it routes one message at a time', async () => {
+    const { router, outbox, directory, bus } = await setup();
+    const poison: IngressMessage = { ...msg('p'), body: nested(10_000) };
+    const members = directory.members.bind(directory);
+    let calls = 0;
+    jest.spyOn(directory, 'members').mockImplementation(async (c) => {
+      // The batch attempt and the first single-message attempt reach the directory; then it dies.
+      if (++calls > 2) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+      return members(c);
+    });
+    await expect(router.route({ partition: 0, messages: [poison, msg('m2')] })).rejects.toThrow();
+    expect(bus.deadLetters()).toHaveLength(0);
+    expect(await ids(outbox, 'a')).toEqual([]);
+  });
+
+  it('treats a failed dead-letter write as an outage: rethrown, not counted; the redelivery quarantines once', async () => {
+    const { router, outbox, bus, metrics } = await setup(1);
+    const poison: IngressMessage = { ...msg('p'), body: nested(10_000) };
+    const batch = { partition: 0, messages: [msg('m1'), poison, msg('m3')] };
+    bus.setAvailable(false);
+    await expect(router.route(batch)).rejects.toThrow(/unavailable/);
+    expect(await counter(metrics.deadLetters)).toEqual({});
+    expect(await ids(outbox, 'a')).toEqual(['m1']); // m3 waits behind the poison, like the partition
+    bus.setAvailable(true);
+    await router.route(batch);
+    expect(await ids(outbox, 'a')).toEqual(['m1', 'm3']);
+    expect(bus.deadLetters()).toHaveLength(1);
+    expect(await counter(metrics.deadLetters)).toEqual({ unserializable: 1 });
   });
 });

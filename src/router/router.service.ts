@@ -1,13 +1,24 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { BusBatch, MessageBus } from '../bus/message-bus';
+import { withTimeout } from '../common/deadline';
+import { Config } from '../config/config.module';
 import { ConversationDirectory } from '../directory/conversation-directory';
 import { MetricsService } from '../metrics/metrics.service';
 import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox/outbox.store';
-import { Envelope } from '../protocol/envelope';
+import { Envelope, IngressMessage } from '../protocol/envelope';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { SessionEntry, SessionMap } from '../session/session-map';
+import { describeError, isOutageError, poisonReason, rootError, RoutingError } from './failure-kind';
 
 const MAX_APPEND = 5_000;
+/** Pause between the attempts of one message while a failed batch is routed one message at a time. */
+const RETRY_BASE_MS = 50;
+const RETRY_MAX_MS = 1_000;
+/** A dependency that does not answer a ping within this long counts as down (same bound as /health). */
+const PING_TIMEOUT_MS = 2_000;
+/** Ids in logs are cut to this length: a record that bypassed the gateway can carry anything. */
+const LOG_ID_MAX = 128;
 
 /**
  * Bus -> outbox -> node channels, one bus batch at a time per partition.
@@ -20,6 +31,21 @@ const MAX_APPEND = 5_000;
  * - Push failures do not fail the batch: the outbox already holds the deliveries. The nodes the failed
  *   push was meant for get `resync` on the next push that goes through, so they catch up even if no
  *   later delivery reveals the gap (a gateway whose own Redis link stayed up never notices otherwise).
+ * - Only envelopes that serialise are written: whatever the outbox takes, every gateway must be able
+ *   to send (a body nested beyond the stack would otherwise fail on every push and every replay).
+ *
+ * Quarantine rule (poison messages vs outages):
+ * - A batch that fails is an outage when the error says so (connection, timeout, lock, too many
+ *   connections, server state: `isOutageError`) or when the outbox or the directory does not answer
+ *   a ping. An outage is rethrown: the bus redelivers the batch, the partition does not move on,
+ *   nothing is quarantined, nothing is lost.
+ * - Otherwise the batch's messages are routed one at a time, in order, each up to
+ *   `router.poisonMaxAttempts` attempts with a short back-off, re-checking for an outage after every
+ *   failure (an outage rethrows, as above). A message that still fails is dead-lettered
+ *   (`MessageBus.deadLetter`, durable before we go on), counted in `deadLetters{reason}` and logged
+ *   once; then the next message is routed. A failed dead-letter write is an outage (rethrown).
+ * - Re-routing messages of the batch that went through before the failure is safe: appends are
+ *   idempotent (same seqs, nothing new) and gateways drop pushes they already have by seq.
  */
 @Injectable()
 export class RouterService implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -36,6 +62,7 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
     private readonly sessions: SessionMap,
     private readonly channel: NodeChannel,
     private readonly metrics: MetricsService,
+    private readonly config: Config,
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
@@ -49,14 +76,74 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
 
   async route(batch: BusBatch): Promise<void> {
     const end = this.metrics.routedBatches.startTimer();
-    const conversationIds = [...new Set(batch.messages.map((m) => m.conversation_id))];
-    const members = await this.directory.members(conversationIds);
-    const deliveries: NewDelivery[] = [];
+    try {
+      await this.routeMessages(batch.messages);
+    } catch (err) {
+      if (await this.isOutage(err)) throw rootError(err);
+      this.metrics.contained.inc({ where: 'router' });
+      this.logger.warn(
+        `partition ${batch.partition}: a batch of ${batch.messages.length} messages failed with its dependencies up (${poisonReason(err)}: ${describeError(rootError(err))}); routing it one message at a time`,
+      );
+      await this.routeOneByOne(batch);
+    }
+    end();
+  }
+
+  /** Quarantine mode: each message in order, a few attempts each; the ones that keep failing are dead-lettered. */
+  private async routeOneByOne(batch: BusBatch): Promise<void> {
+    const maxAttempts = Math.max(1, this.config.router.poisonMaxAttempts);
     for (const m of batch.messages) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.routeMessages([m]);
+          break;
+        } catch (err) {
+          if (await this.isOutage(err)) throw rootError(err);
+          if (attempt >= maxAttempts) {
+            await this.quarantine(m, err, batch.partition, attempt);
+            break;
+          }
+          await sleep(Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1)));
+        }
+      }
+    }
+  }
+
+  private async quarantine(m: IngressMessage, err: unknown, partition: number, attempts: number) {
+    const reason = poisonReason(err);
+    const detail = describeError(rootError(err));
+    await this.bus.deadLetter(m, `${reason}: ${detail}`, partition); // throws: an outage, the batch comes again
+    this.metrics.deadLetters.inc({ reason });
+    this.logger.warn(
+      `quarantined message ${cut(m.id)} of conversation ${cut(m.conversation_id)} (partition ${partition}) after ${attempts} attempts: ${reason}: ${detail}`,
+    );
+  }
+
+  /** The error names an outage, or a dependency the batch used does not answer. */
+  private async isOutage(err: unknown): Promise<boolean> {
+    if (isOutageError(err)) return true;
+    const pings = await Promise.allSettled([
+      withTimeout(this.outbox.ping(), PING_TIMEOUT_MS, 'outbox ping timed out'),
+      withTimeout(this.directory.ping(), PING_TIMEOUT_MS, 'directory ping timed out'),
+    ]);
+    return pings.some((p) => p.status === 'rejected');
+  }
+
+  /** Directory, outbox (write-ahead), push. Throws a RoutingError naming the stage that failed. */
+  private async routeMessages(messages: IngressMessage[]): Promise<void> {
+    const conversationIds = [...new Set(messages.map((m) => m.conversation_id))];
+    let members: Map<string, string[] | null>;
+    try {
+      members = await this.directory.members(conversationIds);
+    } catch (err) {
+      throw new RoutingError('directory', err);
+    }
+    const deliveries: NewDelivery[] = [];
+    for (const m of messages) {
       const users = members.get(m.conversation_id);
       if (!users) {
         this.logger.warn(
-          `conversation ${m.conversation_id} vanished before message ${m.id} was routed; dropped`,
+          `conversation ${cut(m.conversation_id)} vanished before message ${cut(m.id)} was routed; dropped`,
         );
         continue;
       }
@@ -67,21 +154,26 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
         ts: m.ts,
         body: m.body,
       };
+      try {
+        JSON.stringify(envelope);
+      } catch (err) {
+        throw new RoutingError('serialize', err);
+      }
       for (const userId of users) deliveries.push({ userId, envelope });
     }
-    if (deliveries.length === 0) {
-      end();
-      return;
-    }
+    if (deliveries.length === 0) return;
     // Huge fan-outs are written in several transactions so no single one holds thousands of users'
     // seq locks for long; appends are idempotent, so a crash between them is safe to redeliver.
     const stored: StoredDelivery[] = [];
-    for (let i = 0; i < deliveries.length; i += MAX_APPEND) {
-      stored.push(...(await this.outbox.append(deliveries.slice(i, i + MAX_APPEND))));
+    try {
+      for (let i = 0; i < deliveries.length; i += MAX_APPEND) {
+        stored.push(...(await this.outbox.append(deliveries.slice(i, i + MAX_APPEND))));
+      }
+    } catch (err) {
+      throw new RoutingError('outbox', err);
     }
     this.metrics.deliveries.inc(stored.length);
     await this.push(stored);
-    end();
   }
 
   private async push(stored: StoredDelivery[]): Promise<void> {
@@ -149,4 +241,8 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
     }, 1_000);
     this.resyncTimer.unref();
   }
+}
+
+function cut(id: string): string {
+  return id.length > LOG_ID_MAX ? `${id.slice(0, LOG_ID_MAX)}...` : id;
 }

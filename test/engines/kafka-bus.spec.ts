@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import { Admin, ConfigResourceTypes, ISocketFactory, Kafka, logLevel, Producer } from 'kafkajs';
 import { Logger } from '@nestjs/common';
 import { KafkaBusConfig, KafkaBusDriver, KafkaBusOptions } from '../../src/bus/drivers/kafka-bus.driver';
-import { BusBatch } from '../../src/bus/message-bus';
+import { BusBatch, DeadLetter } from '../../src/bus/message-bus';
 import { IngressMessage } from '../../src/protocol/envelope';
 import { waitFor } from '../support/wait-for';
 
@@ -26,7 +26,7 @@ const serverSockets = new Set<net.Socket>();
 
 function freshConfig(overrides: Partial<KafkaBusConfig> = {}): KafkaBusConfig {
   const run = `relay-test-${randomUUID()}`;
-  topics.push(overrides.topic ?? run);
+  topics.push(overrides.topic ?? run, overrides.dlqTopic ?? `${overrides.topic ?? run}.dlq`);
   return {
     brokers: [BROKER],
     clientId: 'relay-test',
@@ -68,6 +68,32 @@ async function committedSum(groupId: string, topic: string): Promise<number> {
   const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
   return t.partitions.reduce((sum, p) => sum + Math.max(0, Number(p.offset)), 0);
 }
+
+/** Reads `n` records of a topic from the beginning (its own consumer group), with a deadline. */
+async function readTopic(topic: string, n: number, timeoutMs = 15_000) {
+  const consumer = rawKafka.consumer({ groupId: `relay-test-read-${randomUUID()}` });
+  const got: { key: string | null; value: string | null; partition: number }[] = [];
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topics: [topic], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message, partition }) => {
+        got.push({
+          key: message.key?.toString('utf8') ?? null,
+          value: message.value?.toString('utf8') ?? null,
+          partition,
+        });
+      },
+    });
+    await waitFor(() => got.length >= n, timeoutMs, `${n} records in ${topic}`);
+  } finally {
+    await consumer.disconnect();
+  }
+  return got;
+}
+
+/** `[[[ ... ]]]` nesting `levels` deep, as JSON text (JSON.stringify would overflow the stack on the value). */
+const deepJson = (levels: number) => `${'['.repeat(levels)}0${']'.repeat(levels)}`;
 
 /** A consumer handler that records every batch it gets. */
 function recorder() {
@@ -462,5 +488,113 @@ describe('KafkaBusDriver (real broker)', () => {
     console.log(
       `outage: running consumer delivered the post-recovery message ${Date.now() - t1} ms after it was published`,
     );
+  });
+
+  it('dead-letters to the DLQ topic (created at init): key = conversation, value = reason, partition, offset and the record verbatim', async () => {
+    const config = freshConfig();
+    const bus = driver(config);
+    await bus.init();
+    const { topics: meta } = await admin.fetchTopicMetadata({ topics: [config.dlqTopic] });
+    expect(meta[0].partitions).toHaveLength(PARTITIONS);
+
+    // A record whose body nests far beyond what JSON.stringify can take: it must survive verbatim.
+    const conversation = `c-dlq-${randomUUID().slice(0, 6)}`;
+    const poison = msg(conversation);
+    const rawPoison = JSON.stringify({ ...poison, body: null }).replace(
+      '"body":null',
+      `"body":${deepJson(10_000)}`,
+    );
+    const raw = rawKafka.producer({ allowAutoTopicCreation: false });
+    await raw.connect();
+    try {
+      await raw.send({ topic: config.topic, acks: -1, messages: [{ key: conversation, value: rawPoison }] });
+    } finally {
+      await raw.disconnect();
+    }
+    const after = msg(conversation);
+    await bus.publish(after);
+
+    const seen: string[] = [];
+    await bus.consume(async (batch) => {
+      for (const m of batch.messages) {
+        if (m.id === poison.id) await bus.deadLetter(m, 'unserializable: RangeError: test', batch.partition);
+        else seen.push(m.id);
+      }
+    });
+    await waitFor(() => seen.includes(after.id), 15_000, 'the message after the poison');
+    await waitFor(async () => (await committedSum(config.groupId, config.topic)) === 2, 10_000, 'committed');
+
+    // One written directly (never consumed): serialised, with a body that cannot be replaced by a marker.
+    const direct = msg(conversation, { text: 'direct' });
+    await bus.deadLetter(direct, 'outbox_rejected: test', 1);
+
+    const records = await readTopic(config.dlqTopic, 2);
+    expect(records.map((r) => r.key)).toEqual([conversation, conversation]);
+    const [first, second] = records.map((r) => r.value!);
+    expect(first.endsWith(`"message":${rawPoison}}`)).toBe(true); // verbatim
+    const parsed = JSON.parse(first) as DeadLetter & { offset: string };
+    expect(parsed).toMatchObject({ reason: 'unserializable: RangeError: test', offset: '0' });
+    expect((parsed.message as { id: string }).id).toBe(poison.id);
+    expect(typeof parsed.at).toBe('number');
+    expect(JSON.parse(second)).toMatchObject({
+      reason: 'outbox_rejected: test',
+      partition: 1,
+      message: direct,
+    });
+  });
+
+  it('dead-letters records that are not IngressMessage JSON before committing past them, and retries when that write fails', async () => {
+    const config = freshConfig();
+    const counted: string[] = [];
+    const bus = driver(config, { retryMinMs: 50, onDeadLetter: (reason) => counted.push(reason) });
+    await bus.init();
+    const conversation = `c-malformed-${randomUUID().slice(0, 6)}`;
+    const a = msg(conversation);
+    await bus.publish(a);
+    const raw = rawKafka.producer({ allowAutoTopicCreation: false });
+    await raw.connect();
+    try {
+      await raw.send({
+        topic: config.topic,
+        acks: -1,
+        messages: [
+          { key: conversation, value: 'not json {' },
+          { key: conversation, value: JSON.stringify({ hello: 'world' }) },
+          { key: conversation, value: null },
+        ],
+      });
+    } finally {
+      await raw.disconnect();
+    }
+    const b = msg(conversation);
+    await bus.publish(b);
+
+    // The first dead-letter write fails: nothing may be committed past the malformed records.
+    const producer = (bus as unknown as { producer: { current: Producer } }).producer.current;
+    const sendBatch = producer.sendBatch.bind(producer);
+    let dlqWrites = 0;
+    jest.spyOn(producer, 'sendBatch').mockImplementation(async (req) => {
+      if (req.topicMessages?.[0]?.topic === config.dlqTopic && ++dlqWrites === 1)
+        throw new Error('simulated DLQ failure');
+      return sendBatch(req);
+    });
+    const rec = recorder();
+    await bus.consume(rec.handler);
+    await waitFor(() => counted.length >= 3, 20_000, 'malformed records dead-lettered');
+    await waitFor(async () => (await committedSum(config.groupId, config.topic)) === 5, 10_000, 'committed');
+    expect(dlqWrites).toBeGreaterThanOrEqual(1);
+    expect(counted).toEqual(['malformed', 'malformed', 'malformed']);
+    // Redelivered after the failed write (the handler is idempotent), in order each time.
+    expect(rec.messages.map((m) => m.id).slice(0, 2)).toEqual([a.id, b.id]);
+    expect(rec.messages.length).toBeGreaterThanOrEqual(2);
+
+    const records = await readTopic(config.dlqTopic, 3);
+    const values = records.map((r) => JSON.parse(r.value!) as DeadLetter & { offset: string });
+    expect(values.map((v) => [v.reason, v.offset, v.message])).toEqual([
+      ['malformed', '1', 'not json {'],
+      ['malformed', '2', JSON.stringify({ hello: 'world' })],
+      ['malformed', '3', null],
+    ]);
+    expect(records.every((r) => r.key === conversation)).toBe(true);
   });
 });

@@ -54,6 +54,29 @@ async function tables(): Promise<string[]> {
   return (rows as { t: string }[]).map((r) => r.t).filter((t) => t !== MIGRATIONS_TABLE);
 }
 
+/** The outbox payload column: its type, collation and whether the server checks it is JSON. */
+async function payloadColumn(): Promise<{ type: string; collation: string | null; jsonChecked: boolean }> {
+  const [cols] = await admin.query(
+    `SELECT DATA_TYPE AS type, COLLATION_NAME AS collation FROM information_schema.COLUMNS
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'outbox' AND COLUMN_NAME = 'payload'`,
+    [DATABASE],
+  );
+  const [created] = (await admin.query(`SHOW CREATE TABLE \`${DATABASE}\`.outbox`)) as unknown as [
+    { 'Create Table': string }[],
+  ];
+  const definition = created[0]['Create Table'].split('\n').find((l) => l.includes('`payload`')) ?? '';
+  const { type, collation } = (cols as { type: string; collation: string | null }[])[0];
+  // MariaDB: JSON = longtext + CHECK (json_valid(payload)); MySQL 8: a native json type.
+  return { type, collation, jsonChecked: /json_valid/i.test(definition) || type === 'json' };
+}
+
+/** `[[[ ... {"d": levels} ... ]]]`: an array nesting `levels` levels deep. */
+function nested(levels: number): unknown {
+  let v: unknown = { d: levels };
+  for (let i = 1; i < levels; i++) v = [v];
+  return v;
+}
+
 async function recorded(): Promise<string[]> {
   const [rows] = await admin.query(`SELECT name FROM \`${DATABASE}\`.${MIGRATIONS_TABLE} ORDER BY id`);
   return (rows as { name: string }[]).map((r) => r.name);
@@ -106,6 +129,25 @@ describe('migrations', () => {
     expect((collations as { c: string }[]).map((r) => r.c)).toEqual(['utf8mb4_nopad_bin']);
   });
 
+  it('store the outbox payload as text without a JSON check, so bodies deeper than the JSON type allows fit', async () => {
+    const ds = await open();
+    await runMigrationsLocked(ds);
+    expect(await payloadColumn()).toEqual({ type: 'longtext', collation: 'utf8mb4_bin', jsonChecked: false });
+    // MariaDB's json_valid stops at 32 levels; the protocol allows a body of MAX_JSON_DEPTH - 2 = 62.
+    const outbox = await new MysqlOutboxDriver(ds, 60).init();
+    const body = nested(62);
+    const [stored] = await outbox.append([
+      { userId: 'a', envelope: { id: 'deep', conversation_id: 'c', from: 'b', ts: 1, body } },
+    ]);
+    expect(stored.seq).toBe(1);
+    const [back] = await outbox.readAfter('a', 0, 10);
+    expect(back.envelope.body).toEqual(body);
+    // Running the migration again (as after a crash before its bookkeeping) changes nothing.
+    await admin.query(`DELETE FROM \`${DATABASE}\`.${MIGRATIONS_TABLE} WHERE name = ?`, [NAMES[2]]);
+    expect(await runMigrationsLocked(ds)).toEqual([NAMES[2]]);
+    expect((await outbox.readAfter('a', 0, 10))[0].envelope.body).toEqual(body);
+  });
+
   it('are safe when several nodes start at once: one applies them, the others wait and find nothing to do', async () => {
     const nodes = await Promise.all(Array.from({ length: 4 }, () => open()));
     const applied = await Promise.all(nodes.map((ds) => runMigrationsLocked(ds)));
@@ -152,6 +194,9 @@ describe('migrations', () => {
   it('revert one at a time, newest first, and apply again', async () => {
     const ds = await open();
     await runMigrationsLocked(ds);
+    expect(await revertLastMigration(ds)).toBe(NAMES[2]); // payload back to JSON; tables stay
+    expect(await payloadColumn()).toMatchObject({ jsonChecked: true });
+    expect(await tables()).toEqual(TABLES);
     expect(await revertLastMigration(ds)).toBe(NAMES[1]);
     expect(await tables()).toEqual(['outbox', 'outbox_user_seq', 'relay_meta']);
     expect(await revertLastMigration(ds)).toBe(NAMES[0]);

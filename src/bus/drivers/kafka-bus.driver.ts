@@ -14,8 +14,9 @@ import {
 } from 'kafkajs';
 import { AppConfig } from '../../config/app-config';
 import { Batcher } from '../../common/batcher';
+import { withTimeout } from '../../common/deadline';
 import { IngressMessage } from '../../protocol/envelope';
-import { BatchHandler, MessageBus } from '../message-bus';
+import { BatchHandler, DeadLetter, MessageBus } from '../message-bus';
 import { ClientSlot } from './kafka-client-slot';
 import { nestLogCreator } from './kafka-log';
 
@@ -43,6 +44,8 @@ export interface KafkaBusOptions {
   retryMinMs: number;
   retryMaxMs: number;
   pingTimeoutMs: number;
+  /** Called once per record the driver itself dead-lettered (reason `malformed`), e.g. to count it. */
+  onDeadLetter?: (reason: string) => void;
   /** Test hook: lets a test cut and restore the network path to the broker. */
   socketFactory?: ISocketFactory;
 }
@@ -79,9 +82,17 @@ type PublishOutcome = Error | null;
 
 interface Run {
   messages: IngressMessage[];
+  /** Records of this run that are not IngressMessage JSON: dead-lettered before the run is committed. */
+  malformed: { key: Buffer | null; value: string | null; offset: string }[];
   firstOffset: string;
   /** Offset of the last record this run covers (valid or skipped). */
   lastOffset: string;
+}
+
+/** Where a consumed message came from, so a dead letter can carry the record exactly as it was. */
+interface RecordOrigin {
+  raw: string;
+  offset: string;
 }
 
 /** Group-membership errors: kafkajs must see them to rejoin; everything else is retried here. */
@@ -123,6 +134,33 @@ function isIngressMessage(v: unknown): v is IngressMessage {
   );
 }
 
+/**
+ * The dead-letter record value: `{"reason", "partition", "offset", "at", "message"}` with `message`
+ * spliced in as JSON text, so a record whose value cannot go through JSON.stringify again (nesting
+ * beyond the stack, the very reason it may be here) is kept exactly as it was consumed.
+ */
+function deadLetterValue(
+  messageJson: string,
+  meta: { reason: string; partition: number; offset?: string },
+): string {
+  const head: Omit<DeadLetter, 'message'> & { offset?: string } = {
+    reason: meta.reason,
+    partition: meta.partition,
+    ...(meta.offset === undefined ? {} : { offset: meta.offset }),
+    at: Date.now(),
+  };
+  return `${JSON.stringify(head).slice(0, -1)},"message":${messageJson}}`;
+}
+
+/** JSON of a message that did not come from a consumed record; its body is replaced if it cannot be serialised. */
+function serializeForDeadLetter(message: IngressMessage): string {
+  try {
+    return JSON.stringify(message);
+  } catch (err) {
+    return JSON.stringify({ ...message, body: `[not serialisable: ${(err as Error).message}]` });
+  }
+}
+
 const delay = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Waits for `p` to settle, but at most `ms`; never throws. True if it settled in time. */
@@ -153,6 +191,11 @@ async function settledWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
  * committed nor resolved: the partition is paused and resumed after a back-off, and the next fetch
  * starts at the same offset, so the same messages come again (no consumer crash, no rejoin, other
  * partitions keep flowing).
+ *
+ * Dead letters (`dlqTopic`, created at init with the ingress topic's partitions and retention; key =
+ * conversation_id, value = {reason, partition, offset, at, message}): `deadLetter` for the router's
+ * quarantine, and records that are not IngressMessage JSON, which the driver moves there itself
+ * (reason `malformed`, message = the raw value as a string) before it commits past them.
  */
 export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown {
   private readonly logger = new Logger('KafkaBus');
@@ -181,6 +224,8 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   private lifecycleTail: Promise<void> = Promise.resolve();
   private readonly failures = new Map<number, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Raw record of every message handed to the handler (weakly held): dead letters carry it verbatim. */
+  private readonly origins = new WeakMap<IngressMessage, RecordOrigin>();
 
   constructor(
     private readonly config: KafkaBusConfig,
@@ -253,15 +298,20 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
 
   // ------------------------------------------------------------------------------------------ startup
 
-  /** Creates the ingress topic if missing (tolerating a concurrent creation) and connects the producer. */
+  /**
+   * Creates the ingress and dead-letter topics if missing (tolerating a concurrent creation) and
+   * connects the producer.
+   */
   async init(): Promise<void> {
     await this.admin.connected();
-    await this.ensureTopic();
+    await this.ensureTopic(this.config.topic);
+    await this.ensureTopic(this.config.dlqTopic);
     await this.producer.connected();
   }
 
-  private async ensureTopic(): Promise<void> {
-    const { topic, partitions, replicationFactor } = this.config;
+  /** Same partitions and retention for both topics: a dead letter lives at least as long as a message. */
+  private async ensureTopic(topic: string): Promise<void> {
+    const { partitions, replicationFactor } = this.config;
     const retentionMs = Math.max(24, this.config.retentionHours) * 3_600_000;
     let created = false;
     // Check first: on every start but the first the topic exists, and kafkajs logs a failed
@@ -292,7 +342,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       );
     }
     // Created by someone else (possibly a moment ago): wait until every partition has a leader.
-    const actual = await this.waitForLeaders(10_000);
+    const actual = await this.waitForLeaders(topic, 10_000);
     if (created) return;
     if (actual !== partitions) {
       this.logger.warn(
@@ -309,18 +359,22 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     const existing = value === undefined ? NaN : Number(value);
     if (existing !== -1 && !(existing >= retentionMs)) {
       this.logger.warn(
-        `topic ${topic} has retention.ms=${value ?? '?'} (< ${retentionMs}): routers that are down longer lose messages`,
+        `topic ${topic} has retention.ms=${value ?? '?'} (< ${retentionMs}): ${
+          topic === this.config.dlqTopic
+            ? 'dead letters expire sooner than messages'
+            : 'routers that are down longer lose messages'
+        }`,
       );
     }
   }
 
   /** Returns the partition count once the topic's metadata shows a leader for every partition. */
-  private async waitForLeaders(timeoutMs: number): Promise<number> {
+  private async waitForLeaders(topic: string, timeoutMs: number): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     let last: unknown;
     for (;;) {
       try {
-        const { topics } = await this.admin.current.fetchTopicMetadata({ topics: [this.config.topic] });
+        const { topics } = await this.admin.current.fetchTopicMetadata({ topics: [topic] });
         const parts = topics[0]?.partitions ?? [];
         if (parts.length > 0 && parts.every((p) => p.leader >= 0)) return parts.length;
       } catch (err) {
@@ -328,7 +382,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       }
       if (Date.now() > deadline) {
         const why = last instanceof Error ? `: ${last.message}` : '';
-        throw new Error(`topic ${this.config.topic} has no leaders after ${timeoutMs} ms${why}`);
+        throw new Error(`topic ${topic} has no leaders after ${timeoutMs} ms${why}`);
       }
       await delay(100);
     }
@@ -571,6 +625,15 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
           return;
         }
       }
+      // Nothing is committed past a record that is not in the dead-letter topic yet.
+      if (run.malformed.length > 0) {
+        try {
+          await this.deadLetterMalformed(batch.topic, partition, run.malformed);
+        } catch (err) {
+          this.retryLater(payload, run, (err as Error).message);
+          return;
+        }
+      }
       // The last run ends at the batch's last offset (which may lie past the last record, e.g. control records).
       const last = r === runs.length - 1 ? batch.lastOffset() : run.lastOffset;
       try {
@@ -602,13 +665,17 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
         valid = false;
       }
       if (!current || (valid && current.messages.length >= this.opts.maxHandlerBatch)) {
-        current = { messages: [], firstOffset: record.offset, lastOffset: record.offset };
+        current = { messages: [], malformed: [], firstOffset: record.offset, lastOffset: record.offset };
         runs.push(current);
       }
-      if (valid) current.messages.push(parsed as IngressMessage);
-      else {
+      const raw = record.value ? record.value.toString('utf8') : null;
+      if (valid) {
+        current.messages.push(parsed as IngressMessage);
+        this.origins.set(parsed as IngressMessage, { raw: raw!, offset: record.offset });
+      } else {
+        current.malformed.push({ key: record.key, value: raw, offset: record.offset });
         this.logger.warn(
-          `skipping malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not an IngressMessage JSON)`,
+          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not an IngressMessage JSON): moved to ${this.config.dlqTopic}`,
         );
       }
       current.lastOffset = record.offset;
@@ -652,6 +719,68 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       resume();
     }, wait);
     this.timers.add(t);
+  }
+
+  // ------------------------------------------------------------------------------------- dead letters
+
+  async deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void> {
+    const origin = this.origins.get(message);
+    await this.produceDeadLetters([
+      {
+        key: message.conversation_id,
+        value: deadLetterValue(origin?.raw ?? serializeForDeadLetter(message), {
+          reason,
+          partition,
+          offset: origin?.offset,
+        }),
+      },
+    ]);
+  }
+
+  private async deadLetterMalformed(topic: string, partition: number, records: Run['malformed']) {
+    await this.produceDeadLetters(
+      records.map((r) => ({
+        key: r.key,
+        value: deadLetterValue(JSON.stringify(r.value), { reason: 'malformed', partition, offset: r.offset }),
+      })),
+    );
+    for (const r of records) {
+      this.logger.warn(`dead-lettered malformed record ${topic}[${partition}]@${r.offset}`);
+      this.opts.onDeadLetter?.('malformed');
+    }
+  }
+
+  /**
+   * One produce request to the dead-letter topic, acks=all, bounded by publishTimeoutMs. It goes
+   * straight to the current producer, not through the ingress Batcher: dead letters are not ingress
+   * publishes, take no part in their order (failedThrough) and must not wait behind them. A failure
+   * replaces the producer like a failed publish does (kafkajs keeps dead sockets); an ingress request
+   * in flight on the old producer then fails and marks failedThrough itself, so ingress order holds.
+   */
+  private async produceDeadLetters(
+    messages: { key: string | Buffer | null; value: string }[],
+  ): Promise<void> {
+    if (this.closed) throw new Error('kafka bus is closed');
+    const producer = this.producer.current;
+    const send = (async () => {
+      await this.producer.connected();
+      await producer.sendBatch({
+        acks: -1,
+        timeout: this.opts.ackTimeoutMs,
+        topicMessages: [{ topic: this.config.dlqTopic, messages }],
+      });
+    })();
+    try {
+      await withTimeout(
+        send,
+        this.opts.publishTimeoutMs,
+        `not acknowledged within ${this.opts.publishTimeoutMs} ms`,
+      );
+    } catch (err) {
+      send.catch(() => undefined);
+      if (!this.closed) this.producer.replace(producer);
+      throw new Error(`dead-letter write to ${this.config.dlqTopic} failed: ${(err as Error).message}`);
+    }
   }
 
   async stopConsuming(): Promise<void> {

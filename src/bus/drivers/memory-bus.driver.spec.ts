@@ -52,3 +52,24 @@ describe('MemoryBusDriver', () => {
     await expect(bus.ping()).rejects.toThrow();
   });
 });
+
+describe('MemoryBusDriver dead letters', () => {
+  it('keeps quarantined messages with reason and partition, bounded to the newest entries', async () => {
+    const bus = new MemoryBusDriver(2, 500, 5, 3);
+    for (let i = 1; i <= 5; i++) await bus.deadLetter(msg('x', i), `unserializable: ${i}`, i % 2);
+    const kept = bus.deadLetters();
+    expect(kept.map((d) => [(d.message as IngressMessage).id, d.reason, d.partition])).toEqual([
+      ['x-3', 'unserializable: 3', 1],
+      ['x-4', 'unserializable: 4', 0],
+      ['x-5', 'unserializable: 5', 1],
+    ]);
+    expect(kept.every((d) => typeof d.at === 'number' && d.at > 0)).toBe(true);
+  });
+
+  it('fails a dead-letter write while unavailable (the router treats it as an outage)', async () => {
+    const bus = new MemoryBusDriver(1);
+    bus.setAvailable(false);
+    await expect(bus.deadLetter(msg('x', 1), 'r', 0)).rejects.toThrow('unavailable');
+    expect(bus.deadLetters()).toHaveLength(0);
+  });
+});

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { IngressMessage } from '../../protocol/envelope';
-import { BatchHandler, MessageBus, partitionFor } from '../message-bus';
+import { BatchHandler, DeadLetter, MessageBus, partitionFor } from '../message-bus';
 
 interface Partition {
   log: IngressMessage[]; // uncommitted tail; committed entries are dropped (no replay beyond commit needed in-process)
@@ -20,11 +20,14 @@ export class MemoryBusDriver extends MessageBus {
   private loops: Promise<void>[] = [];
   private stopping = false;
   private available = true;
+  /** Quarantined messages, oldest first; only the newest `maxDeadLetters` are kept (memory is bounded). */
+  private readonly dead: DeadLetter[] = [];
 
   constructor(
     partitions = 8,
     private readonly maxBatch = 500,
     private readonly retryMs = 200,
+    private readonly maxDeadLetters = 10_000,
   ) {
     super();
     this.partitions = Array.from({ length: partitions }, () => ({ log: [], wake: null }));
@@ -63,6 +66,17 @@ export class MemoryBusDriver extends MessageBus {
         await new Promise((r) => setTimeout(r, this.retryMs));
       }
     }
+  }
+
+  async deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void> {
+    if (!this.available) throw new Error('memory bus unavailable');
+    this.dead.push({ message, reason, partition, at: Date.now() });
+    if (this.dead.length > this.maxDeadLetters) this.dead.splice(0, this.dead.length - this.maxDeadLetters);
+  }
+
+  /** The dead-letter store, oldest first (for operators and tests). */
+  deadLetters(): readonly DeadLetter[] {
+    return [...this.dead];
   }
 
   async stopConsuming(): Promise<void> {

@@ -1,5 +1,6 @@
 import { createServer, Server } from 'node:http';
 import { AddressInfo } from 'node:net';
+import { DirectoryUnavailableError } from '../conversation-directory';
 import { HttpDirectoryDriver } from './http-directory.driver';
 
 describe('HttpDirectoryDriver (upstream conversation service)', () => {
@@ -8,11 +9,12 @@ describe('HttpDirectoryDriver (upstream conversation service)', () => {
   const hits: string[] = [];
   let members: Record<string, string[]> = {};
   let failing = false;
+  let status = 500;
 
   beforeAll(async () => {
     server = createServer((req, res) => {
       hits.push(req.url ?? '');
-      if (failing) return void res.writeHead(500).end();
+      if (failing) return void res.writeHead(status).end();
       const m = /^\/conversations\/([^/]+)\/members$/.exec(req.url ?? '');
       const list = m ? members[decodeURIComponent(m[1])] : undefined;
       if (!list) return void res.writeHead(404).end();
@@ -26,6 +28,7 @@ describe('HttpDirectoryDriver (upstream conversation service)', () => {
     hits.length = 0;
     members = { 'room 1': ['a', 'b'] };
     failing = false;
+    status = 500;
   });
 
   it('reads members, maps 404 to "does not exist", and caches both for the TTL', async () => {
@@ -51,5 +54,19 @@ describe('HttpDirectoryDriver (upstream conversation service)', () => {
     failing = true;
     const d = new HttpDirectoryDriver(base, 60_000, 1_000);
     await expect(d.members(['room 1'])).rejects.toThrow('500');
+  });
+
+  it('says which failures are the service being unavailable (the router retries those, never quarantines)', async () => {
+    failing = true;
+    for (const code of [500, 503, 429, 401]) {
+      status = code;
+      const d = new HttpDirectoryDriver(base, 60_000, 1_000);
+      await expect(d.members(['room 1'])).rejects.toBeInstanceOf(DirectoryUnavailableError);
+    }
+    status = 400;
+    const d = new HttpDirectoryDriver(base, 60_000, 1_000);
+    const err = await d.members(['room 1']).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(DirectoryUnavailableError);
   });
 });

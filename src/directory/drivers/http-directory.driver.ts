@@ -1,4 +1,7 @@
-import { ConversationDirectory } from '../conversation-directory';
+import { ConversationDirectory, DirectoryUnavailableError } from '../conversation-directory';
+
+/** Answers that say the service, not the conversation, is the problem (auth, rate limit, overload). */
+const UNAVAILABLE_STATUS = new Set([401, 403, 407, 408, 429]);
 
 interface CacheEntry {
   members: string[] | null;
@@ -55,6 +58,8 @@ export class HttpDirectoryDriver extends ConversationDirectory {
     let members: string[] | null;
     if (res.status === 404) {
       members = null;
+    } else if (res.status >= 500 || UNAVAILABLE_STATUS.has(res.status)) {
+      throw new DirectoryUnavailableError(`conversation service answered ${res.status}`);
     } else if (!res.ok) {
       throw new Error(`conversation service answered ${res.status}`);
     } else {
@@ -69,6 +74,6 @@ export class HttpDirectoryDriver extends ConversationDirectory {
 
   async ping(): Promise<void> {
     const res = await fetch(this.baseUrl, { method: 'HEAD', signal: AbortSignal.timeout(this.timeoutMs) });
-    if (res.status >= 500) throw new Error(`conversation service answered ${res.status}`);
+    if (res.status >= 500) throw new DirectoryUnavailableError(`conversation service answered ${res.status}`);
   }
 }
