@@ -1,7 +1,7 @@
 import { WebSocket } from 'ws';
 import { MemoryOutboxDriver } from '../outbox/drivers/memory-outbox.driver';
 import { decodeCursor } from '../outbox/cursor';
-import { Connection, messageFrame } from './connection';
+import { Connection, ConnectionLimits, messageFrame } from './connection';
 
 class FakeSocket {
   readyState: number = WebSocket.OPEN;
@@ -19,6 +19,15 @@ class FakeSocket {
   }
 }
 
+const LIMITS: ConnectionLimits = {
+  sendRatePerSec: 1,
+  sendBurst: 1,
+  frameRatePerSec: 1000,
+  frameBurst: 1000,
+  floodCloseAfter: 100,
+  maxBufferedBytes: 16 << 20,
+};
+
 const env = (id: string) => ({ id, conversation_id: 'c', from: 'a', ts: 1, body: id });
 
 async function setup(preloaded: number) {
@@ -27,7 +36,7 @@ async function setup(preloaded: number) {
     Array.from({ length: preloaded }, (_, i) => ({ userId: 'u', envelope: env(`m${i + 1}`) })),
   );
   const ws = new FakeSocket();
-  const conn = new Connection('c1', 'u', null, ws as unknown as WebSocket, outbox, { perSec: 1, burst: 1 });
+  const conn = new Connection('c1', 'u', null, ws as unknown as WebSocket, outbox, LIMITS);
   const frameFor = (seq: number) =>
     messageFrame(`${outbox.epoch()}-${String(seq).padStart(12, '0')}`, JSON.stringify(env(`m${seq}`)));
   return { outbox, ws, conn, stored, frameFor };
@@ -78,8 +87,9 @@ describe('Connection delivery ordering', () => {
   it('takes send tokens up to the burst, then refills with time', () => {
     const ws = new FakeSocket();
     const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, new MemoryOutboxDriver(1), {
-      perSec: 2,
-      burst: 2,
+      ...LIMITS,
+      sendRatePerSec: 2,
+      sendBurst: 2,
     });
     const t0 = Date.now();
     expect(conn.takeSendToken(t0)).toBe(true);

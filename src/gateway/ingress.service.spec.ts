@@ -25,8 +25,12 @@ function setup() {
   const sent: { type: string; msg_id?: string; payload: { ref?: string; code?: string } }[] = [];
   const ws = { readyState: WebSocket.OPEN, bufferedAmount: 0, send: (t: string) => sent.push(JSON.parse(t)) };
   const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, new MemoryOutboxDriver(1000), {
-    perSec: 1000,
-    burst: 1000,
+    sendRatePerSec: 1000,
+    sendBurst: 1000,
+    frameRatePerSec: 1000,
+    frameBurst: 1000,
+    floodCloseAfter: 100,
+    maxBufferedBytes: 16 << 20,
   });
   const ingress = new IngressService(
     bus as unknown as MessageBus,
