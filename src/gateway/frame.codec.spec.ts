@@ -76,7 +76,7 @@ describe('decodeFrame bounds', () => {
     },
   );
 
-  it('checks depth on every frame type, after JSON', () => {
+  it('checks depth on every frame type, before parsing', () => {
     expect(decodeFrame(`{"type":"ping","x":${nested(63)}}`, 64).ok).toBe(true);
     expect(decodeFrame(`{"type":"ping","x":${nested(64)}}`, 64)).toMatchObject({
       ok: false,
@@ -87,6 +87,13 @@ describe('decodeFrame bounds', () => {
       code: 'bad_frame',
     });
     expect(decodeFrame(nested(100), 64)).toMatchObject({ ok: false, code: 'bad_frame' });
+    // Malformed and too deep: refused as too deep, unparsed (bad_frame either way).
+    expect(decodeFrame('{"msg_id":"m","x":' + '['.repeat(200), 64)).toEqual({
+      ok: false,
+      code: 'bad_frame',
+      message: 'frame nests deeper than 64 levels',
+      ref: 'm',
+    });
     expect(decodeFrame('['.repeat(100), 64)).toMatchObject({ message: 'frame is not valid JSON' });
   });
 

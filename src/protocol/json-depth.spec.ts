@@ -1,4 +1,4 @@
-import { jsonDepthExceeds } from './json-depth';
+import { jsonDepthExceeds, topLevelString } from './json-depth';
 
 /** Reference: depth of a parsed value (the outermost container is level 1). */
 function depthOf(v: unknown): number {
@@ -57,6 +57,61 @@ describe('jsonDepthExceeds', () => {
       const depth = depthOf(JSON.parse(text));
       expect(jsonDepthExceeds(text, depth)).toBe(false);
       if (depth > 0) expect(jsonDepthExceeds(text, depth - 1)).toBe(true);
+    }
+  });
+});
+
+describe('topLevelString', () => {
+  it('finds a top-level string value without being fooled by nested keys or look-alike values', () => {
+    expect(topLevelString('{"msg_id":"a"}', 'msg_id')).toBe('a');
+    expect(
+      topLevelString(' \n{ "type" : "msg_id" , "p":{"msg_id":"no"}, "msg_id" :\t"yes" }', 'msg_id'),
+    ).toBe('yes');
+    expect(topLevelString('{"x":["msg_id",{"msg_id":"no"}],"msg_id":"yes"}', 'msg_id')).toBe('yes');
+    expect(topLevelString('{"msg_idx":"no","xmsg_id":"no"}', 'msg_id')).toBeUndefined();
+    expect(topLevelString(String.raw`{"k":"\\","msg_id":"a\\\"b\u00e9"}`, 'msg_id')).toBe('a\\"b\u00e9');
+    expect(topLevelString('{"msg_id":"\\u00e9"}', 'msg_id')).toBe('\u00e9');
+  });
+
+  it('is undefined for non-objects, non-string values and missing keys', () => {
+    for (const text of [
+      '["msg_id","a"]',
+      '"msg_id"',
+      '{"msg_id":5}',
+      '{"msg_id":{"a":1}}',
+      '{}',
+      '',
+      '{"a":1}',
+    ]) {
+      expect(topLevelString(text, 'msg_id')).toBeUndefined();
+    }
+  });
+
+  it('stops at the key: what follows is never read', () => {
+    expect(topLevelString('{"msg_id":"early","p":' + '['.repeat(50_000), 'msg_id')).toBe('early');
+  });
+
+  it('terminates on malformed text', () => {
+    for (const text of [
+      '{"msg_id',
+      '{"msg_id":',
+      '{"msg_id":"abc',
+      '{"a":"\\',
+      '{]]]"msg_id":"x"',
+      '{"a":[}',
+    ]) {
+      expect(() => topLevelString(text, 'msg_id')).not.toThrow();
+    }
+  });
+
+  it('agrees with JSON.parse on generated frames', () => {
+    for (let seed = 1; seed <= 300; seed++) {
+      const body = generate(seed, 6);
+      const ref = `r${seed}"\\[{`;
+      const frame =
+        seed % 2 ? { type: 'send', payload: { msg_id: 'nested', body }, msg_id: ref } : { msg_id: ref, body };
+      const text = JSON.stringify(frame, null, seed % 3 === 0 ? 2 : undefined);
+      expect(topLevelString(text, 'msg_id')).toBe(ref);
     }
   });
 });
