@@ -23,9 +23,9 @@ import { IngressService } from './ingress.service';
  * Nest gateway adapter: authentication must answer HTTP 401 *before* the upgrade, and frames are the
  * hot path, so they go straight from the socket to our codec.
  *
- * Containment: every socket event handler and timer callback runs inside `guard`, so an unexpected
- * exception while handling one connection is logged, counted (`contained{where}`) and costs that
- * connection a close 1011, never the process.
+ * Containment: every socket event handler and timer callback runs inside a try/catch boundary
+ * (`guard`, inlined on the per-frame path), so an unexpected exception while handling one connection
+ * is logged, counted (`contained{where}`) and costs that connection a close 1011, never the process.
  */
 @Injectable()
 export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -37,7 +37,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       this.contain('upgrade', err);
       socket.destroy();
     });
-  /** Connection -> metrics, shared by every connection (label children bound once). */
+  /** Connection -> metrics, one object shared by every connection. */
   private readonly observer: ConnectionObserver = {
     frameRejected: (code: ErrorCode) => this.metrics.framesRejected.labels(code).inc(),
     closedByServer: (code: number) => this.metrics.connectionsClosed.labels(String(code)).inc(),

@@ -201,3 +201,24 @@ describe('IngressService per-sender order on every failure path', () => {
     expect(bus.calls).toHaveLength(1);
   });
 });
+
+describe('IngressService containment', () => {
+  it('an exception while answering one send is contained: the connection closes 1011, the chain keeps going', async () => {
+    const { bus, send, conn } = setupWith(directory);
+    const closed: number[] = [];
+    conn.close = (code: number) => void closed.push(code);
+    const realSendRaw = conn.sendRaw.bind(conn);
+    conn.sendRaw = () => {
+      throw new Error('socket exploded');
+    };
+    send('a');
+    await until(() => bus.calls.length === 1);
+    bus.calls[0].resolve(); // the ack write throws
+    await until(() => closed.length === 1);
+    expect(closed).toEqual([1011]);
+    conn.sendRaw = realSendRaw;
+    send('b'); // the tail was not left rejected
+    await until(() => bus.calls.length === 2);
+    expect(bus.calls[1].message.ref).toBe('b');
+  });
+});

@@ -57,46 +57,72 @@ export class IngressService {
     // Checks of consecutive frames run concurrently (and share directory/dedupe round trips); only the
     // publishes are chained, so they are issued in frame order.
     const prepared = this.prepare(conn, frame, n);
+    // Every stage and callback below catches its own exceptions: a rejected tail would silently drop
+    // every later send of the connection.
     conn.ingressTail = conn.ingressTail.then(async () => {
-      const record = await prepared;
-      if (!record) return;
-      if (refusedAfterFailure(conn, n) || (conn.publishFailed && conn.publishesInFlight > 0)) {
-        this.metrics.sendRejected.inc({ code: 'unavailable' });
-        conn.sendError('unavailable', 'an earlier message failed; retry in order with the same msg_id', ref);
-        return;
+      try {
+        const record = await prepared;
+        if (!record) return;
+        if (refusedAfterFailure(conn, n) || (conn.publishFailed && conn.publishesInFlight > 0)) {
+          this.metrics.sendRejected.inc({ code: 'unavailable' });
+          conn.sendError(
+            'unavailable',
+            'an earlier message failed; retry in order with the same msg_id',
+            ref,
+          );
+          return;
+        }
+        conn.publishFailed = false;
+        if (conn.expired()) {
+          // Nothing is accepted after the token's exp; the expiry timer may just not have fired yet.
+          conn.close(CLOSE.unauthorized, 'token expired');
+          return;
+        }
+        conn.publishesInFlight++;
+        // Not awaited: the next frame's publish is issued right after this one, while it is in flight.
+        this.bus
+          .publish(record)
+          .finally(() => conn.publishesInFlight--)
+          .then(
+            () => {
+              try {
+                this.metrics.messagesIn.inc();
+                this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
+                conn.sendRaw(
+                  JSON.stringify({
+                    type: 'ack',
+                    msg_id: record.id,
+                    payload: { ref, conversation_id: record.conversation_id, ts: record.ts },
+                  }),
+                );
+              } catch (err) {
+                this.contain(conn, err);
+              }
+            },
+            (err: Error) => {
+              try {
+                conn.publishFailed = true;
+                refuseReceivedAfter(conn, n);
+                this.metrics.sendRejected.inc({ code: 'unavailable' });
+                this.logger.warn(`publish failed: ${err.message}`);
+                conn.sendError('unavailable', 'message bus unavailable, retry with the same msg_id', ref);
+              } catch (e) {
+                this.contain(conn, e);
+              }
+            },
+          );
+      } catch (err) {
+        this.contain(conn, err);
       }
-      conn.publishFailed = false;
-      if (conn.expired()) {
-        // Nothing is accepted after the token's exp; the expiry timer may just not have fired yet.
-        conn.close(CLOSE.unauthorized, 'token expired');
-        return;
-      }
-      conn.publishesInFlight++;
-      // Not awaited: the next frame's publish is issued right after this one, while it is in flight.
-      this.bus
-        .publish(record)
-        .finally(() => conn.publishesInFlight--)
-        .then(
-          () => {
-            this.metrics.messagesIn.inc();
-            this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
-            conn.sendRaw(
-              JSON.stringify({
-                type: 'ack',
-                msg_id: record.id,
-                payload: { ref, conversation_id: record.conversation_id, ts: record.ts },
-              }),
-            );
-          },
-          (err: Error) => {
-            conn.publishFailed = true;
-            refuseReceivedAfter(conn, n);
-            this.metrics.sendRejected.inc({ code: 'unavailable' });
-            this.logger.warn(`publish failed: ${err.message}`);
-            conn.sendError('unavailable', 'message bus unavailable, retry with the same msg_id', ref);
-          },
-        );
     });
+  }
+
+  /** An unexpected exception while handling a connection's send: log, count, close it 1011. */
+  private contain(conn: Connection, err: unknown): void {
+    this.metrics.contained.labels('ingress').inc();
+    const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    this.logger.error(`unexpected error handling a send of user ${conn.userId}: ${what}`);
+    conn.close(CLOSE.internal, 'internal error');
   }
 
   private async prepare(conn: Connection, frame: SendFrame, n: number) {

@@ -1,4 +1,5 @@
 import { SignJWT } from 'jose';
+import { IngressService } from '../../src/gateway/ingress.service';
 import { MetricsService } from '../../src/metrics/metrics.service';
 import { productionEngine, putConversation, startTestApp, TestApp } from '../support/test-app';
 import { waitFor } from '../support/wait-for';
@@ -140,6 +141,25 @@ describe(`hostile clients (${productionEngine ? 'production' : 'embedded'} engin
       await probe();
     },
   );
+
+  it('an unexpected exception while handling a frame closes that connection 1011 and is counted; the node keeps serving', async () => {
+    const ingress = t.app.get(IngressService);
+    const handleSend = ingress.handleSend.bind(ingress);
+    ingress.handleSend = () => {
+      throw new Error('bug in the send path');
+    };
+    try {
+      const user = `victim${++run}`;
+      const c = await connect(user);
+      c.send({ type: 'send', msg_id: 'boom', payload: { conversation_id: 'anything', body: 1 } });
+      expect(await c.waitClosed(WAIT)).toBe(1011);
+    } finally {
+      ingress.handleSend = handleSend;
+    }
+    const contained = (await t.app.get(MetricsService).contained.get()).values;
+    expect(contained.find((v) => v.labels.where === 'frame')?.value).toBe(1);
+    await probe();
+  });
 
   it('counts rejected frames and server closes in the metrics', async () => {
     const metrics = t.app.get(MetricsService);
