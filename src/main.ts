@@ -3,8 +3,28 @@ import { startApp } from './bootstrap';
 import { loadConfig } from './config/app-config';
 import { loadDotEnv } from './config/dotenv';
 import { ConfigError } from './config/env.validation';
+import { MetricsService } from './metrics/metrics.service';
+
+let metrics: MetricsService | undefined;
+
+/**
+ * Last resort. The real fix for an unexpected exception is the containment boundary around each
+ * socket, timer and batch handler; one that still escapes is logged and counted, and the node keeps
+ * serving its other connections rather than exiting and dropping all of them.
+ */
+function installLastResortHandlers(): void {
+  const logger = new Logger('Process');
+  const report = (kind: string, err: unknown) => {
+    metrics?.contained.labels('process').inc();
+    const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    logger.error(`${kind} (not exiting): ${what}`);
+  };
+  process.on('uncaughtException', (err) => report('uncaught exception', err));
+  process.on('unhandledRejection', (reason) => report('unhandled rejection', reason));
+}
 
 async function main(): Promise<void> {
+  installLastResortHandlers();
   let config;
   try {
     loadDotEnv();
@@ -17,6 +37,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const app = await startApp(config);
+  metrics = app.get(MetricsService);
   const logger = new Logger('Main');
   const addr = app.getHttpServer().address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;

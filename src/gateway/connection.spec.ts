@@ -1,7 +1,7 @@
 import { WebSocket } from 'ws';
 import { MemoryOutboxDriver } from '../outbox/drivers/memory-outbox.driver';
 import { decodeCursor } from '../outbox/cursor';
-import { Connection, messageFrame } from './connection';
+import { Connection, ConnectionLimits, messageFrame } from './connection';
 
 class FakeSocket {
   readyState: number = WebSocket.OPEN;
@@ -19,6 +19,15 @@ class FakeSocket {
   }
 }
 
+const LIMITS: ConnectionLimits = {
+  sendRatePerSec: 1,
+  sendBurst: 1,
+  frameRatePerSec: 1000,
+  frameBurst: 1000,
+  floodCloseAfter: 100,
+  maxBufferedBytes: 16 << 20,
+};
+
 const env = (id: string) => ({ id, conversation_id: 'c', from: 'a', ts: 1, body: id });
 
 async function setup(preloaded: number) {
@@ -27,7 +36,7 @@ async function setup(preloaded: number) {
     Array.from({ length: preloaded }, (_, i) => ({ userId: 'u', envelope: env(`m${i + 1}`) })),
   );
   const ws = new FakeSocket();
-  const conn = new Connection('c1', 'u', null, ws as unknown as WebSocket, outbox, { perSec: 1, burst: 1 });
+  const conn = new Connection('c1', 'u', null, ws as unknown as WebSocket, outbox, LIMITS);
   const frameFor = (seq: number) =>
     messageFrame(`${outbox.epoch()}-${String(seq).padStart(12, '0')}`, JSON.stringify(env(`m${seq}`)));
   return { outbox, ws, conn, stored, frameFor };
@@ -78,13 +87,209 @@ describe('Connection delivery ordering', () => {
   it('takes send tokens up to the burst, then refills with time', () => {
     const ws = new FakeSocket();
     const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, new MemoryOutboxDriver(1), {
-      perSec: 2,
-      burst: 2,
+      ...LIMITS,
+      sendRatePerSec: 2,
+      sendBurst: 2,
     });
     const t0 = Date.now();
     expect(conn.takeSendToken(t0)).toBe(true);
     expect(conn.takeSendToken(t0)).toBe(true);
     expect(conn.takeSendToken(t0)).toBe(false);
     expect(conn.takeSendToken(t0 + 500)).toBe(true);
+  });
+});
+
+/** A socket that records close codes and can pretend the client stopped reading. */
+class BoundedSocket extends FakeSocket {
+  closeCode: number | null = null;
+  countBytes = false;
+  override send(text: string) {
+    super.send(text);
+    if (this.countBytes) this.bufferedAmount += text.length;
+  }
+  override close(code?: number) {
+    this.closeCode = code ?? null;
+    super.close();
+  }
+  terminate() {
+    this.readyState = WebSocket.CLOSED;
+  }
+}
+
+function observed() {
+  const events = { rejected: [] as string[], closed: [] as number[] };
+  const observer = {
+    frameRejected: (code: string) => events.rejected.push(code),
+    closedByServer: (code: number) => events.closed.push(code),
+  };
+  return { events, observer };
+}
+
+describe('Connection bounds', () => {
+  const outbox = new MemoryOutboxDriver(60_000);
+
+  it('frame budget: burst, then rate_limited, then flooding after floodCloseAfter in a row; a frame within budget resets the count', () => {
+    const ws = new BoundedSocket();
+    const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, outbox, {
+      ...LIMITS,
+      frameBurst: 3,
+      frameRatePerSec: 10,
+      floodCloseAfter: 4,
+    });
+    const t0 = Date.now();
+    expect([1, 2, 3].map(() => conn.takeFrameToken(t0))).toEqual(['ok', 'ok', 'ok']);
+    expect([1, 2, 3].map(() => conn.takeFrameToken(t0))).toEqual(['limited', 'limited', 'limited']);
+    expect(conn.takeFrameToken(t0 + 100)).toBe('ok'); // one token refilled: the count starts over
+    expect([1, 2, 3].map(() => conn.takeFrameToken(t0 + 100))).toEqual(['limited', 'limited', 'limited']);
+    expect(conn.takeFrameToken(t0 + 100)).toBe('flooding');
+  });
+
+  it('the frame budget and the send budget are separate buckets', () => {
+    const ws = new BoundedSocket();
+    const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, outbox, {
+      ...LIMITS,
+      frameBurst: 1,
+      sendBurst: 2,
+    });
+    const t0 = Date.now();
+    expect(conn.takeFrameToken(t0)).toBe('ok');
+    expect(conn.takeFrameToken(t0)).toBe('limited');
+    expect(conn.takeSendToken(t0)).toBe(true);
+    expect(conn.takeSendToken(t0)).toBe(true);
+    expect(conn.takeSendToken(t0)).toBe(false);
+  });
+
+  it('every write checks the unsent bytes: above maxBufferedBytes it closes 1013 instead of queueing', async () => {
+    const ws = new BoundedSocket();
+    const { events, observer } = observed();
+    const conn = new Connection(
+      'c',
+      'u',
+      null,
+      ws as unknown as WebSocket,
+      outbox,
+      { ...LIMITS, maxBufferedBytes: 65_536 },
+      observer,
+    );
+    conn.sendRaw('{"type":"pong"}');
+    conn.sendError('bad_frame', 'x', 'r');
+    expect(ws.sent).toHaveLength(2);
+    ws.bufferedAmount = 65_537; // the client stopped reading
+    conn.sendError('unknown_type', 'y', 'r2');
+    expect(ws.sent).toHaveLength(2);
+    expect(ws.closeCode).toBe(1013);
+    conn.sendRaw('{"type":"pong"}'); // closed: nothing more is written, no second close
+    conn.push(1, '{}');
+    expect(ws.sent).toHaveLength(2);
+    expect(events).toEqual({ rejected: ['bad_frame', 'unknown_type'], closed: [1013] });
+  });
+
+  it('a live push to a client that stopped reading closes 1013', async () => {
+    const ws = new BoundedSocket();
+    const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, outbox, {
+      ...LIMITS,
+      maxBufferedBytes: 65_536,
+    });
+    conn.start(outbox.epoch(), 0);
+    await settled(() => ws.sent.length === 0 && conn.state === 'open');
+    for (let i = 0; i < 100; i++) await settle(); // first fill done
+    ws.bufferedAmount = 70_000;
+    conn.push(1, messageFrame('e-1', '{}'));
+    expect(ws.closeCode).toBe(1013);
+    expect(ws.sent).toHaveLength(0);
+  });
+
+  it('a fill of large messages waits for the socket below the cap instead of overrunning it', async () => {
+    const store = new MemoryOutboxDriver(60_000);
+    const big = 'b'.repeat(10_000);
+    await store.append(
+      Array.from({ length: 30 }, (_, i) => ({ userId: 'u', envelope: { ...env(`m${i}`), body: big } })),
+    );
+    const ws = new BoundedSocket();
+    ws.countBytes = true;
+    const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, store, {
+      ...LIMITS,
+      maxBufferedBytes: 65_536,
+    });
+    conn.start(store.epoch(), 0);
+    let peak = 0;
+    for (let i = 0; i < 500 && ws.sent.length < 30; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      peak = Math.max(peak, ws.bufferedAmount);
+      ws.bufferedAmount = 0; // the client read everything
+    }
+    expect(ws.sent).toHaveLength(30);
+    expect(ws.closeCode).toBeNull();
+    expect(peak).toBeLessThanOrEqual(65_536);
+  });
+});
+
+describe('Connection token expiry timer', () => {
+  afterEach(() => jest.useRealTimers());
+
+  it('closes 4001 at exp, without waiting for a heartbeat', () => {
+    jest.useFakeTimers();
+    const ws = new BoundedSocket();
+    const conn = new Connection(
+      'c',
+      'u',
+      Date.now() + 1_500,
+      ws as unknown as WebSocket,
+      new MemoryOutboxDriver(1),
+      LIMITS,
+    );
+    jest.advanceTimersByTime(1_499);
+    expect(ws.closeCode).toBeNull();
+    expect(conn.expired()).toBe(false);
+    jest.advanceTimersByTime(1);
+    expect(ws.closeCode).toBe(4001);
+    expect(conn.expired()).toBe(true);
+  });
+
+  it('an exp beyond setTimeout range re-arms instead of firing early', () => {
+    jest.useFakeTimers();
+    const ws = new BoundedSocket();
+    const max = 2 ** 31 - 1;
+    new Connection(
+      'c',
+      'u',
+      Date.now() + max + 60_000,
+      ws as unknown as WebSocket,
+      new MemoryOutboxDriver(1),
+      LIMITS,
+    );
+    jest.advanceTimersByTime(max);
+    expect(ws.closeCode).toBeNull();
+    jest.advanceTimersByTime(60_000);
+    expect(ws.closeCode).toBe(4001);
+  });
+
+  it('is cleared when the connection closes', () => {
+    jest.useFakeTimers();
+    const ws = new BoundedSocket();
+    const conn = new Connection(
+      'c',
+      'u',
+      Date.now() + 10_000,
+      ws as unknown as WebSocket,
+      new MemoryOutboxDriver(1),
+      LIMITS,
+    );
+    expect(jest.getTimerCount()).toBe(1);
+    conn.markClosed();
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
+  it('no token expiry, no timer', () => {
+    jest.useFakeTimers();
+    new Connection(
+      'c',
+      'u',
+      null,
+      new BoundedSocket() as unknown as WebSocket,
+      new MemoryOutboxDriver(1),
+      LIMITS,
+    );
+    expect(jest.getTimerCount()).toBe(0);
   });
 });

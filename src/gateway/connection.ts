@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { WebSocket } from 'ws';
-import { errorFrame, ErrorCode } from '../protocol/frames';
+import { CLOSE, errorFrame, ErrorCode } from '../protocol/frames';
 import { encodeCursor } from '../outbox/cursor';
 import { StoredDelivery } from '../outbox/outbox.store';
 
@@ -9,17 +9,63 @@ export interface DeliverySource {
   readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredDelivery[]>;
 }
 
+/** Per-connection budgets (the gateway passes its config section, which has these fields). */
+export interface ConnectionLimits {
+  sendRatePerSec: number;
+  sendBurst: number;
+  /** Every inbound frame, of any type, takes one token. */
+  frameRatePerSec: number;
+  frameBurst: number;
+  /** Consecutive frames over budget (each answered `rate_limited`) after which the socket closes 4029. */
+  floodCloseAfter: number;
+  /** Unsent bytes above which any write closes the socket 1013 instead of queueing more. */
+  maxBufferedBytes: number;
+}
+
+/** What a connection reports; the gateway wires it to its metrics. */
+export interface ConnectionObserver {
+  frameRejected(code: ErrorCode): void;
+  closedByServer(code: number): void;
+}
+
+const NO_OBSERVER: ConnectionObserver = { frameRejected: () => undefined, closedByServer: () => undefined };
+
+/** Answer to an inbound frame's budget check. */
+export type FrameBudget = 'ok' | 'limited' | 'flooding';
+
 const FILL_PAGE = 500;
-/** Above this many unsent bytes the fill waits for the socket; live pushes beyond the hard cap drop the client. */
+/** A fill writes until this many bytes are unsent, then waits for the socket (never near the hard cap). */
 const SOFT_BUFFER = 1 << 20;
-const HARD_BUFFER = 16 << 20;
+/** setTimeout's longest delay; a later token expiry re-arms the timer when it fires. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A token bucket: `burst` tokens, refilled at `perSec`. */
+class TokenBucket {
+  private tokens: number;
+  private at = Date.now();
+
+  constructor(
+    private readonly perSec: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  take(now: number): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSec);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
 
 export function messageFrame(cursor: string, envelopeJson: string): string {
   return `{"type":"message","msg_id":"${cursor}","payload":${envelopeJson}}`;
 }
 
 /**
- * One WebSocket of one user, and the ordering of what is written to it.
+ * One WebSocket of one user, and the ordering and bounds of what is written to it.
  *
  * Invariants:
  * - `lastSeq` is the highest delivery seq written to this socket; deliveries go out in strictly
@@ -28,6 +74,9 @@ export function messageFrame(cursor: string, envelopeJson: string): string {
  * - A live push is written directly only when it is exactly lastSeq+1. A push further ahead means a
  *   gap (a dropped push, a resync, a late subscription): the connection fills from the outbox, which
  *   holds every seq below a visible one (OutboxStore contract), then drains `pending`.
+ * - Every write goes through `sendRaw`: with more than `maxBufferedBytes` unsent, the socket is closed
+ *   1013 instead (the client resumes from its cursor), so no client can make us queue without bound.
+ * - Once the token's `exp` passes, the expiry timer closes the socket 4001; it is cleared on close.
  */
 export class Connection {
   private static readonly logger = new Logger('Connection');
@@ -45,8 +94,15 @@ export class Connection {
   ingressTail: Promise<void> = Promise.resolve();
   publishesInFlight = 0;
   publishFailed = false;
-  private tokens: number;
-  private tokensAt = Date.now();
+  /** `send` frames received so far: numbers them in arrival order (see IngressService). */
+  sendsReceived = 0;
+  /** Ranges (after, through] of send numbers to refuse after a failure (see IngressService). */
+  refusals: { after: number; through: number }[] = [];
+  private readonly sendTokens: TokenBucket;
+  private readonly frameTokens: TokenBucket;
+  /** Consecutive inbound frames over the frame budget. */
+  private overBudget = 0;
+  private expiryTimer: NodeJS.Timeout | undefined;
   /** True from construction until the first fill ends, and while any fill runs: pushes wait. */
   private filling = true;
   private fillRunning = false;
@@ -58,30 +114,43 @@ export class Connection {
     readonly expiresAt: number | null,
     private readonly ws: WebSocket,
     private readonly source: DeliverySource,
-    private readonly rate: { perSec: number; burst: number },
+    private readonly limits: ConnectionLimits,
+    private readonly observer: ConnectionObserver = NO_OBSERVER,
   ) {
-    this.tokens = rate.burst;
+    this.sendTokens = new TokenBucket(limits.sendRatePerSec, limits.sendBurst);
+    this.frameTokens = new TokenBucket(limits.frameRatePerSec, limits.frameBurst);
+    if (expiresAt !== null) this.armExpiry();
   }
 
   get isOpen(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
   }
 
+  /** Writes one frame, unless the client already has more than maxBufferedBytes unread (then 1013). */
   sendRaw(text: string): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(text);
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.bufferedAmount > this.limits.maxBufferedBytes) {
+      // A client that does not read would make us buffer without bound; it resumes from its cursor.
+      this.close(CLOSE.slowConsumer, 'slow consumer');
+      return;
+    }
+    this.ws.send(text);
   }
 
   sendError(code: ErrorCode, message: string, ref?: string): void {
+    this.observer.frameRejected(code);
     this.sendRaw(errorFrame(code, message, ref));
   }
 
   close(code: number, reason: string): void {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
+      this.observer.closedByServer(code);
       this.ws.close(code, reason);
     }
   }
 
   terminate(): void {
+    if (this.ws.readyState !== WebSocket.CLOSED) this.observer.closedByServer(1006);
     this.ws.terminate();
   }
 
@@ -107,11 +176,24 @@ export class Connection {
 
   /** Token bucket for `send` frames. */
   takeSendToken(now = Date.now()): boolean {
-    this.tokens = Math.min(this.rate.burst, this.tokens + ((now - this.tokensAt) / 1000) * this.rate.perSec);
-    this.tokensAt = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
+    return this.sendTokens.take(now);
+  }
+
+  /**
+   * The budget every inbound frame passes first. 'limited': answer `rate_limited` and drop the frame;
+   * 'flooding': the client kept sending over budget for floodCloseAfter frames in a row (close 4029).
+   */
+  takeFrameToken(now = Date.now()): FrameBudget {
+    if (this.frameTokens.take(now)) {
+      this.overBudget = 0;
+      return 'ok';
+    }
+    return ++this.overBudget >= this.limits.floodCloseAfter ? 'flooding' : 'limited';
+  }
+
+  /** The token has expired (the timer closes the socket; this guards frames already read). */
+  expired(now = Date.now()): boolean {
+    return this.expiresAt !== null && now >= this.expiresAt;
   }
 
   /** Starts delivery after `welcome`: retained deliveries after `afterSeq`, then live ones. */
@@ -135,11 +217,6 @@ export class Connection {
       void this.fill();
       return;
     }
-    if (this.ws.bufferedAmount > HARD_BUFFER) {
-      // A client that cannot keep up would make us buffer without bound; it resumes from its cursor.
-      this.close(1013, 'slow consumer');
-      return;
-    }
     this.write(seq, frame);
   }
 
@@ -151,7 +228,27 @@ export class Connection {
   markClosed(): void {
     this.state = 'closed';
     this.pending = [];
+    this.refusals = [];
     clearTimeout(this.handshakeTimer);
+    clearTimeout(this.expiryTimer);
+  }
+
+  /** Closes 4001 at `exp`; a timer cannot wait longer than MAX_TIMER_MS, so far expiries re-arm. */
+  private armExpiry(): void {
+    const left = this.expiresAt! - Date.now();
+    this.expiryTimer = setTimeout(
+      () => {
+        try {
+          if (this.state === 'closed') return;
+          if (this.expired()) this.close(CLOSE.unauthorized, 'token expired');
+          else this.armExpiry();
+        } catch (err) {
+          Connection.logger.error(`expiry timer for user ${this.userId} failed: ${(err as Error).message}`);
+        }
+      },
+      Math.min(Math.max(left, 0), MAX_TIMER_MS),
+    );
+    this.expiryTimer.unref();
   }
 
   private write(seq: number, frame: string): void {
@@ -167,20 +264,29 @@ export class Connection {
       for (;;) {
         const rows = await this.source.readAfter(this.userId, this.lastSeq, FILL_PAGE);
         if (this.state === 'closed') return;
-        this.cork();
-        for (const row of rows) {
-          if (row.seq <= this.lastSeq) continue;
-          this.write(row.seq, messageFrame(encodeCursor(this.epoch, row.seq), JSON.stringify(row.envelope)));
+        for (let i = 0; i < rows.length;) {
+          // Write corked up to the soft bound, then let the socket drain: a page of large messages
+          // must not reach the hard cap of a client that is reading.
+          this.cork();
+          for (; i < rows.length && this.ws.bufferedAmount <= this.softBuffer(); i++) {
+            const row = rows[i];
+            if (row.seq <= this.lastSeq) continue;
+            this.write(
+              row.seq,
+              messageFrame(encodeCursor(this.epoch, row.seq), JSON.stringify(row.envelope)),
+            );
+          }
+          this.uncork();
+          await this.waitForSocket();
+          if (!this.isOpen || (this.state as Connection['state']) === 'closed') return;
         }
-        this.uncork();
-        await this.waitForSocket();
         if (rows.length === FILL_PAGE) continue;
         if (this.drainPending()) return;
         // A gap inside pending: the outbox already holds the missing seqs, read again.
       }
     } catch (err) {
       Connection.logger.warn(`fill for user ${this.userId} failed: ${(err as Error).message}`);
-      this.close(1011, 'outbox unavailable'); // the client resumes from its cursor
+      this.close(CLOSE.internal, 'outbox unavailable'); // the client resumes from its cursor
     } finally {
       this.fillRunning = false;
       this.filling = false;
@@ -199,11 +305,15 @@ export class Connection {
     return true;
   }
 
+  private softBuffer(): number {
+    return Math.min(SOFT_BUFFER, this.limits.maxBufferedBytes >> 1);
+  }
+
   private async waitForSocket(): Promise<void> {
     const deadline = Date.now() + 30_000;
-    while (this.ws.bufferedAmount > SOFT_BUFFER && this.ws.readyState === WebSocket.OPEN) {
+    while (this.ws.bufferedAmount > this.softBuffer() && this.ws.readyState === WebSocket.OPEN) {
       if (Date.now() > deadline) {
-        this.close(1013, 'slow consumer');
+        this.close(CLOSE.slowConsumer, 'slow consumer');
         return;
       }
       await new Promise((r) => setTimeout(r, 20));

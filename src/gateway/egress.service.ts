@@ -3,13 +3,21 @@ import { Config } from '../config/config.module';
 import { Connection, messageFrame } from './connection';
 import { ConnectionRegistry } from './connection.registry';
 import { encodeCursor } from '../outbox/cursor';
+import { CLOSE } from '../protocol/frames';
 import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel';
 import { SessionMap } from '../session/session-map';
 import { MetricsService } from '../metrics/metrics.service';
 
 const RESYNC_CONCURRENCY = 64;
 
-/** Bus -> sockets on this node: receives the router's per-node batches and hands them to connections. */
+/**
+ * Bus -> sockets on this node: receives the router's per-node batches and hands them to connections.
+ *
+ * Containment: a batch is handled inside a boundary (the channel's callback must never see an
+ * exception). A failure while pushing to one connection closes that connection 1011 (it resumes from
+ * its cursor) and the batch goes on; a failure of the batch itself triggers a resync, so every
+ * connection catches up from the outbox. Both are logged and counted in `contained{where}`.
+ */
 @Injectable()
 export class EgressService implements NodeSubscriber {
   private readonly logger = new Logger(EgressService.name);
@@ -36,27 +44,51 @@ export class EgressService implements NodeSubscriber {
   }
 
   onBatch(batch: PushBatch): void {
-    if (batch.resync) this.onResync();
+    try {
+      if (batch.resync) this.onResync();
+      this.deliver(batch);
+    } catch (err) {
+      this.contain('egress.batch', err);
+      // Whatever this batch carried is in the outbox: let every connection catch up from there.
+      this.onResync();
+    }
+  }
+
+  private deliver(batch: PushBatch): void {
     // Serialise each envelope once per node, however many local connections receive it, and let each
     // socket flush all of its frames from this batch in one write.
     const json: (string | undefined)[] = new Array(batch.envelopes.length);
     const corked = new Set<Connection>();
-    for (const d of batch.deliveries) {
-      const conns = this.registry.forUser(d.u);
-      if (!conns) continue;
-      const frame = messageFrame(
-        encodeCursor(batch.epoch, d.s),
-        (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])),
-      );
-      for (const conn of conns) {
-        if (!corked.has(conn)) {
-          conn.cork();
-          corked.add(conn);
+    try {
+      for (const d of batch.deliveries) {
+        const conns = this.registry.forUser(d.u);
+        if (!conns) continue;
+        const frame = messageFrame(
+          encodeCursor(batch.epoch, d.s),
+          (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])),
+        );
+        for (const conn of conns) {
+          try {
+            if (!corked.has(conn)) {
+              conn.cork();
+              corked.add(conn);
+            }
+            conn.push(d.s, frame);
+          } catch (err) {
+            this.contain('egress.connection', err);
+            conn.close(CLOSE.internal, 'internal error');
+          }
         }
-        conn.push(d.s, frame);
       }
+    } finally {
+      for (const conn of corked) conn.uncork();
     }
-    for (const conn of corked) conn.uncork();
+  }
+
+  private contain(where: string, err: unknown): void {
+    this.metrics.contained.labels(where).inc();
+    const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    this.logger.error(`unexpected error in ${where}: ${what}`);
   }
 
   /**
@@ -70,13 +102,15 @@ export class EgressService implements NodeSubscriber {
       return;
     }
     this.resyncing = true;
-    void this.refillAll().finally(() => {
-      this.resyncing = false;
-      if (this.resyncAgain) {
-        this.resyncAgain = false;
-        this.onResync();
-      }
-    });
+    void this.refillAll()
+      .catch((err: unknown) => this.contain('egress.resync', err))
+      .finally(() => {
+        this.resyncing = false;
+        if (this.resyncAgain) {
+          this.resyncAgain = false;
+          this.onResync();
+        }
+      });
   }
 
   private async refillAll(): Promise<void> {

@@ -1,8 +1,14 @@
 import Ajv, { ErrorObject } from 'ajv';
-import { ClientFrame, ErrorCode } from '../protocol/frames';
+import { ClientFrame, echoableRef, ErrorCode } from '../protocol/frames';
+import { jsonDepthExceeds, topLevelString } from '../protocol/json-depth';
 
 type Decoded =
   { ok: true; frame: ClientFrame } | { ok: false; code: ErrorCode; message: string; ref?: string };
+
+/** MAX_JSON_DEPTH's default: deep enough for any sane body, shallow enough for every engine to store. */
+const DEFAULT_MAX_JSON_DEPTH = 64;
+/** Conversation ids share the user id charset, so they are safe in logs, keys and URLs. */
+const ID_PATTERN = '^[A-Za-z0-9_.:@-]{1,128}$';
 
 const KNOWN_TYPES = new Set(['hello', 'send', 'confirm', 'ping']);
 const ajv = new Ajv({ allErrors: false, strict: false });
@@ -37,7 +43,7 @@ const schemas = {
       payload: {
         type: 'object',
         required: ['conversation_id', 'body'],
-        properties: { conversation_id: { type: 'string', minLength: 1, maxLength: 128 } },
+        properties: { conversation_id: { type: 'string', pattern: ID_PATTERN } },
       },
     },
   }),
@@ -56,8 +62,32 @@ function describe(errors: ErrorObject[] | null | undefined): string {
   return `${where} ${e.message ?? 'is invalid'}`;
 }
 
-/** Parses and validates one text frame. Never throws: bad input becomes an error code for the client. */
-export function decodeFrame(text: string): Decoded {
+/** The msg_id of a parsed frame, cut to what an error may echo. */
+function refOf(raw: unknown): string | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const ref = (raw as { msg_id?: unknown }).msg_id;
+  return typeof ref === 'string' ? echoableRef(ref) : undefined;
+}
+
+/**
+ * Parses and validates one text frame (its size is checked before). Never throws: bad input becomes
+ * an error code for the client. Errors carry at most the first 64 characters of the frame's msg_id.
+ *
+ * Nesting depth (the frame object is level 1) is measured on the text before JSON.parse: parsing
+ * costs grow faster than linearly with depth (a 64 KiB frame 32k levels deep takes ~10-15 ms, a flat
+ * one ~30 µs), so a too-deep frame is refused without parsing it, its ref found by a top-level scan.
+ * Text that is both malformed and too deep is therefore reported as too deep (bad_frame either way).
+ */
+export function decodeFrame(text: string, maxJsonDepth = DEFAULT_MAX_JSON_DEPTH): Decoded {
+  // Bounded here, before anything is acked: every engine must be able to store and serialise it.
+  if (jsonDepthExceeds(text, maxJsonDepth)) {
+    return {
+      ok: false,
+      code: 'bad_frame',
+      message: `frame nests deeper than ${maxJsonDepth} levels`,
+      ref: frameRef(text),
+    };
+  }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -68,7 +98,7 @@ export function decodeFrame(text: string): Decoded {
     return { ok: false, code: 'bad_frame', message: describe(validateEnvelope.errors) };
   }
   const frame = raw as { type: string; msg_id?: string };
-  const ref = typeof frame.msg_id === 'string' ? frame.msg_id : undefined;
+  const ref = refOf(raw);
   if (!KNOWN_TYPES.has(frame.type)) {
     return {
       ok: false,
@@ -82,4 +112,14 @@ export function decodeFrame(text: string): Decoded {
     return { ok: false, code: 'bad_frame', message: describe(validate.errors), ref };
   }
   return { ok: true, frame: raw as ClientFrame };
+}
+
+/**
+ * The ref (cut to 64 characters) a frame refused without parsing (too deep, over the frame budget)
+ * is answered with, so the client can still match the refusal to its send. A top-level scan that
+ * stops at msg_id: no parse of the rest of the frame.
+ */
+export function frameRef(text: string): string | undefined {
+  const ref = topLevelString(text, 'msg_id');
+  return ref === undefined ? undefined : echoableRef(ref);
 }

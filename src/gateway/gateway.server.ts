@@ -7,21 +7,25 @@ import { RawData, WebSocket, WebSocketServer } from 'ws';
 import { Config } from '../config/config.module';
 import { decodeCursor, encodeCursor, planResume } from '../outbox/cursor';
 import { OutboxStore } from '../outbox/outbox.store';
-import { CLOSE, ClientFrame } from '../protocol/frames';
+import { CLOSE, ClientFrame, ErrorCode } from '../protocol/frames';
 import { SessionMap } from '../session/session-map';
 import { MetricsService } from '../metrics/metrics.service';
 import { NodeStatus } from '../health/node-status';
 import { AdmissionService } from './admission.service';
-import { Connection } from './connection';
+import { Connection, ConnectionObserver } from './connection';
 import { ConnectionRegistry } from './connection.registry';
 import { EgressService } from './egress.service';
-import { decodeFrame } from './frame.codec';
+import { decodeFrame, frameRef } from './frame.codec';
 import { IngressService } from './ingress.service';
 
 /**
  * The WebSocket endpoint (`GET /ws` on the HTTP port). `ws` is driven directly rather than through a
  * Nest gateway adapter: authentication must answer HTTP 401 *before* the upgrade, and frames are the
  * hot path, so they go straight from the socket to our codec.
+ *
+ * Containment: every socket event handler and timer callback runs inside a try/catch boundary
+ * (`guard`, inlined on the per-frame path), so an unexpected exception while handling one connection
+ * is logged, counted (`contained{where}`) and costs that connection a close 1011, never the process.
  */
 @Injectable()
 export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -29,7 +33,15 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
   private wss!: WebSocketServer;
   private heartbeat: NodeJS.Timeout | undefined;
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-    void this.upgrade(req, socket, head);
+    void this.upgrade(req, socket, head).catch((err: unknown) => {
+      this.contain('upgrade', err);
+      socket.destroy();
+    });
+  /** Connection -> metrics, one object shared by every connection. */
+  private readonly observer: ConnectionObserver = {
+    frameRejected: (code: ErrorCode) => this.metrics.framesRejected.labels(code).inc(),
+    closedByServer: (code: number) => this.metrics.connectionsClosed.labels(String(code)).inc(),
+  };
 
   constructor(
     private readonly config: Config,
@@ -52,7 +64,10 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     const server = this.adapterHost.httpAdapter.getHttpServer() as Server;
     server.on('upgrade', this.onUpgrade);
     const hb = this.config.gateway.heartbeatMs;
-    this.heartbeat = setInterval(() => void this.sweep(), hb);
+    this.heartbeat = setInterval(
+      () => void this.sweep().catch((err: unknown) => this.contain('heartbeat', err)),
+      hb,
+    );
     this.heartbeat.unref();
   }
 
@@ -73,42 +88,73 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   private accept(ws: WebSocket, userId: string, expiresAt: number | null, ip: string): void {
-    const { gateway } = this.config;
-    const conn = new Connection(randomUUID(), userId, expiresAt, ws, this.outbox, {
-      perSec: gateway.sendRatePerSec,
-      burst: gateway.sendBurst,
-    });
+    // The gateway config section carries every per-connection limit (ConnectionLimits).
+    const conn = new Connection(
+      randomUUID(),
+      userId,
+      expiresAt,
+      ws,
+      this.outbox,
+      this.config.gateway,
+      this.observer,
+    );
     this.metrics.connections.inc();
     this.admission.admitted(userId, ip);
     conn.handshakeTimer = setTimeout(
-      () => conn.close(CLOSE.handshakeTimeout, 'hello not received in time'),
+      () =>
+        this.guard('handshake-timer', conn, () =>
+          conn.close(CLOSE.handshakeTimeout, 'hello not received in time'),
+        ),
       this.admission.handshakeTimeoutMs(),
     );
     ws.on('pong', () => {
       conn.missedPongs = 0;
       conn.lastPing = Date.now();
     });
-    ws.on('message', (data, isBinary) => this.onMessage(conn, data, isBinary));
-    ws.on('error', (err) => this.logger.debug(`socket error for ${userId}: ${err.message}`));
-    ws.on('close', () => {
-      this.metrics.connections.dec();
-      const wasRegistered = conn.state !== 'handshake';
-      if (!wasRegistered) this.admission.handshakeEnded();
-      this.admission.released(userId, ip);
-      conn.markClosed();
-      this.registry.remove(conn);
-      if (wasRegistered) {
-        this.sessions
-          .remove(userId, conn.id)
-          .catch((err: Error) => this.logger.warn(`session remove failed: ${err.message}`));
+    ws.on('message', (data, isBinary) => {
+      try {
+        this.onMessage(conn, data, isBinary);
+      } catch (err) {
+        this.contain('frame', err, conn);
       }
     });
+    ws.on('error', (err) => this.logger.debug(`socket error for ${userId}: ${err.message}`));
+    ws.on('close', () =>
+      this.guard('close', null, () => {
+        this.metrics.connections.dec();
+        const wasRegistered = conn.state !== 'handshake';
+        if (!wasRegistered) this.admission.handshakeEnded();
+        this.admission.released(userId, ip);
+        conn.markClosed();
+        this.registry.remove(conn);
+        if (wasRegistered) {
+          this.sessions
+            .remove(userId, conn.id)
+            .catch((err: Error) => this.logger.warn(`session remove failed: ${err.message}`));
+        }
+      }),
+    );
   }
 
+  /**
+   * Every inbound frame: frame budget first (a frame over budget is not parsed for anything but its
+   * ref), then the token's expiry, then size, then the codec.
+   */
   private onMessage(conn: Connection, data: RawData, isBinary: boolean): void {
+    if (!conn.isOpen) return; // closing: whatever is still in flight is dropped unread
+    const { gateway } = this.config;
+    const now = Date.now();
     const size = Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : (data as Buffer).byteLength;
-    if (size > this.config.gateway.maxFrameBytes) {
-      conn.sendError('too_large', `frame exceeds ${this.config.gateway.maxFrameBytes} bytes`);
+    const budget = conn.takeFrameToken(now);
+    if (budget !== 'ok') {
+      const ref = isBinary || size > gateway.maxFrameBytes ? undefined : frameRef(data.toString());
+      conn.sendError('rate_limited', 'too many frames, slow down', ref);
+      if (budget === 'flooding') conn.close(CLOSE.flooding, 'flooding');
+      return;
+    }
+    if (conn.expired(now)) return conn.close(CLOSE.unauthorized, 'token expired');
+    if (size > gateway.maxFrameBytes) {
+      conn.sendError('too_large', `frame exceeds ${gateway.maxFrameBytes} bytes`);
       conn.close(CLOSE.tooLarge, 'frame too large');
       return;
     }
@@ -123,7 +169,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       else conn.sendError('rate_limited', 'too many frames before welcome');
       return;
     }
-    const decoded = decodeFrame(text);
+    const decoded = decodeFrame(text, this.config.gateway.maxJsonDepth);
     if (!decoded.ok) return conn.sendError(decoded.code, decoded.message, decoded.ref);
     const frame = decoded.frame;
     if (conn.state === 'handshake' && frame.type !== 'hello') {
@@ -136,7 +182,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     switch (frame.type) {
       case 'hello':
         if (conn.state !== 'handshake') return conn.sendError('bad_frame', 'hello was already received');
-        return void this.hello(conn, frame);
+        return void this.hello(conn, frame).catch((err: unknown) => this.contain('hello', err, conn));
       case 'send':
         return this.ingress.handleSend(conn, frame);
       case 'confirm':
@@ -186,30 +232,32 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
         }),
       );
       conn.start(epoch, plan.afterSeq);
-      for (const text of conn.early.splice(0)) this.handleText(conn, text);
     } catch (err) {
       this.logger.warn(`hello for ${conn.userId} failed: ${(err as Error).message}`);
       conn.sendError('unavailable', 'session store unavailable, reconnect later');
-      conn.close(1011, 'unavailable');
+      conn.close(CLOSE.internal, 'unavailable');
+      return;
     }
+    // Outside the try: a bug in handling a held frame is contained, not reported as a store outage.
+    for (const text of conn.early.splice(0)) this.handleText(conn, text);
   }
 
   /** Heartbeat: ping every socket, drop those that missed two pongs, refresh live session TTLs in one batch. */
   private async sweep(): Promise<void> {
-    const now = Date.now();
     const alive: Connection[] = [];
     for (const conn of this.registry.all) {
-      if (conn.missedPongs >= 2) {
-        conn.terminate();
-        continue;
+      // Token expiry is each connection's own timer (Connection), not this sweep's job.
+      try {
+        if (conn.missedPongs >= 2) {
+          conn.terminate();
+          continue;
+        }
+        conn.missedPongs++;
+        conn.ping();
+        alive.push(conn);
+      } catch (err) {
+        this.contain('heartbeat', err, conn);
       }
-      if (conn.expiresAt !== null && conn.expiresAt <= now) {
-        conn.close(CLOSE.unauthorized, 'token expired');
-        continue;
-      }
-      conn.missedPongs++;
-      conn.ping();
-      alive.push(conn);
     }
     // Built synchronously from connections still open, so a socket closing meanwhile is not written back.
     const entries = alive
@@ -252,6 +300,28 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     this.wss?.close();
     await this.egress.stop().catch(() => undefined);
     this.logger.log(`drained; closed ${closing.length} connections`);
+  }
+
+  /** Runs one socket/timer handler; an unexpected exception is contained and closes `conn` with 1011. */
+  private guard(where: string, conn: Connection | null, handler: () => void): void {
+    try {
+      handler();
+    } catch (err) {
+      this.contain(where, err, conn);
+    }
+  }
+
+  /** An unexpected exception at a containment boundary: log it once, count it, drop the connection. */
+  private contain(where: string, err: unknown, conn: Connection | null = null): void {
+    this.metrics.contained.labels(where).inc();
+    const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    this.logger.error(`unexpected error in ${where}${conn ? ` (user ${conn.userId})` : ''}: ${what}`);
+    if (!conn) return;
+    try {
+      conn.close(CLOSE.internal, 'internal error');
+    } catch {
+      conn.terminate();
+    }
   }
 }
 

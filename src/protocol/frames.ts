@@ -29,10 +29,18 @@ export type ClientFrame =
   | { type: 'confirm'; msg_id: string }
   | { type: 'ping' };
 
+/** An `error` frame echoes at most this many characters of the frame's msg_id (protocol limit). */
+export const MAX_ECHOED_REF = 64;
+
+/** The part of a client ref an error may echo: a hostile ref must not size our output. */
+export function echoableRef(ref: string): string {
+  return ref.length > MAX_ECHOED_REF ? ref.slice(0, MAX_ECHOED_REF) : ref;
+}
+
 export function errorFrame(code: ErrorCode, message: string, ref?: string): string {
   return JSON.stringify(
     ref === undefined
       ? { type: 'error', payload: { code, message } }
-      : { type: 'error', msg_id: ref, payload: { code, message } },
+      : { type: 'error', msg_id: echoableRef(ref), payload: { code, message } },
   );
 }

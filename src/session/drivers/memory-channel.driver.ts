@@ -1,14 +1,25 @@
+import { Logger } from '@nestjs/common';
 import { NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
 
 /** In-process channels; batches are handed over on a later tick, as they would arrive from Redis. */
 export class MemoryChannelDriver extends NodeChannel {
+  private readonly logger = new Logger(MemoryChannelDriver.name);
   private readonly subscribers = new Map<string, NodeSubscriber>();
   private own: string | null = null;
 
   async publish(batches: Map<string, PushBatch>): Promise<void> {
     for (const [node, batch] of batches) {
       const sub = this.subscribers.get(node);
-      if (sub) setImmediate(() => sub.onBatch(batch));
+      if (sub) setImmediate(() => this.deliver(sub, batch));
+    }
+  }
+
+  /** Runs in a bare timer callback: an exception here would be uncaught and end the process. */
+  private deliver(sub: NodeSubscriber, batch: PushBatch): void {
+    try {
+      sub.onBatch(batch);
+    } catch (err) {
+      this.logger.error(`push batch handler failed: ${(err as Error).message}`);
     }
   }
 

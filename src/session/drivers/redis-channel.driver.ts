@@ -49,11 +49,19 @@ export class RedisChannelDriver extends NodeChannel {
     const sub: Subscription = {
       client,
       channel,
+      // Both run in the Redis client's event callbacks: nothing may escape from them.
       onMessage: (ch, message) => {
-        if (ch === channel) this.deliver(subscriber, message);
+        try {
+          if (ch === channel) this.deliver(subscriber, message);
+        } catch (err) {
+          this.logger.error(`push batch handling failed: ${(err as Error).message}`);
+        }
       },
       onReady: () => {
-        if (subscribed) void this.resync(sub, subscriber);
+        if (subscribed)
+          this.resync(sub, subscriber).catch((err: Error) =>
+            this.logger.error(`resync after reconnect failed: ${err.message}`),
+          );
       },
     };
     client.on('message', sub.onMessage);
