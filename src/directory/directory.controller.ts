@@ -19,9 +19,9 @@ import { ArrayMaxSize, IsArray, IsString, Matches } from 'class-validator';
 import { timingSafeEqual } from 'node:crypto';
 import { Config } from '../config/config.module';
 import { DirectoryStore } from './conversation-directory';
+import { ID_PATTERN, ID_PATTERN_SOURCE } from '../protocol/frames';
 
 /** Conversation and user ids (the same charset as the WebSocket protocol's ids). */
-export const ID_PATTERN = /^[A-Za-z0-9_.:@-]{1,128}$/;
 
 /**
  * The request body a PUT may carry: room for MAX_CONVERSATION_MEMBERS ids of the longest kind
@@ -36,7 +36,7 @@ export class PutConversationDto {
   @IsArray()
   @ArrayMaxSize(100_000) // the largest MAX_CONVERSATION_MEMBERS; the configured one is checked below
   @IsString({ each: true })
-  @Matches(ID_PATTERN, { each: true, message: 'each member must match ^[A-Za-z0-9_.:@-]{1,128}$' })
+  @Matches(ID_PATTERN, { each: true, message: `each member must match ${ID_PATTERN_SOURCE}` })
   members!: string[];
 }
 
@@ -97,7 +97,7 @@ export class DirectoryController {
 
 function checkId(id: string): string {
   if (!ID_PATTERN.test(id)) {
-    throw new BadRequestException('conversation id must match ^[A-Za-z0-9_.:@-]{1,128}$');
+    throw new BadRequestException(`conversation id must match ${ID_PATTERN_SOURCE}`);
   }
   return id;
 }

@@ -5,6 +5,7 @@ import { IncomingMessage } from 'node:http';
 import { RateLimitedLog } from '../common/rate-limited-log';
 import { Config } from '../config/config.module';
 import { MetricsService } from '../metrics/metrics.service';
+import { ID_PATTERN } from '../protocol/frames';
 
 export interface Principal {
   userId: string;
@@ -32,8 +33,6 @@ export type AuthFailure =
   | 'key set unavailable';
 
 export type AuthResult = { principal: Principal } | { failure: AuthFailure };
-
-const USER_ID = /^[\w.:@-]{1,128}$/;
 
 /** JOSE algorithms by key family; used to refuse an allow-list the configured key could never verify. */
 const FAMILY: Record<string, RegExp> = {
@@ -115,7 +114,7 @@ export class AuthService implements OnModuleInit {
     if (token && this.key) return this.verify(token);
     if (this.config.auth.mode === 'dev') {
       const userId = url.searchParams.get('user_id');
-      if (userId && USER_ID.test(userId)) return { principal: { userId, expiresAt: null } };
+      if (userId && ID_PATTERN.test(userId)) return { principal: { userId, expiresAt: null } };
       if (userId) return { failure: 'invalid user_id' };
     }
     return { failure: 'missing token' };
@@ -141,7 +140,8 @@ export class AuthService implements OnModuleInit {
       return { failure: 'token issued in the future' };
     }
     if (exp - (payload.iat ?? now) > maxLifetimeSec) return { failure: 'token lifetime too long' };
-    if (typeof payload.sub !== 'string' || !USER_ID.test(payload.sub)) return { failure: 'invalid subject' };
+    if (typeof payload.sub !== 'string' || !ID_PATTERN.test(payload.sub))
+      return { failure: 'invalid subject' };
     return { principal: { userId: payload.sub, expiresAt: exp * 1000 } };
   }
 }

@@ -1,5 +1,5 @@
 import Ajv, { ErrorObject } from 'ajv';
-import { ClientFrame, echoableRef, ErrorCode } from '../protocol/frames';
+import { ClientFrame, echoableRef, ErrorCode, ID_PATTERN_SOURCE } from '../protocol/frames';
 import { jsonDepthExceeds, topLevelString } from '../protocol/json-depth';
 
 type Decoded =
@@ -8,7 +8,6 @@ type Decoded =
 /** MAX_JSON_DEPTH's default: deep enough for any sane body, shallow enough for every engine to store. */
 const DEFAULT_MAX_JSON_DEPTH = 64;
 /** Conversation ids share the user id charset, so they are safe in logs, keys and URLs. */
-const ID_PATTERN = '^[A-Za-z0-9_.:@-]{1,128}$';
 
 const KNOWN_TYPES = new Set(['hello', 'send', 'confirm', 'ping']);
 const ajv = new Ajv({ allErrors: false, strict: false });
@@ -43,7 +42,7 @@ const schemas = {
       payload: {
         type: 'object',
         required: ['conversation_id', 'body'],
-        properties: { conversation_id: { type: 'string', pattern: ID_PATTERN } },
+        properties: { conversation_id: { type: 'string', pattern: ID_PATTERN_SOURCE } },
       },
     },
   }),

@@ -1,4 +1,8 @@
 /** Wire protocol v1 (docs/protocol.md). */
+
+/** User and conversation ids: frames, tokens (`sub`), dev auth and the directory API all use it. */
+export const ID_PATTERN_SOURCE = '^[A-Za-z0-9_.:@-]{1,128}$';
+export const ID_PATTERN = new RegExp(ID_PATTERN_SOURCE);
 export const ERROR_CODES = [
   'bad_frame',
   'unknown_type',
