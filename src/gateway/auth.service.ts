@@ -1,5 +1,13 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { createLocalJWKSet, createRemoteJWKSet, importSPKI, JWTVerifyGetKey, jwtVerify, KeyLike } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  type CryptoKey,
+  importSPKI,
+  JWTVerifyGetKey,
+  jwtVerify,
+  type KeyObject,
+} from 'jose';
 import { IncomingMessage } from 'node:http';
 import { Config } from '../config/config.module';
 
@@ -15,7 +23,7 @@ const USER_ID = /^[\w.:@-]{1,128}$/;
 @Injectable()
 export class AuthService implements OnModuleInit {
   private readonly logger = new Logger(AuthService.name);
-  private key: Uint8Array | KeyLike | JWTVerifyGetKey | undefined;
+  private key: Uint8Array | CryptoKey | KeyObject | JWTVerifyGetKey | undefined;
 
   constructor(private readonly config: Config) {}
 
