@@ -17,7 +17,6 @@ export interface DataSourceOptions {
 export function createDataSource(url: string, options: DataSourceOptions = {}): DataSource {
   return new DataSource({
     type: 'mysql',
-    connectorPackage: 'mysql2',
     url,
     charset: 'utf8mb4',
     // BIGINTs come back as numbers while they are safe integers (seqs are), as strings beyond.

@@ -1,5 +1,12 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { createLocalJWKSet, createRemoteJWKSet, errors, JWTVerifyGetKey, jwtVerify, KeyLike } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  type CryptoKey,
+  errors,
+  JWTVerifyGetKey,
+  jwtVerify,
+} from 'jose';
 import { createPublicKey, KeyObject } from 'node:crypto';
 import { IncomingMessage } from 'node:http';
 import { RateLimitedLog } from '../common/rate-limited-log';
@@ -53,7 +60,7 @@ const FAMILY: Record<string, RegExp> = {
 export class AuthService implements OnModuleInit {
   private readonly logger = new Logger(AuthService.name);
   private readonly refusals = new RateLimitedLog((line) => this.logger.warn(line));
-  private key: Uint8Array | KeyLike | JWTVerifyGetKey | undefined;
+  private key: Uint8Array | CryptoKey | KeyObject | JWTVerifyGetKey | undefined;
   private algorithms: string[] = [];
 
   constructor(
