@@ -29,11 +29,13 @@ function isBodyParserError(e: unknown): e is BodyParserError {
 @Catch()
 export class BodyParserErrorFilter extends BaseExceptionFilter {
   override catch(exception: unknown, host: ArgumentsHost): void {
-    if (!isBodyParserError(exception)) return super.catch(exception, host);
+    // Nest 12's Express adapter already wraps http-errors in an HttpException (the original is its cause).
+    const raw = exception instanceof HttpException ? exception.cause : exception;
+    if (!isBodyParserError(raw)) return super.catch(exception, host);
     const message =
-      exception.type === 'entity.too.large' && exception.limit !== undefined
-        ? `request body is larger than ${exception.limit} bytes`
-        : exception.message;
-    super.catch(new HttpException(message, exception.status), host);
+      raw.type === 'entity.too.large' && raw.limit !== undefined
+        ? `request body is larger than ${raw.limit} bytes`
+        : raw.message;
+    super.catch(new HttpException(message, raw.status), host);
   }
 }
