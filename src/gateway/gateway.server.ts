@@ -1,9 +1,13 @@
-import { Injectable, Logger, OnApplicationBootstrap, BeforeApplicationShutdown } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
+import { BeforeApplicationShutdown, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import {
+  OnGatewayConnection,
+  OnGatewayDisconnect,
+  WebSocketGateway,
+  WebSocketServer,
+} from '@nestjs/websockets';
 import { randomUUID } from 'node:crypto';
-import { IncomingMessage, Server } from 'node:http';
-import { Duplex } from 'node:stream';
-import { RawData, WebSocket, WebSocketServer } from 'ws';
+import { IncomingMessage } from 'node:http';
+import { RawData, WebSocket, type WebSocketServer as WsServer } from 'ws';
 import { Config } from '../config/config.module';
 import { decodeCursor, encodeCursor, planResume } from '../outbox/cursor';
 import { OutboxStore } from '../outbox/outbox.store';
@@ -17,26 +21,33 @@ import { ConnectionRegistry } from './connection.registry';
 import { EgressService } from './egress.service';
 import { decodeFrame, frameRef } from './frame.codec';
 import { IngressService } from './ingress.service';
+import { FrameSink, verdictOf } from './relay-ws.adapter';
 
 /**
- * The WebSocket endpoint (`GET /ws` on the HTTP port). `ws` is driven directly rather than through a
- * Nest gateway adapter: authentication must answer HTTP 401 *before* the upgrade, and frames are the
- * hot path, so they go straight from the socket to our codec.
+ * The WebSocket endpoint (`GET /ws` on the HTTP port), a Nest gateway served by RelayWsAdapter: the
+ * adapter runs admission before the upgrade (HTTP 401/403/429/503) and hands every raw frame to
+ * `onFrame`; this class owns what happens to a connection from then on (handshake, frames, resume,
+ * heartbeat, drain). No `@SubscribeMessage`: frames go straight from the socket to relay's codec.
  *
  * Containment: every socket event handler and timer callback runs inside a try/catch boundary
  * (`guard`, inlined on the per-frame path), so an unexpected exception while handling one connection
  * is logged, counted (`contained{where}`) and costs that connection a close 1011, never the process.
  */
-@Injectable()
-export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationShutdown {
+@WebSocketGateway({ path: '/ws' })
+export class GatewayServer
+  implements
+    OnGatewayConnection<WebSocket>,
+    OnGatewayDisconnect<WebSocket>,
+    OnApplicationBootstrap,
+    BeforeApplicationShutdown,
+    FrameSink
+{
   private readonly logger = new Logger(GatewayServer.name);
-  private wss!: WebSocketServer;
+  /** Set by Nest: every socket of this endpoint, with or without hello (the drain closes them all). */
+  @WebSocketServer() private readonly server!: WsServer;
+  /** The connection behind each socket; a WeakMap so a socket never outlives its entry here. */
+  private readonly connections = new WeakMap<WebSocket, { conn: Connection; ip: string }>();
   private heartbeat: NodeJS.Timeout | undefined;
-  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-    void this.upgrade(req, socket, head).catch((err: unknown) => {
-      this.contain('upgrade', err);
-      socket.destroy();
-    });
   /** Connection -> metrics, one object shared by every connection. */
   private readonly observer: ConnectionObserver = {
     frameRejected: (code: ErrorCode) => this.metrics.framesRejected.labels(code).inc(),
@@ -45,7 +56,6 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
 
   constructor(
     private readonly config: Config,
-    private readonly adapterHost: HttpAdapterHost,
     private readonly admission: AdmissionService,
     private readonly status: NodeStatus,
     private readonly outbox: OutboxStore,
@@ -58,11 +68,6 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
 
   async onApplicationBootstrap(): Promise<void> {
     await this.egress.start();
-    // Frames above 2x the limit are cut by ws itself before being buffered; between 1x and 2x we
-    // can still tell the client why (`too_large`) before closing with 1009.
-    this.wss = new WebSocketServer({ noServer: true, maxPayload: this.config.gateway.maxFrameBytes * 2 });
-    const server = this.adapterHost.httpAdapter.getHttpServer() as Server;
-    server.on('upgrade', this.onUpgrade);
     const hb = this.config.gateway.heartbeatMs;
     this.heartbeat = setInterval(
       () => void this.sweep().catch((err: unknown) => this.contain('heartbeat', err)),
@@ -71,20 +76,51 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
     this.heartbeat.unref();
   }
 
-  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    socket.on('error', () => socket.destroy());
-    const path = (req.url ?? '').split('?')[0];
-    if (path !== '/ws') return reject(socket, 404, 'Not Found');
-    const verdict = await this.admission.admit(req);
-    if (!verdict.ok) {
-      const refusal = verdict.closeWith;
-      if (!refusal) return reject(socket, verdict.status, STATUS_TEXT[verdict.status] ?? 'Refused');
-      return this.wss.handleUpgrade(req, socket, head, (ws) => ws.close(refusal.code, refusal.reason));
+  /**
+   * A socket the adapter upgraded after admission. A refusal that must reach a browser as a close
+   * reason (a refused token on a request with `Origin`) is closed here at once.
+   */
+  handleConnection(ws: WebSocket, req: IncomingMessage): void {
+    try {
+      const verdict = verdictOf(req);
+      if (!verdict) return ws.close(CLOSE.internal, 'not admitted');
+      if (!verdict.ok) return ws.close(verdict.closeWith?.code ?? CLOSE.internal, verdict.closeWith?.reason);
+      this.accept(ws, verdict.principal.userId, verdict.principal.expiresAt, verdict.ip);
+    } catch (err) {
+      this.contain('connection', err);
+      ws.terminate();
     }
-    const { principal, ip } = verdict;
-    this.wss.handleUpgrade(req, socket, head, (ws) =>
-      this.accept(ws, principal.userId, principal.expiresAt, ip),
-    );
+  }
+
+  /** Every frame of every socket (RelayWsAdapter's one listener). */
+  onFrame(ws: WebSocket, data: RawData, isBinary: boolean): void {
+    const entry = this.connections.get(ws);
+    if (!entry) return;
+    try {
+      this.onMessage(entry.conn, data, isBinary);
+    } catch (err) {
+      this.contain('frame', err, entry.conn);
+    }
+  }
+
+  handleDisconnect(ws: WebSocket): void {
+    const entry = this.connections.get(ws);
+    if (!entry) return;
+    this.connections.delete(ws);
+    const { conn, ip } = entry;
+    this.guard('close', null, () => {
+      this.metrics.connections.dec();
+      const wasRegistered = conn.state !== 'handshake';
+      if (!wasRegistered) this.admission.handshakeEnded();
+      this.admission.released(conn.userId, ip);
+      conn.markClosed();
+      this.registry.remove(conn);
+      if (wasRegistered) {
+        this.sessions
+          .remove(conn.userId, conn.id)
+          .catch((err: Error) => this.logger.warn(`session remove failed: ${err.message}`));
+      }
+    });
   }
 
   private accept(ws: WebSocket, userId: string, expiresAt: number | null, ip: string): void {
@@ -111,29 +147,7 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       conn.missedPongs = 0;
       conn.lastPing = Date.now();
     });
-    ws.on('message', (data, isBinary) => {
-      try {
-        this.onMessage(conn, data, isBinary);
-      } catch (err) {
-        this.contain('frame', err, conn);
-      }
-    });
-    ws.on('error', (err) => this.logger.debug(`socket error for ${userId}: ${err.message}`));
-    ws.on('close', () =>
-      this.guard('close', null, () => {
-        this.metrics.connections.dec();
-        const wasRegistered = conn.state !== 'handshake';
-        if (!wasRegistered) this.admission.handshakeEnded();
-        this.admission.released(userId, ip);
-        conn.markClosed();
-        this.registry.remove(conn);
-        if (wasRegistered) {
-          this.sessions
-            .remove(userId, conn.id)
-            .catch((err: Error) => this.logger.warn(`session remove failed: ${err.message}`));
-        }
-      }),
-    );
+    this.connections.set(ws, { conn, ip });
   }
 
   /**
@@ -277,27 +291,29 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   /**
-   * SIGTERM: refuse new upgrades (503, and /health/ready turns 503), ask every client to reconnect
-   * elsewhere (1012), wait for the sockets. The upgrade listener stays until the server closes, so a
-   * reconnect during the drain gets 503, not a silent socket close.
+   * SIGTERM: refuse new upgrades (admission answers 503, and /health/ready turns 503), ask every
+   * client to reconnect elsewhere (1012), wait for the sockets. Runs before Nest closes the WebSocket
+   * server, so a reconnect during the drain gets 503, not a silent socket close.
    */
   async beforeApplicationShutdown(): Promise<void> {
     this.status.startDraining();
     clearInterval(this.heartbeat);
-    const closing = [...this.registry.all].map(
-      (conn) =>
+    // Every socket, including those still before hello (the registry only has helloed ones).
+    const closing = [...(this.server?.clients ?? [])].map(
+      (ws) =>
         new Promise<void>((resolve) => {
-          if (!conn.isOpen) return resolve();
-          conn.onClosed(resolve);
-          conn.close(CLOSE.draining, 'server draining, reconnect');
+          if (ws.readyState !== WebSocket.OPEN) return resolve();
+          ws.once('close', () => resolve());
+          const conn = this.connections.get(ws)?.conn;
+          if (conn) conn.close(CLOSE.draining, 'server draining, reconnect');
+          else ws.close(CLOSE.draining, 'server draining, reconnect');
         }),
     );
     const deadline = new Promise<void>((r) =>
       setTimeout(r, Math.min(5_000, this.config.shutdownTimeoutMs / 2)).unref(),
     );
     await Promise.race([Promise.all(closing), deadline]);
-    for (const conn of this.registry.all) conn.terminate();
-    this.wss?.close();
+    for (const ws of this.server?.clients ?? []) ws.terminate(); // Nest closes the server itself
     await this.egress.stop().catch(() => undefined);
     this.logger.log(`drained; closed ${closing.length} connections`);
   }
@@ -323,15 +339,4 @@ export class GatewayServer implements OnApplicationBootstrap, BeforeApplicationS
       conn.terminate();
     }
   }
-}
-
-const STATUS_TEXT: Record<number, string> = {
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  429: 'Too Many Requests',
-  503: 'Service Unavailable',
-};
-
-function reject(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
 }

@@ -2,7 +2,10 @@ import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } fro
 import { Config } from '../config/config.module';
 import { OutboxStore } from './outbox.store';
 
-/** Deletes expired deliveries in bounded chunks so one purge never holds locks for long. */
+/**
+ * Deletes expired deliveries in bounded chunks so one purge never holds locks for long. The router's
+ * chore: RouterModule provides it, so gateway-only nodes do not have it at all.
+ */
 @Injectable()
 export class OutboxPurgeService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger(OutboxPurgeService.name);
@@ -15,8 +18,6 @@ export class OutboxPurgeService implements OnApplicationBootstrap, OnApplication
   ) {}
 
   onApplicationBootstrap(): void {
-    // Purging is the router's chore; gateway-only nodes leave it alone.
-    if (!this.config.roles.has('router')) return;
     this.timer = setInterval(() => {
       if (!this.running) this.running = this.purge().finally(() => (this.running = null));
     }, this.config.outbox.purgeIntervalMs);

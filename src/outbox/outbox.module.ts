@@ -1,7 +1,6 @@
 import { Module } from '@nestjs/common';
-import { OutboxPurgeService } from './outbox-purge.service';
 import { outboxFactory } from './outbox.module-factory';
 import { OutboxStore } from './outbox.store';
 
-@Module({ providers: [outboxFactory, OutboxPurgeService], exports: [OutboxStore] })
+@Module({ providers: [outboxFactory], exports: [OutboxStore] })
 export class OutboxModule {}

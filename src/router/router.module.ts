@@ -1,9 +1,16 @@
 import { Module } from '@nestjs/common';
 import { BusModule } from '../bus/bus.module';
 import { DirectoryModule } from '../directory/directory.module';
+import { OutboxPurgeService } from '../outbox/outbox-purge.service';
 import { OutboxModule } from '../outbox/outbox.module';
 import { SessionModule } from '../session/session.module';
+import { RouterController } from './router.controller';
 import { RouterService } from './router.service';
 
-@Module({ imports: [BusModule, DirectoryModule, OutboxModule, SessionModule], providers: [RouterService] })
+/** Bus batches in through BusTransport (see bootstrap), outbox writes, per-node pushes, and the purge. */
+@Module({
+  imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
+  controllers: [RouterController],
+  providers: [RouterService, OutboxPurgeService],
+})
 export class RouterModule {}

@@ -1,4 +1,4 @@
-import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, Logger } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BusBatch, MessageBus } from '../bus/message-bus';
 import { withTimeout } from '../common/deadline';
@@ -21,7 +21,9 @@ const PING_TIMEOUT_MS = 2_000;
 const LOG_ID_MAX = 128;
 
 /**
- * Bus -> outbox -> node channels, one bus batch at a time per partition.
+ * Bus -> outbox -> node channels, one bus batch at a time per partition. Batches arrive through
+ * BusTransport and RouterController (`@nestjs/microservices`); the bus driver commits a batch once
+ * `route` resolved and redelivers it when `route` threw.
  *
  * Invariants:
  * - Write-ahead: deliveries are in the outbox before anything is pushed, and the bus offset is
@@ -48,7 +50,7 @@ const LOG_ID_MAX = 128;
  *   idempotent (same seqs, nothing new) and gateways drop pushes they already have by seq.
  */
 @Injectable()
-export class RouterService implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class RouterService implements BeforeApplicationShutdown {
   private readonly logger = new Logger(RouterService.name);
   /** Nodes that missed a push and are owed a resync; `missedAll` when we could not even tell which. */
   private readonly missedNodes = new Set<string>();
@@ -65,13 +67,9 @@ export class RouterService implements OnApplicationBootstrap, BeforeApplicationS
     private readonly config: Config,
   ) {}
 
-  async onApplicationBootstrap(): Promise<void> {
-    await this.bus.consume((batch) => this.route(batch));
-  }
-
-  async beforeApplicationShutdown(): Promise<void> {
+  /** The consumer itself is stopped by BusTransport.close when Nest closes the microservice. */
+  beforeApplicationShutdown(): void {
     clearTimeout(this.resyncTimer);
-    await this.bus.stopConsuming();
   }
 
   async route(batch: BusBatch): Promise<void> {
