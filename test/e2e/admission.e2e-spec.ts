@@ -47,6 +47,15 @@ describe('admission', () => {
     await Promise.all(apps.splice(0).map((t) => t.close()));
   });
 
+  it('answers an upgrade on any other path with HTTP 404, not a silently destroyed socket', async () => {
+    const t = await start({});
+    const base = t.ws.replace(/\/ws$/, '');
+    expect(await upgradeStatus(`${base}/other?user_id=jane`)).toBe(404);
+    expect(await upgradeStatus(`${base}/ws/extra?user_id=jane`)).toBe(404);
+    expect(await upgradeStatus(`${base}/?user_id=jane`)).toBe(404);
+    expect(await upgradeStatus(`${t.ws}?user_id=jane`)).toBe(101);
+  });
+
   it('refuses an Origin outside ALLOWED_ORIGINS with 403, accepts an allowed one and requests without Origin', async () => {
     const t = await start({ ALLOWED_ORIGINS: 'https://app.example,http://localhost:5173' });
     const url = `${t.ws}?user_id=jane`;
