@@ -171,7 +171,69 @@ async function storm(url: (i: number) => string, count: number, hello: boolean):
   return [...statuses].map(([k, v]) => `${v}× ${k}`).join(', ') + life;
 }
 
+/**
+ * Each attack runs in a child process of this script, so the attacker's own work (serialising and
+ * writing hundreds of MiB) never delays the probe's event loop: the probe measures the server only.
+ */
+const ATTACKS: Record<string, (base: string) => Promise<string>> = {
+  'send, body nested 6,000 deep': async (base) => {
+    const ws = await connect(`${base}?user_id=attacker-deep`);
+    const body = nested(6000);
+    let n = 0;
+    return flood(
+      ws,
+      5_000,
+      () => `{"type":"send","msg_id":"d${n++}","payload":{"conversation_id":"bench-room","body":${body}}}`,
+    );
+  },
+  '60k-char refs, client never reads': async (base) => {
+    const ws = await connect(`${base}?user_id=attacker-refs`);
+    const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    socket.pause();
+    const ref = 'r'.repeat(60_000);
+    const outcome = await flood(ws, 3_000, () => `{"type":"x","msg_id":"${ref}"}`);
+    if (ws.readyState === WebSocket.CLOSED) return outcome;
+    // It never read, so it cannot have seen a close yet: read now and see how the server ended it.
+    socket.resume();
+    const resumedAt = Date.now();
+    const code = await new Promise<string>((r) => {
+      const t = setTimeout(() => r('no close from the server within 40 s'), 40_000);
+      ws.once('close', (c) => {
+        clearTimeout(t);
+        r(`close ${c} after ${Date.now() - resumedAt} ms`);
+      });
+    });
+    return `${outcome}; on reading: ${code}`;
+  },
+  'ping flood': async (base) =>
+    flood(await connect(`${base}?user_id=attacker-ping`), 200_000, () => '{"type":"ping"}'),
+  'bad JSON flood': async (base) =>
+    flood(await connect(`${base}?user_id=attacker-json`), 200_000, () => '{"type":'),
+  '1,500 upgrades that never say hello': (base) => storm((i) => `${base}?user_id=silent-${i}`, 1_500, false),
+  '200 connections of one user': (base) => storm(() => `${base}?user_id=greedy`, 200, true),
+};
+
+function attackInChild(name: string, base: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [__filename, 'attack', name, base], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) =>
+      code === 0 ? resolve(out.trim()) : reject(new Error(`attack ${name} exited ${code}`)),
+    );
+  });
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === 'attack') {
+    const attack = ATTACKS[process.argv[3]];
+    if (!attack) throw new Error(`unknown attack ${process.argv[3]}`);
+    console.log(await attack(process.argv[4]));
+    process.exit(0);
+  }
   const port = await freePort();
   const base = `ws://127.0.0.1:${port}/ws`;
   const server: ChildProcess = spawn(process.execPath, [join(__dirname, '../../dist/main.js')], {
@@ -211,34 +273,7 @@ async function main(): Promise<void> {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ members: ['attacker-deep', 'probe'] }),
     });
-    await phase('send, body nested 6,000 deep', async () => {
-      const ws = await connect(`${base}?user_id=attacker-deep`);
-      const body = nested(6000);
-      let n = 0;
-      return flood(
-        ws,
-        5_000,
-        () => `{"type":"send","msg_id":"d${n++}","payload":{"conversation_id":"bench-room","body":${body}}}`,
-      );
-    });
-    await phase('60k-char refs, client never reads', async () => {
-      const ws = await connect(`${base}?user_id=attacker-refs`);
-      (ws as unknown as { _socket: { pause(): void } })._socket.pause();
-      const ref = 'r'.repeat(60_000);
-      return flood(ws, 3_000, () => `{"type":"x","msg_id":"${ref}"}`);
-    });
-    await phase('ping flood', async () => {
-      const ws = await connect(`${base}?user_id=attacker-ping`);
-      return flood(ws, 200_000, () => '{"type":"ping"}');
-    });
-    await phase('bad JSON flood', async () => {
-      const ws = await connect(`${base}?user_id=attacker-json`);
-      return flood(ws, 200_000, () => '{"type":');
-    });
-    await phase('1,500 upgrades that never say hello', () =>
-      storm((i) => `${base}?user_id=silent-${i}`, 1_500, false),
-    );
-    await phase('200 connections of one user', () => storm(() => `${base}?user_id=greedy`, 200, true));
+    for (const name of Object.keys(ATTACKS)) await phase(name, () => attackInChild(name, base));
     clearInterval(sampler);
 
     const alive = (await fetch(`http://127.0.0.1:${port}/health/live`)).ok;

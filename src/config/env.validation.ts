@@ -281,7 +281,7 @@ export class EnvVars {
   @IsInt()
   @Min(1)
   FRAME_BURST?: number;
-  @Doc('Gateway', '`100`', 'over-budget frames in a row before close 4029')
+  @Doc('Gateway', '`100`', 'close 4029 once over-budget frames outnumber those within budget by this many')
   @IsOptional()
   @Transform(toInt)
   @IsInt()

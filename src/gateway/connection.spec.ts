@@ -128,7 +128,7 @@ function observed() {
 describe('Connection bounds', () => {
   const outbox = new MemoryOutboxDriver(60_000);
 
-  it('frame budget: burst, then rate_limited, then flooding after floodCloseAfter in a row; a frame within budget resets the count', () => {
+  it('frame budget: burst, then rate_limited, then flooding once over-budget frames outnumber those within budget by floodCloseAfter', () => {
     const ws = new BoundedSocket();
     const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, outbox, {
       ...LIMITS,
@@ -139,9 +139,43 @@ describe('Connection bounds', () => {
     const t0 = Date.now();
     expect([1, 2, 3].map(() => conn.takeFrameToken(t0))).toEqual(['ok', 'ok', 'ok']);
     expect([1, 2, 3].map(() => conn.takeFrameToken(t0))).toEqual(['limited', 'limited', 'limited']);
-    expect(conn.takeFrameToken(t0 + 100)).toBe('ok'); // one token refilled: the count starts over
-    expect([1, 2, 3].map(() => conn.takeFrameToken(t0 + 100))).toEqual(['limited', 'limited', 'limited']);
+    expect(conn.takeFrameToken(t0 + 100)).toBe('ok'); // one token refilled: the count goes down by one
+    expect(conn.takeFrameToken(t0 + 100)).toBe('limited');
     expect(conn.takeFrameToken(t0 + 100)).toBe('flooding');
+  });
+
+  it('a client at ten times its frame rate is closed although each refill lets a frame through', () => {
+    const ws = new BoundedSocket();
+    const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, outbox, {
+      ...LIMITS,
+      frameBurst: 10,
+      frameRatePerSec: 100,
+      floodCloseAfter: 50,
+    });
+    const t0 = Date.now();
+    const verdicts: string[] = [];
+    // 1,000 frames/s for at most 1 s: one frame per millisecond, one token per 10 ms.
+    for (let ms = 0; ms < 1_000 && verdicts.at(-1) !== 'flooding'; ms++)
+      verdicts.push(conn.takeFrameToken(t0 + ms));
+    expect(verdicts.at(-1)).toBe('flooding');
+    expect(verdicts.filter((v) => v === 'ok').length).toBeGreaterThan(10); // refills did let frames through
+    expect(verdicts.length).toBeLessThan(100);
+  });
+
+  it('a client that only grazes its frame rate is rate-limited, never closed', () => {
+    const ws = new BoundedSocket();
+    const conn = new Connection('c', 'u', null, ws as unknown as WebSocket, outbox, {
+      ...LIMITS,
+      frameBurst: 1,
+      frameRatePerSec: 100,
+      floodCloseAfter: 5,
+    });
+    const t0 = Date.now();
+    // Two frames every 10 ms: one within budget, one over it, for a simulated 10 s.
+    for (let ms = 10; ms <= 10_000; ms += 10) {
+      expect(conn.takeFrameToken(t0 + ms)).toBe('ok');
+      expect(conn.takeFrameToken(t0 + ms)).toBe('limited');
+    }
   });
 
   it('the frame budget and the send budget are separate buckets', () => {

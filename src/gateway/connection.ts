@@ -181,11 +181,13 @@ export class Connection {
 
   /**
    * The budget every inbound frame passes first. 'limited': answer `rate_limited` and drop the frame;
-   * 'flooding': the client kept sending over budget for floodCloseAfter frames in a row (close 4029).
+   * 'flooding': close 4029. The flood count goes up by one per frame over budget and down by one per
+   * frame within it, so a client sending at several times its rate is closed even though the refill
+   * lets one frame through now and then, while one that only grazes its budget is just rate-limited.
    */
   takeFrameToken(now = Date.now()): FrameBudget {
     if (this.frameTokens.take(now)) {
-      this.overBudget = 0;
+      if (this.overBudget > 0) this.overBudget--;
       return 'ok';
     }
     return ++this.overBudget >= this.limits.floodCloseAfter ? 'flooding' : 'limited';
@@ -235,7 +237,7 @@ export class Connection {
 
   /** Closes 4001 at `exp`; a timer cannot wait longer than MAX_TIMER_MS, so far expiries re-arm. */
   private armExpiry(): void {
-    const left = this.expiresAt! - Date.now();
+    const left = Math.max(0, this.expiresAt! - Date.now());
     this.expiryTimer = setTimeout(
       () => {
         try {

@@ -179,7 +179,9 @@ describe(`a client that never reads (${productionEngine ? 'production' : 'embedd
    * budget closes the connection: the node's RSS grows by less than RSS_BOUND_MIB.
    */
   const FRAMES = 3_000;
-  const RSS_BOUND_MIB = 150;
+  // The jest process holds the server and this client: the bound covers the server's state plus the
+  // garbage of ~180 MB of frames passing through both, which V8 collects when it likes.
+  const RSS_BOUND_MIB = 200;
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp({
