@@ -44,7 +44,7 @@ export interface AppConfig {
     /** Token bucket for every frame type (send frames also take a send token). */
     frameRatePerSec: number;
     frameBurst: number;
-    /** Frames over budget tolerated (each answered `rate_limited`) before close 4029. */
+    /** Close 4029 once frames over budget (each answered `rate_limited`) outnumber those within it by this. */
     floodCloseAfter: number;
     /** Unsent bytes a connection may queue (every write counts) before close 1013. */
     maxBufferedBytes: number;

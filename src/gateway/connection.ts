@@ -3,24 +3,18 @@ import { WebSocket } from 'ws';
 import { CLOSE, errorFrame, ErrorCode } from '../protocol/frames';
 import { encodeCursor } from '../outbox/cursor';
 import { StoredDelivery } from '../outbox/outbox.store';
+import { AppConfig } from '../config/app-config';
 
 /** What a connection needs from the outbox: the consumer defines the small interface it uses. */
 export interface DeliverySource {
   readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredDelivery[]>;
 }
 
-/** Per-connection budgets (the gateway passes its config section, which has these fields). */
-export interface ConnectionLimits {
-  sendRatePerSec: number;
-  sendBurst: number;
-  /** Every inbound frame, of any type, takes one token. */
-  frameRatePerSec: number;
-  frameBurst: number;
-  /** Consecutive frames over budget (each answered `rate_limited`) after which the socket closes 4029. */
-  floodCloseAfter: number;
-  /** Unsent bytes above which any write closes the socket 1013 instead of queueing more. */
-  maxBufferedBytes: number;
-}
+/** Per-connection budgets: the gateway passes its config section (documented there). */
+export type ConnectionLimits = Pick<
+  AppConfig['gateway'],
+  'sendRatePerSec' | 'sendBurst' | 'frameRatePerSec' | 'frameBurst' | 'floodCloseAfter' | 'maxBufferedBytes'
+>;
 
 /** What a connection reports; the gateway wires it to its metrics. */
 export interface ConnectionObserver {
