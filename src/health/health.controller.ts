@@ -59,8 +59,8 @@ export class HealthController {
     return { status: 'ok', node_id: this.config.nodeId, roles: [...this.config.roles] };
   }
 
-  /** Not draining, and no dependency failing for longer than the grace period. */
-  @Get('ready')
+  /** Not draining, and no dependency failing for longer than the grace period. `/health` is the same. */
+  @Get(['ready', ''])
   @HealthCheck()
   async ready(): Promise<HealthCheckResult> {
     if (this.status.draining) {

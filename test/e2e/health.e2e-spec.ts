@@ -46,6 +46,18 @@ describe('/health/ready with a long dependency grace', () => {
     expect(Object.values(detailsOf(body)).every((d) => d.status === 'up')).toBe(true);
   });
 
+  it('/health answers as /health/ready (the design card names /health)', async () => {
+    const res = await fetch(`${t.http}/health`);
+    expect(res.status).toBe(200);
+    expect(Object.keys(detailsOf((await res.json()) as ReadyBody)).sort()).toEqual([
+      'bus',
+      'channels',
+      'directory',
+      'outbox',
+      'sessions',
+    ]);
+  });
+
   it('stays 200 while a dependency fails within the grace, reporting it down in the body', async () => {
     expect((await ready(t)).status).toBe(200); // the bus has answered once: a failure now is a blip
     bus.setAvailable(false);
