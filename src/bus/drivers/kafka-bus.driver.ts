@@ -16,6 +16,7 @@ import { AppConfig } from '../../config/app-config';
 import { Batcher } from '../../common/batcher';
 import { withTimeout } from '../../common/deadline';
 import { IngressMessage } from '../../protocol/envelope';
+import { isIngressMessage } from '../../protocol/wire-schemas';
 import { BatchHandler, DeadLetter, MessageBus } from '../message-bus';
 import { ClientSlot } from './kafka-client-slot';
 import { nestLogCreator } from './kafka-log';
@@ -120,18 +121,6 @@ function describeKafkaError(err: unknown): string {
 
 function nextOffset(offset: string): string {
   return (BigInt(offset) + 1n).toString();
-}
-
-function isIngressMessage(v: unknown): v is IngressMessage {
-  if (typeof v !== 'object' || v === null) return false;
-  const m = v as Record<string, unknown>;
-  return (
-    typeof m.id === 'string' &&
-    typeof m.conversation_id === 'string' &&
-    typeof m.from === 'string' &&
-    typeof m.ts === 'number' &&
-    typeof m.ref === 'string'
-  );
 }
 
 /**
