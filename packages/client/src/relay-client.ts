@@ -120,9 +120,14 @@ export class RelayClient extends Emitter<ClientEvents> {
     return this.delivery.flush();
   }
 
+  /**
+   * In this order: the batched confirm while the socket is still there (so the server can trim
+   * right away); then the loop stops (no more frames, attempts or timers); then the pending sends
+   * reject, so a listener of the `closed` state sees none left.
+   */
   private shutdown(reason: RelayError): void {
     if (this.loop.stopped) return;
-    this.delivery.close(); // the batched confirm first, while the socket is still there
+    this.delivery.close();
     this.loop.stop();
     this.sends.close(reason);
     this.setState('closed');
@@ -161,10 +166,15 @@ export class RelayClient extends Emitter<ClientEvents> {
     }
   }
 
+  /**
+   * In this order: the loop marks the connection welcomed (the queue writes only then); delivery
+   * adopts the server's position before any replayed message arrives; the queue re-sends; then
+   * `open`, and `reset` last, after the app can see the client open.
+   */
   private onWelcome(p: WelcomePayload): void {
     this.loop.welcome(p);
     this.delivery.welcome(p);
-    this.sends.resend(); // needs the loop welcomed: sends flow from here
+    this.sends.resend();
     this.setState('open');
     if (!p.recovered && !this.loop.stopped) this.emit('reset', { cursor: this.delivery.presentedCursor });
   }
