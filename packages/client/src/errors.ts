@@ -38,3 +38,8 @@ export class RelayError extends Error {
     super(message, options);
   }
 }
+
+/** The message of an Error, or the value itself, for an error's text. */
+export function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
