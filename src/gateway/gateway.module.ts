@@ -6,7 +6,6 @@ import { SessionModule } from '../session/session.module';
 import { AdmissionService } from './admission.service';
 import { AuthService } from './auth.service';
 import { ConnectionRegistry } from './connection.registry';
-import { sendDedupeFactory } from './dedupe/send-dedupe.module-factory';
 import { EgressService } from './egress.service';
 import { GatewayServer } from './gateway.server';
 import { IngressService } from './ingress.service';
@@ -17,7 +16,6 @@ import { IngressService } from './ingress.service';
     AuthService,
     AdmissionService,
     ConnectionRegistry,
-    sendDedupeFactory,
     IngressService,
     EgressService,
     GatewayServer,

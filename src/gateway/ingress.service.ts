@@ -5,7 +5,7 @@ import { newMessageId } from '../common/ids';
 import { ConversationDirectory } from '../directory/conversation-directory';
 import { CLOSE, ClientFrame } from '../protocol/frames';
 import { Connection } from './connection';
-import { SendDedupe } from './dedupe/send-dedupe';
+import { SendDedupe } from '../session/send-dedupe';
 import { MetricsService } from '../metrics/metrics.service';
 
 type SendFrame = Extract<ClientFrame, { type: 'send' }>;
