@@ -8,7 +8,9 @@ import { AuthService } from './auth.service';
 import { ConnectionRegistry } from './connection.registry';
 import { EgressService } from './egress.service';
 import { GatewayServer } from './gateway.server';
+import { HeartbeatService } from './heartbeat.service';
 import { IngressService } from './ingress.service';
+import { ResumeService } from './resume.service';
 
 @Module({
   imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
@@ -18,6 +20,8 @@ import { IngressService } from './ingress.service';
     ConnectionRegistry,
     IngressService,
     EgressService,
+    ResumeService,
+    HeartbeatService,
     GatewayServer,
   ],
 })
