@@ -198,10 +198,6 @@ export class Connection {
     return held;
   }
 
-  onClosed(listener: () => void): void {
-    this.ws.once('close', listener);
-  }
-
   /** Token bucket for `send` frames. */
   takeSendToken(now = Date.now()): boolean {
     return this.sendTokens.take(now);
