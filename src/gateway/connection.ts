@@ -4,6 +4,8 @@ import { CLOSE, errorFrame, ErrorCode } from '../protocol/frames';
 import { encodeCursor } from '../outbox/cursor';
 import { StoredDelivery } from '../outbox/outbox.store';
 import { AppConfig } from '../config/app-config';
+import { IngressLane, RefusalRange } from './ingress-lane';
+import { TokenBucket } from './token-bucket';
 
 /** What a connection needs from the outbox: the consumer defines the small interface it uses. */
 export interface DeliverySource {
@@ -33,26 +35,7 @@ const SOFT_BUFFER = 1 << 20;
 /** setTimeout's longest delay; a later token expiry re-arms the timer when it fires. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-/** A token bucket: `burst` tokens, refilled at `perSec`. */
-class TokenBucket {
-  private tokens: number;
-  private at = Date.now();
-
-  constructor(
-    private readonly perSec: number,
-    private readonly burst: number,
-  ) {
-    this.tokens = burst;
-  }
-
-  take(now: number): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSec);
-    this.at = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
+export type ConnectionState = 'handshake' | 'greeting' | 'open' | 'closed';
 
 export function messageFrame(cursor: string, envelopeJson: string): string {
   return `{"type":"message","msg_id":"${cursor}","payload":${envelopeJson}}`;
@@ -71,27 +54,23 @@ export function messageFrame(cursor: string, envelopeJson: string): string {
  * - Every write goes through `sendRaw`: with more than `maxBufferedBytes` unsent, the socket is closed
  *   1013 instead (the client resumes from its cursor), so no client can make us queue without bound.
  * - Once the token's `exp` passes, the expiry timer closes the socket 4001; it is cleared on close.
+ * - Lifecycle: handshake -> (hello) greeting -> (welcome sent, `start`) open -> closed. While greeting,
+ *   inbound frames are held (`holdEarly`, at most `sendBurst`) so nothing overtakes `welcome`.
  */
 export class Connection {
   private static readonly logger = new Logger('Connection');
 
-  state: 'handshake' | 'greeting' | 'open' | 'closed' = 'handshake';
-  /** Frames received while hello is being answered; handled right after welcome. */
-  early: string[] = [];
-  lastSeq = 0;
-  epoch = '';
-  missedPongs = 0;
-  lastPing = Date.now();
+  /** Publish order, in-flight publishes and refusals after a failure (IngressService drives it). */
+  readonly ingress = new IngressLane();
   readonly connectedAt = Date.now();
-  handshakeTimer: NodeJS.Timeout | undefined;
-  /** Chains this connection's publishes so they are issued in frame order (see IngressService). */
-  ingressTail: Promise<void> = Promise.resolve();
-  publishesInFlight = 0;
-  publishFailed = false;
-  /** `send` frames received so far: numbers them in arrival order (see IngressService). */
-  sendsReceived = 0;
-  /** Ranges (after, through] of send numbers to refuse after a failure (see IngressService). */
-  refusals: { after: number; through: number }[] = [];
+  private phase: ConnectionState = 'handshake';
+  /** Frames received while hello is being answered; handled right after welcome (allocated on demand). */
+  private early: string[] | null = null;
+  private handshakeTimer: NodeJS.Timeout | undefined;
+  private lastSeq = 0;
+  private epoch = '';
+  private missedPongs = 0;
+  private lastPong = Date.now();
   private readonly sendTokens: TokenBucket;
   private readonly frameTokens: TokenBucket;
   /** Consecutive inbound frames over the frame budget. */
@@ -114,6 +93,20 @@ export class Connection {
     this.sendTokens = new TokenBucket(limits.sendRatePerSec, limits.sendBurst);
     this.frameTokens = new TokenBucket(limits.frameRatePerSec, limits.frameBurst);
     if (expiresAt !== null) this.armExpiry();
+  }
+
+  get state(): ConnectionState {
+    return this.phase;
+  }
+
+  /** When the client last answered a ping (the session entry's `lastPing`). */
+  get lastPing(): number {
+    return this.lastPong;
+  }
+
+  /** The ingress lane's open refusal ranges (read-only). */
+  get refusals(): readonly RefusalRange[] {
+    return this.ingress.refusals;
   }
 
   get isOpen(): boolean {
@@ -160,12 +153,49 @@ export class Connection {
     (this.ws as unknown as { _socket?: { uncork(): void } })._socket?.uncork();
   }
 
-  ping(): void {
+  /**
+   * One heartbeat tick: a socket that left the last two pings unanswered is terminated (false);
+   * otherwise it is pinged and owes one more pong.
+   */
+  heartbeat(): boolean {
+    if (this.missedPongs >= 2) {
+      this.terminate();
+      return false;
+    }
+    this.missedPongs++;
     if (this.ws.readyState === WebSocket.OPEN) this.ws.ping();
+    return true;
   }
 
-  onClosed(listener: () => void): void {
-    this.ws.once('close', listener);
+  onPong(now = Date.now()): void {
+    this.missedPongs = 0;
+    this.lastPong = now;
+  }
+
+  /** Before hello: `onTimeout` runs unless hello arrives within `ms`. */
+  expectHello(ms: number, onTimeout: () => void): void {
+    this.handshakeTimer = setTimeout(onTimeout, ms);
+  }
+
+  /** hello arrived: the handshake timer stops and frames are held until `start` (after welcome). */
+  beginGreeting(): void {
+    clearTimeout(this.handshakeTimer);
+    this.phase = 'greeting';
+  }
+
+  /** Holds a frame received while greeting; false when `sendBurst` frames are already held. */
+  holdEarly(text: string): boolean {
+    const held = (this.early ??= []);
+    if (held.length >= this.limits.sendBurst) return false;
+    held.push(text);
+    return true;
+  }
+
+  /** The frames held while greeting, in arrival order; none are held after this. */
+  takeEarly(): string[] {
+    const held = this.early ?? [];
+    this.early = null;
+    return held;
   }
 
   /** Token bucket for `send` frames. */
@@ -196,13 +226,13 @@ export class Connection {
   start(epoch: string, afterSeq: number): void {
     this.epoch = epoch;
     this.lastSeq = afterSeq;
-    this.state = 'open';
+    this.phase = 'open';
     void this.fill();
   }
 
   /** A live delivery for this connection's user. */
   push(seq: number, frame: string): void {
-    if (this.state === 'closed') return;
+    if (this.phase === 'closed') return;
     if (this.filling) {
       this.pending.push({ seq, frame });
       return;
@@ -218,13 +248,13 @@ export class Connection {
 
   /** The channel may have lost pushes: catch up from the outbox. */
   resync(): Promise<void> {
-    return this.state === 'open' ? this.fill() : Promise.resolve();
+    return this.phase === 'open' ? this.fill() : Promise.resolve();
   }
 
   markClosed(): void {
-    this.state = 'closed';
+    this.phase = 'closed';
     this.pending = [];
-    this.refusals = [];
+    this.ingress.clear();
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.expiryTimer);
   }
@@ -235,7 +265,7 @@ export class Connection {
     this.expiryTimer = setTimeout(
       () => {
         try {
-          if (this.state === 'closed') return;
+          if (this.phase === 'closed') return;
           if (this.expired()) this.close(CLOSE.unauthorized, 'token expired');
           else this.armExpiry();
         } catch (err) {
@@ -259,7 +289,7 @@ export class Connection {
     try {
       for (;;) {
         const rows = await this.source.readAfter(this.userId, this.lastSeq, FILL_PAGE);
-        if (this.state === 'closed') return;
+        if (this.phase === 'closed') return;
         for (let i = 0; i < rows.length;) {
           // Write corked up to the soft bound, then let the socket drain: a page of large messages
           // must not reach the hard cap of a client that is reading.
@@ -274,7 +304,7 @@ export class Connection {
           }
           this.uncork();
           await this.waitForSocket();
-          if (!this.isOpen || (this.state as Connection['state']) === 'closed') return;
+          if (!this.isOpen || (this.phase as ConnectionState) === 'closed') return;
         }
         if (rows.length === FILL_PAGE) continue;
         if (this.drainPending()) return;

@@ -3,10 +3,10 @@ import { Config } from '../config/config.module';
 import { Connection, messageFrame } from './connection';
 import { ConnectionRegistry } from './connection.registry';
 import { encodeCursor } from '../outbox/cursor';
-import { CLOSE } from '../protocol/frames';
 import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel';
 import { SessionMap } from '../session/session-map';
 import { MetricsService } from '../metrics/metrics.service';
+import { Containment } from './containment';
 
 const RESYNC_CONCURRENCY = 64;
 
@@ -23,6 +23,7 @@ export class EgressService implements NodeSubscriber {
   private readonly logger = new Logger(EgressService.name);
   private resyncing = false;
   private resyncAgain = false;
+  private readonly boundary: Containment;
 
   constructor(
     private readonly config: Config,
@@ -30,7 +31,9 @@ export class EgressService implements NodeSubscriber {
     private readonly sessions: SessionMap,
     private readonly registry: ConnectionRegistry,
     private readonly metrics: MetricsService,
-  ) {}
+  ) {
+    this.boundary = new Containment(metrics, this.logger);
+  }
 
   /** Subscribe before any session is registered: a delivery routed to us must find us listening. */
   async start(): Promise<void> {
@@ -48,7 +51,7 @@ export class EgressService implements NodeSubscriber {
       if (batch.resync) this.onResync();
       this.deliver(batch);
     } catch (err) {
-      this.contain('egress.batch', err);
+      this.boundary.contain('egress.batch', err);
       // Whatever this batch carried is in the outbox: let every connection catch up from there.
       this.onResync();
     }
@@ -75,20 +78,13 @@ export class EgressService implements NodeSubscriber {
             }
             conn.push(d.s, frame);
           } catch (err) {
-            this.contain('egress.connection', err);
-            conn.close(CLOSE.internal, 'internal error');
+            this.boundary.contain('egress.connection', err, conn);
           }
         }
       }
     } finally {
       for (const conn of corked) conn.uncork();
     }
-  }
-
-  private contain(where: string, err: unknown): void {
-    this.metrics.contained.labels(where).inc();
-    const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    this.logger.error(`unexpected error in ${where}: ${what}`);
   }
 
   /**
@@ -103,7 +99,7 @@ export class EgressService implements NodeSubscriber {
     }
     this.resyncing = true;
     void this.refillAll()
-      .catch((err: unknown) => this.contain('egress.resync', err))
+      .catch((err: unknown) => this.boundary.contain('egress.resync', err))
       .finally(() => {
         this.resyncing = false;
         if (this.resyncAgain) {

@@ -6,10 +6,11 @@ import { SessionModule } from '../session/session.module';
 import { AdmissionService } from './admission.service';
 import { AuthService } from './auth.service';
 import { ConnectionRegistry } from './connection.registry';
-import { sendDedupeFactory } from './dedupe/send-dedupe.module-factory';
 import { EgressService } from './egress.service';
 import { GatewayServer } from './gateway.server';
+import { HeartbeatService } from './heartbeat.service';
 import { IngressService } from './ingress.service';
+import { ResumeService } from './resume.service';
 
 @Module({
   imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
@@ -17,9 +18,10 @@ import { IngressService } from './ingress.service';
     AuthService,
     AdmissionService,
     ConnectionRegistry,
-    sendDedupeFactory,
     IngressService,
     EgressService,
+    ResumeService,
+    HeartbeatService,
     GatewayServer,
   ],
 })

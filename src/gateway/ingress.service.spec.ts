@@ -5,7 +5,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { MemoryOutboxDriver } from '../outbox/drivers/memory-outbox.driver';
 import { IngressMessage } from '../protocol/envelope';
 import { Connection } from './connection';
-import { MemoryDedupeDriver } from './dedupe/memory-dedupe.driver';
+import { MemoryDedupeDriver } from '../session/drivers/memory-dedupe.driver';
 import { IngressService } from './ingress.service';
 
 /** A bus whose publishes the test settles by hand, in any order. */

@@ -2,7 +2,7 @@ import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http
 import { AddressInfo } from 'node:net';
 import { MessageBus } from '../../src/bus/message-bus';
 import { MemoryBusDriver } from '../../src/bus/drivers/memory-bus.driver';
-import { AckRecord, SendDedupe } from '../../src/gateway/dedupe/send-dedupe';
+import { AckRecord, SendDedupe } from '../../src/session/send-dedupe';
 import { productionEngine, startTestApp, TestApp } from '../support/test-app';
 import { Frame, TestClient } from '../support/ws-client';
 

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import { Config } from '../../src/config/config.module';
-import { RedisDedupeDriver } from '../../src/gateway/dedupe/redis-dedupe.driver';
-import { AckRecord } from '../../src/gateway/dedupe/send-dedupe';
-import { sendDedupeFactory } from '../../src/gateway/dedupe/send-dedupe.module-factory';
+import { RedisDedupeDriver } from '../../src/session/drivers/redis-dedupe.driver';
+import { AckRecord } from '../../src/session/send-dedupe';
+import { sendDedupeFactory } from '../../src/session/session.module-factory';
 import { RedisConnections } from '../../src/redis/redis.module';
 import { waitFor } from '../support/wait-for';
 import { deleteKeys } from '../support/backends';

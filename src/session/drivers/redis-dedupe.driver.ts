@@ -1,6 +1,6 @@
 import type Redis from 'ioredis';
 import { RedisConnections } from '../../redis/redis.module';
-import { AckRecord, SendDedupe } from './send-dedupe';
+import { AckRecord, SendDedupe } from '../send-dedupe';
 
 /**
  * Dedupe records on Redis: `{prefix}dedupe:{userId}:{ref}` -> JSON AckRecord, expiring after the window.

@@ -1,4 +1,4 @@
-import { AckRecord, SendDedupe } from './send-dedupe';
+import { AckRecord, SendDedupe } from '../send-dedupe';
 
 /** Insertion-ordered map: expired entries are always at the front, so eviction is O(expired). */
 export class MemoryDedupeDriver extends SendDedupe {
