@@ -28,7 +28,10 @@ export const MAX_REF_LENGTH = 64;
 /** An `error` frame echoes at most this many characters of the refused frame's msg_id. */
 export const MAX_ECHOED_REF = 64;
 
-/** User and conversation ids (one charset, safe in logs, keys and URLs): frames, tokens (`sub`), dev auth and the directory API use it. */
+/**
+ * User and conversation ids: one charset, safe in logs, keys and URLs. Frames, tokens (`sub`), dev
+ * auth and the directory API use it.
+ */
 export const ID_PATTERN_SOURCE = `^[A-Za-z0-9_.:@-]{1,${MAX_ID_LENGTH}}$`;
 export const ID_PATTERN = new RegExp(ID_PATTERN_SOURCE);
 
