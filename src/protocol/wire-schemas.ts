@@ -9,7 +9,7 @@ import { IngressMessage } from './envelope';
  */
 const ajv = new Ajv({ allErrors: false });
 
-/** A compiled check for a format whose TypeScript type is T (the schema's unit test keeps the two in step). */
+/** A compiled check for a format whose TypeScript type is T (the schema's unit test keeps them in step). */
 export function compileWireSchema<T>(schema: object): (v: unknown) => v is T {
   return ajv.compile<T>(schema);
 }
