@@ -145,7 +145,7 @@ export class RedisChannelDriver extends NodeChannel {
 
 const hasPushBatchShape = compileWireSchema<PushBatch>(PUSH_BATCH_SCHEMA);
 
-/** Checks what the gateway relies on: the batch's shape, and every delivery points at one of its envelopes. */
+/** What the gateway relies on: the batch's shape, and every delivery points at one of its envelopes. */
 function isPushBatch(v: unknown): v is PushBatch {
   return hasPushBatchShape(v) && deliveriesInRange(v);
 }
