@@ -1,5 +1,6 @@
-import Ajv, { ErrorObject } from 'ajv';
-import { ClientFrame, echoableRef, ErrorCode, ID_PATTERN_SOURCE } from '../protocol/frames';
+import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
+import { CLIENT_FRAME_SCHEMAS, FRAME_SCHEMA } from '@relay/protocol';
+import { ClientFrame, echoableRef, ErrorCode } from '../protocol/frames';
 import { jsonDepthExceeds, topLevelString } from '../protocol/json-depth';
 
 type Decoded =
@@ -7,52 +8,14 @@ type Decoded =
 
 /** MAX_JSON_DEPTH's default: deep enough for any sane body, shallow enough for every engine to store. */
 const DEFAULT_MAX_JSON_DEPTH = 64;
-/** Conversation ids share the user id charset, so they are safe in logs, keys and URLs. */
 
-const KNOWN_TYPES = new Set(['hello', 'send', 'confirm', 'ping']);
+// The schemas are packages/protocol's; compiled once here: validation runs for every inbound frame.
 const ajv = new Ajv({ allErrors: false, strict: false });
-
-// Compiled once: validation runs for every inbound frame.
-const envelopeSchema = {
-  type: 'object',
-  required: ['type'],
-  properties: {
-    type: { type: 'string' },
-    msg_id: { type: 'string' },
-    payload: { type: 'object' },
-  },
-} as const;
-const validateEnvelope = ajv.compile(envelopeSchema);
-
-const schemas = {
-  hello: ajv.compile({
-    type: 'object',
-    properties: {
-      payload: {
-        type: 'object',
-        properties: { last_msg_id: { type: 'string', minLength: 1, maxLength: 128 } },
-      },
-    },
-  }),
-  send: ajv.compile({
-    type: 'object',
-    required: ['msg_id', 'payload'],
-    properties: {
-      msg_id: { type: 'string', minLength: 1, maxLength: 64 },
-      payload: {
-        type: 'object',
-        required: ['conversation_id', 'body'],
-        properties: { conversation_id: { type: 'string', pattern: ID_PATTERN_SOURCE } },
-      },
-    },
-  }),
-  confirm: ajv.compile({
-    type: 'object',
-    required: ['msg_id'],
-    properties: { msg_id: { type: 'string', minLength: 1, maxLength: 128 } },
-  }),
-  ping: ajv.compile({ type: 'object' }),
-} as const;
+const validateEnvelope = ajv.compile(FRAME_SCHEMA);
+/** Per known frame type; a type without an entry is `unknown_type`. */
+const validators = new Map<string, ValidateFunction>(
+  Object.entries(CLIENT_FRAME_SCHEMAS).map(([type, schema]) => [type, ajv.compile(schema)]),
+);
 
 function describe(errors: ErrorObject[] | null | undefined): string {
   const e = errors?.[0];
@@ -98,7 +61,8 @@ export function decodeFrame(text: string, maxJsonDepth = DEFAULT_MAX_JSON_DEPTH)
   }
   const frame = raw as { type: string; msg_id?: string };
   const ref = refOf(raw);
-  if (!KNOWN_TYPES.has(frame.type)) {
+  const validate = validators.get(frame.type);
+  if (validate === undefined) {
     return {
       ok: false,
       code: 'unknown_type',
@@ -106,7 +70,6 @@ export function decodeFrame(text: string, maxJsonDepth = DEFAULT_MAX_JSON_DEPTH)
       ref,
     };
   }
-  const validate = schemas[frame.type as keyof typeof schemas];
   if (!validate(raw)) {
     return { ok: false, code: 'bad_frame', message: describe(validate.errors), ref };
   }

@@ -1,40 +1,12 @@
-/** Wire protocol v1 (docs/protocol.md). */
+/**
+ * Wire protocol v1 (docs/protocol.md), defined in packages/protocol; this file adds what the server
+ * does with it. Its re-exports keep the gateway's imports short.
+ */
+import { MAX_ECHOED_REF } from '@relay/protocol';
+import type { ErrorCode } from '@relay/protocol';
 
-/** User and conversation ids: frames, tokens (`sub`), dev auth and the directory API all use it. */
-export const ID_PATTERN_SOURCE = '^[A-Za-z0-9_.:@-]{1,128}$';
-export const ID_PATTERN = new RegExp(ID_PATTERN_SOURCE);
-export const ERROR_CODES = [
-  'bad_frame',
-  'unknown_type',
-  'too_large',
-  'not_found',
-  'forbidden',
-  'rate_limited',
-  'unavailable',
-  'handshake_required',
-] as const;
-export type ErrorCode = (typeof ERROR_CODES)[number];
-
-export const CLOSE = {
-  unauthorized: 4001,
-  handshakeTimeout: 4008,
-  /** Kept sending frames over the per-connection budget after `rate_limited`. */
-  flooding: 4029,
-  tooLarge: 1009,
-  internal: 1011,
-  draining: 1012,
-  /** More than MAX_BUFFERED_BYTES unsent to this client. */
-  slowConsumer: 1013,
-} as const;
-
-export type ClientFrame =
-  | { type: 'hello'; payload?: { last_msg_id?: string } }
-  | { type: 'send'; msg_id: string; payload: { conversation_id: string; body: unknown } }
-  | { type: 'confirm'; msg_id: string }
-  | { type: 'ping' };
-
-/** An `error` frame echoes at most this many characters of the frame's msg_id (protocol limit). */
-export const MAX_ECHOED_REF = 64;
+export { CLOSE, ERROR_CODES, ID_PATTERN, ID_PATTERN_SOURCE, MAX_ECHOED_REF } from '@relay/protocol';
+export type { ClientFrame, ErrorCode } from '@relay/protocol';
 
 /** The part of a client ref an error may echo: a hostile ref must not size our output. */
 export function echoableRef(ref: string): string {

@@ -1,17 +1,74 @@
+import Ajv from 'ajv';
 import { IngressMessage } from './envelope';
 
 /**
- * Checks for relay's internal wire formats (bus records, ...), applied wherever such a record is read
- * back from a backend. TODO(issue 9): compiled JSON schemas.
+ * JSON schemas of relay's internal wire formats: whatever a node reads back from a backend (bus
+ * records, node-channel push batches, dedupe records) is checked against its schema before use.
+ * Each is compiled once, by the module that reads the format. Unknown fields are allowed, as in the
+ * client protocol (whose schemas are in packages/protocol): a newer node may add some.
  */
+const ajv = new Ajv({ allErrors: false });
+
+/** A compiled check for a format whose TypeScript type is T (the schema's unit test keeps them in step). */
+export function compileWireSchema<T>(schema: object): (v: unknown) => v is T {
+  return ajv.compile<T>(schema);
+}
+
+/** A bus record (IngressMessage, src/protocol/envelope.ts). `body` may be any JSON value. */
+export const INGRESS_MESSAGE_SCHEMA = {
+  type: 'object',
+  required: ['id', 'conversation_id', 'from', 'ts', 'ref'],
+  properties: {
+    id: { type: 'string' },
+    conversation_id: { type: 'string' },
+    from: { type: 'string' },
+    ts: { type: 'number' },
+    ref: { type: 'string' },
+  },
+} as const;
+
+/**
+ * What the router pushes to one gateway node (PushBatch, src/session/node-channel.ts). The index
+ * range of `e` is not expressible here: readers also check deliveriesInRange.
+ */
+export const PUSH_BATCH_SCHEMA = {
+  type: 'object',
+  required: ['epoch', 'envelopes', 'deliveries'],
+  properties: {
+    epoch: { type: 'string' },
+    envelopes: { type: 'array', items: { type: 'object' } },
+    deliveries: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['u', 's', 'e'],
+        properties: { u: { type: 'string' }, s: { type: 'number' }, e: { type: 'integer', minimum: 0 } },
+      },
+    },
+    resync: { type: 'boolean' },
+  },
+} as const;
+
+/** A send's reserved ack in the dedupe store (AckRecord, src/session/send-dedupe.ts). */
+export const ACK_RECORD_SCHEMA = {
+  type: 'object',
+  required: ['id', 'ts', 'conversation_id'],
+  properties: {
+    id: { type: 'string' },
+    ts: { type: 'number' },
+    conversation_id: { type: 'string' },
+  },
+} as const;
+
+const validateIngressMessage = compileWireSchema<IngressMessage>(INGRESS_MESSAGE_SCHEMA);
+
 export function isIngressMessage(v: unknown): v is IngressMessage {
-  if (typeof v !== 'object' || v === null) return false;
-  const m = v as Record<string, unknown>;
-  return (
-    typeof m.id === 'string' &&
-    typeof m.conversation_id === 'string' &&
-    typeof m.from === 'string' &&
-    typeof m.ts === 'number' &&
-    typeof m.ref === 'string'
-  );
+  return validateIngressMessage(v);
+}
+
+/** What PUSH_BATCH_SCHEMA cannot say: every delivery points at an envelope of its batch. */
+export function deliveriesInRange(batch: { envelopes: unknown[]; deliveries: { e: number }[] }): boolean {
+  const n = batch.envelopes.length;
+  for (const d of batch.deliveries) if (d.e >= n) return false;
+  return true;
 }

@@ -1,85 +1,22 @@
 /**
- * Wire protocol v1: one JSON text message per frame, `{"type", "msg_id"?, "payload"?}`.
- * Field names stay snake_case here, exactly as on the wire; the public API converts to camelCase.
+ * Wire protocol v1: one JSON text message per frame, `{"type", "msg_id"?, "payload"?}`. The frame
+ * types and codes are packages/protocol's, copied into protocol.generated.ts (the SDK has no runtime
+ * dependencies). Field names stay snake_case here, exactly as on the wire; the public API converts to
+ * camelCase.
  */
+import type { ServerFrame } from './protocol.generated.js';
 
-export const SERVER_ERROR_CODES = [
-  'bad_frame',
-  'unknown_type',
-  'too_large',
-  'not_found',
-  'forbidden',
-  'rate_limited',
-  'unavailable',
-  'handshake_required',
-] as const;
-export type ServerErrorCode = (typeof SERVER_ERROR_CODES)[number];
-
-/** WebSocket close codes with a meaning in this protocol. */
-export const CloseCode = {
-  /** Bad or expired credentials. */
-  unauthorized: 4001,
-  /** No `hello` within 10 s. */
-  handshakeTimeout: 4008,
-  /** A frame exceeded the server's size limit. */
-  tooLarge: 1009,
-  /** The node is draining: reconnect (the load balancer sends us elsewhere). */
-  draining: 1012,
-} as const;
-
-// ---- client -> server ----
-
-export type ClientFrame =
-  | { type: 'hello'; payload: { last_msg_id?: string } }
-  | { type: 'send'; msg_id: string; payload: { conversation_id: string; body: unknown } }
-  | { type: 'confirm'; msg_id: string }
-  | { type: 'ping' };
-
-// ---- server -> client ----
-
-export interface WelcomePayload {
-  user_id: string;
-  node_id: string;
-  heartbeat_ms: number;
-  /** false: deliveries after the client's cursor were lost; the app must reload its state. */
-  recovered: boolean;
-  /**
-   * The position the replay starts after (newer servers only). After `recovered: false` the client
-   * adopts it as its cursor, so the next hello does not report the same loss again.
-   */
-  cursor?: string;
-}
-
-export interface MessagePayload {
-  /** Server message id (unique per message, the same in every recipient's copy). */
-  id: string;
-  conversation_id: string;
-  from: string;
-  ts: number;
-  body: unknown;
-}
-
-export interface AckPayload {
-  /** The client ref the send carried. */
-  ref: string;
-  conversation_id: string;
-  ts: number;
-}
-
-export interface ErrorPayload {
-  code: string;
-  message: string;
-}
-
-export type ServerFrame =
-  | { type: 'welcome'; payload: WelcomePayload }
-  /** msg_id is the delivery cursor: opaque, strictly increasing per user. */
-  | { type: 'message'; msg_id: string; payload: MessagePayload }
-  /** msg_id is the server message id. */
-  | { type: 'ack'; msg_id: string; payload: AckPayload }
-  /** msg_id is the client ref of the send that failed, when there is one. */
-  | { type: 'error'; msg_id?: string; payload: ErrorPayload }
-  | { type: 'pong' };
+// Under the names the SDK has always exported (the server calls them ERROR_CODES and CLOSE).
+export { CLOSE as CloseCode, ERROR_CODES as SERVER_ERROR_CODES } from './protocol.generated.js';
+export type {
+  AckPayload,
+  ClientFrame,
+  ErrorPayload,
+  ErrorCode as ServerErrorCode,
+  MessagePayload,
+  ServerFrame,
+  WelcomePayload,
+} from './protocol.generated.js';
 
 /** `frame: undefined` means a well-formed frame of a type this client does not know (ignored, for forward compatibility). */
 export type ParseResult = { ok: true; frame: ServerFrame | undefined } | { ok: false; reason: string };

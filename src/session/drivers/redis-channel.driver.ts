@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { RedisConnections, closeRedis, execChecked } from '../../redis/redis.module';
+import { compileWireSchema, deliveriesInRange, PUSH_BATCH_SCHEMA } from '../../protocol/wire-schemas';
 import { NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
 
 /** Longest excerpt of a malformed message that goes into the log. */
@@ -142,26 +143,9 @@ export class RedisChannelDriver extends NodeChannel {
   }
 }
 
-type Delivery = PushBatch['deliveries'][number];
+const hasPushBatchShape = compileWireSchema<PushBatch>(PUSH_BATCH_SCHEMA);
 
-/** Checks what the gateway relies on: every delivery points at an envelope of the batch. */
+/** What the gateway relies on: the batch's shape, and every delivery points at one of its envelopes. */
 function isPushBatch(v: unknown): v is PushBatch {
-  if (typeof v !== 'object' || v === null) return false;
-  const b = v as Partial<PushBatch>;
-  if (typeof b.epoch !== 'string' || !Array.isArray(b.envelopes) || !Array.isArray(b.deliveries))
-    return false;
-  const n = b.envelopes.length;
-  if (!b.envelopes.every((e: unknown) => typeof e === 'object' && e !== null)) return false;
-  return b.deliveries.every((raw: unknown) => {
-    if (typeof raw !== 'object' || raw === null) return false;
-    const d = raw as Partial<Delivery>;
-    return (
-      typeof d.u === 'string' &&
-      typeof d.s === 'number' &&
-      typeof d.e === 'number' &&
-      Number.isInteger(d.e) &&
-      d.e >= 0 &&
-      d.e < n
-    );
-  });
+  return hasPushBatchShape(v) && deliveriesInRange(v);
 }

@@ -1,5 +1,6 @@
 import type Redis from 'ioredis';
 import { RedisConnections } from '../../redis/redis.module';
+import { ACK_RECORD_SCHEMA, compileWireSchema } from '../../protocol/wire-schemas';
 import { AckRecord, SendDedupe } from '../send-dedupe';
 
 /**
@@ -45,15 +46,16 @@ export class RedisDedupeDriver extends SendDedupe {
   }
 }
 
+const isAckRecord = compileWireSchema<AckRecord>(ACK_RECORD_SCHEMA);
+
 function decode(raw: string, userId: string, ref: string): AckRecord {
+  let v: unknown;
   try {
-    const v = JSON.parse(raw) as Partial<AckRecord> | null;
-    if (v && typeof v.id === 'string' && typeof v.ts === 'number' && typeof v.conversation_id === 'string') {
-      return { id: v.id, ts: v.ts, conversation_id: v.conversation_id };
-    }
+    v = JSON.parse(raw);
   } catch {
-    // fall through
+    v = undefined;
   }
   // Reusing garbage as an ack would be worse than failing the send (the client retries with the same ref).
-  throw new Error(`malformed dedupe record for ${userId}/${ref}`);
+  if (!isAckRecord(v)) throw new Error(`malformed dedupe record for ${userId}/${ref}`);
+  return { id: v.id, ts: v.ts, conversation_id: v.conversation_id };
 }

@@ -1,0 +1,90 @@
+// Generated from packages/protocol/src by `npm run protocol:generate`: do not edit.
+// The SDK has no runtime dependencies, so it carries this copy; a unit test fails when it is stale.
+
+/** `error.payload.code`; what produces each one is in docs/protocol.md. */
+export const ERROR_CODES = [
+  'bad_frame',
+  'unknown_type',
+  'too_large',
+  'not_found',
+  'forbidden',
+  'rate_limited',
+  'unavailable',
+  'handshake_required',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** WebSocket close codes with a meaning in this protocol. */
+export const CLOSE = {
+  /** Bad or expired credentials: the token expired while connected, or (browsers) it was refused. */
+  unauthorized: 4001,
+  /** No `hello` within the handshake timeout. */
+  handshakeTimeout: 4008,
+  /** Kept sending frames over the per-connection budget after `rate_limited`. */
+  flooding: 4029,
+  /** A frame exceeded the server's size limit. */
+  tooLarge: 1009,
+  /** The server could not serve the session (e.g. outbox unreachable): reconnect and resume. */
+  internal: 1011,
+  /** The node is draining: reconnect (the load balancer sends us elsewhere). */
+  draining: 1012,
+  /** The client could not keep up: more than the server's MAX_BUFFERED_BYTES unsent to it. */
+  slowConsumer: 1013,
+} as const;
+
+export type ClientFrame =
+  /** First frame of a connection. No payload, or no `last_msg_id`: a fresh device. */
+  | { type: 'hello'; payload?: { last_msg_id?: string } }
+  /** `msg_id` is the client ref, the idempotency key of the send. */
+  | { type: 'send'; msg_id: string; payload: { conversation_id: string; body: unknown } }
+  /** Cumulative: `msg_id` is the last delivery cursor the client has. */
+  | { type: 'confirm'; msg_id: string }
+  | { type: 'ping' };
+
+export interface WelcomePayload {
+  user_id: string;
+  node_id: string;
+  heartbeat_ms: number;
+  /** false: deliveries after the client's cursor were lost; the app must reload its state. */
+  recovered: boolean;
+  /**
+   * The position the replay starts after (newer servers only). After `recovered: false` the client
+   * adopts it as its cursor, so the next hello does not report the same loss again.
+   */
+  cursor?: string;
+}
+
+/** The message as every recipient sees it (the server stores it verbatim in each recipient's outbox). */
+export interface MessagePayload {
+  /** Server message id (unique per message, the same in every recipient's copy). */
+  id: string;
+  conversation_id: string;
+  from: string;
+  /** The server's acceptance time, milliseconds since the Unix epoch. */
+  ts: number;
+  body: unknown;
+}
+
+export interface AckPayload {
+  /** The client ref the send carried. */
+  ref: string;
+  conversation_id: string;
+  ts: number;
+}
+
+export interface ErrorPayload {
+  /** One of ERROR_CODES; typed as a string because a newer server may add codes. */
+  code: string;
+  message: string;
+}
+
+export type ServerFrame =
+  | { type: 'welcome'; payload: WelcomePayload }
+  /** msg_id is the delivery cursor: opaque, strictly increasing per user. */
+  | { type: 'message'; msg_id: string; payload: MessagePayload }
+  /** msg_id is the server message id. */
+  | { type: 'ack'; msg_id: string; payload: AckPayload }
+  /** msg_id is the client ref of the send that failed, when there is one. */
+  | { type: 'error'; msg_id?: string; payload: ErrorPayload }
+  | { type: 'pong' };

@@ -1,0 +1,66 @@
+/**
+ * Wire protocol v1 frames: one JSON text message per frame, `{"type", "msg_id"?, "payload"?}`.
+ * Field names are snake_case, exactly as on the wire.
+ *
+ * Types only (protocol.ts explains why): the SDK's generated copy takes this whole file.
+ */
+
+// ---- client -> server ----
+
+export type ClientFrame =
+  /** First frame of a connection. No payload, or no `last_msg_id`: a fresh device. */
+  | { type: 'hello'; payload?: { last_msg_id?: string } }
+  /** `msg_id` is the client ref, the idempotency key of the send. */
+  | { type: 'send'; msg_id: string; payload: { conversation_id: string; body: unknown } }
+  /** Cumulative: `msg_id` is the last delivery cursor the client has. */
+  | { type: 'confirm'; msg_id: string }
+  | { type: 'ping' };
+
+// ---- server -> client ----
+
+export interface WelcomePayload {
+  user_id: string;
+  node_id: string;
+  heartbeat_ms: number;
+  /** false: deliveries after the client's cursor were lost; the app must reload its state. */
+  recovered: boolean;
+  /**
+   * The position the replay starts after (newer servers only). After `recovered: false` the client
+   * adopts it as its cursor, so the next hello does not report the same loss again.
+   */
+  cursor?: string;
+}
+
+/** The message as every recipient sees it (the server stores it verbatim in each recipient's outbox). */
+export interface MessagePayload {
+  /** Server message id (unique per message, the same in every recipient's copy). */
+  id: string;
+  conversation_id: string;
+  from: string;
+  /** The server's acceptance time, milliseconds since the Unix epoch. */
+  ts: number;
+  body: unknown;
+}
+
+export interface AckPayload {
+  /** The client ref the send carried. */
+  ref: string;
+  conversation_id: string;
+  ts: number;
+}
+
+export interface ErrorPayload {
+  /** One of ERROR_CODES; typed as a string because a newer server may add codes. */
+  code: string;
+  message: string;
+}
+
+export type ServerFrame =
+  | { type: 'welcome'; payload: WelcomePayload }
+  /** msg_id is the delivery cursor: opaque, strictly increasing per user. */
+  | { type: 'message'; msg_id: string; payload: MessagePayload }
+  /** msg_id is the server message id. */
+  | { type: 'ack'; msg_id: string; payload: AckPayload }
+  /** msg_id is the client ref of the send that failed, when there is one. */
+  | { type: 'error'; msg_id?: string; payload: ErrorPayload }
+  | { type: 'pong' };
