@@ -26,9 +26,9 @@ const PORTS = [
   'metrics',
 ];
 
-/** A relative specifier from anywhere under src/ that lands in src/<dir>. */
+/** A relative specifier from anywhere under src/ that lands in src/<dir> (`../x`, `../../x`, `./../x`). */
 const into = (dir) => ({
-  regex: `^(\\.\\./)+${dir}(/|$)`,
+  regex: `(^|/)\\.\\./${dir}(/|$)`,
   caseSensitive: true,
 });
 const layer = (dir, why) => ({ ...into(dir), message: `${why} (docs/architecture.md: imports go one way).` });
@@ -55,7 +55,7 @@ const layering = [
     files: ['packages/client/**/*.ts'],
     patterns: [
       {
-        regex: '^(\\.\\./){3,}src(/|$)',
+        regex: '(^|/)(\\.\\./){3,}src(/|$)',
         caseSensitive: true,
         message: 'The SDK never imports the server: share code through a workspace package.',
       },

@@ -62,7 +62,7 @@ describe('layering: ports and shared code never import the gateway or the router
         `import { GatewayServer } from '${up}gateway/gateway.server';`,
         `import type { Connection } from '${up}gateway/connection';`,
         `export { RouterService } from '${up}router/router.service';`,
-        `import '${up}router/router.module';`,
+        `import './${up}router/router.module';`,
       ],
       [
         `import { MessageBus } from '${up}bus/message-bus';`,
@@ -125,6 +125,7 @@ describe('layering: the SDK never imports the server', () => {
       [
         `import { ERROR_CODES } from '../../../src/protocol/frames';`,
         `import type { Envelope } from '../../../src/protocol/envelope';`,
+        `import { MessageBus } from './../../../src/bus/message-bus';`,
       ],
       [`import { Backoff } from '${own}backoff';`, `import { parseServerFrame } from '${own}protocol';`],
     );
