@@ -22,7 +22,13 @@ module.exports = {
     {
       ...base,
       displayName: 'unit',
-      testMatch: ['<rootDir>/src/**/*.spec.ts', '<rootDir>/packages/client/test/**/*.spec.ts'],
+      testMatch: [
+        '<rootDir>/src/**/*.spec.ts',
+        '<rootDir>/packages/client/test/**/*.spec.ts',
+        '<rootDir>/test/lint/**/*.spec.ts',
+        // Port contracts (test/contracts/*.contract.ts) on the memory drivers.
+        '<rootDir>/test/contracts/*.memory.spec.ts',
+      ],
     },
     { ...base, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.ts'] },
     {
@@ -39,7 +45,15 @@ module.exports = {
       ],
       setupFiles: ['<rootDir>/test/support/production-engine.setup.ts'],
     },
-    { ...withInfra, displayName: 'engines', testMatch: ['<rootDir>/test/engines/**/*.spec.ts'] },
+    {
+      ...withInfra,
+      displayName: 'engines',
+      testMatch: [
+        '<rootDir>/test/engines/**/*.spec.ts',
+        // The same port contracts on the production drivers.
+        '<rootDir>/test/contracts/*.{kafka,redis,mysql}.spec.ts',
+      ],
+    },
     { ...withInfra, displayName: 'cluster', testMatch: ['<rootDir>/test/cluster/**/*.spec.ts'] },
   ],
 };

@@ -77,9 +77,9 @@ describe('Connection delivery ordering', () => {
     conn.start(outbox.epoch(), 0);
     await settled(() => ws.sent.length === 2);
     await outbox.append([{ userId: 'u', envelope: env('m3') }]);
-    conn.resync();
+    void conn.resync();
     await settled(() => ws.sent.length === 3);
-    conn.resync();
+    void conn.resync();
     await settle();
     expect(ws.seqs()).toEqual([1, 2, 3]);
   });

@@ -19,8 +19,8 @@ describe('memoryStorage', () => {
   it('starts empty (or with the given cursor) and keeps the last set', () => {
     const s = memoryStorage();
     expect(s.get()).toBeUndefined();
-    s.set('a');
-    s.set('b');
+    void s.set('a');
+    void s.set('b');
     expect(s.get()).toBe('b');
     expect(memoryStorage('x').get()).toBe('x');
   });
@@ -35,7 +35,7 @@ describe('localStorageStorage', () => {
     };
     const s = localStorageStorage('relay.cursor', store);
     expect(s.get()).toBeUndefined();
-    s.set('E-5');
+    void s.set('E-5');
     expect(map.get('relay.cursor')).toBe('E-5');
     expect(s.get()).toBe('E-5');
   });

@@ -1,0 +1,264 @@
+import { NewDelivery, OutboxStore, StoredDelivery } from '../../src/outbox/outbox.store';
+import { Envelope } from '../../src/protocol/envelope';
+
+/**
+ * What every OutboxStore driver promises (src/outbox/outbox.store.ts): atomic, idempotent appends;
+ * gapless per-user seqs in input and commit order; reads of unexpired deliveries in seq order;
+ * retention that tells an intact cursor from one whose deliveries expired; bounded purges that keep
+ * each user's head. Run by outbox-store.<driver>.spec.ts.
+ */
+export interface OutboxHarness {
+  /** A store over an empty backend; deliveries outlive every test. */
+  open(): Promise<OutboxStore>;
+  /** Another writer on the same backend (another router process; memory: the same instance). */
+  peer(store: OutboxStore): Promise<OutboxStore>;
+  /**
+   * A store over an empty backend whose deliveries expire, and `expire()`, which lets its retention
+   * pass for everything appended so far (and not for what is appended afterwards, for a while).
+   */
+  openExpiring(): Promise<{ store: OutboxStore; expire(): Promise<void> }>;
+  dispose(): Promise<void>;
+}
+
+function env(id: string, body: unknown = { text: `hello ${id}` }): Envelope {
+  return { id, conversation_id: 'c1', from: 'alice', ts: 1_700_000_000_000, body };
+}
+
+const seqs = (stored: StoredDelivery[]): number[] => stored.map((d) => d.seq);
+const many = (userId: string, ids: string[]): NewDelivery[] =>
+  ids.map((id) => ({ userId, envelope: env(id) }));
+
+export function outboxStoreContract(driver: string, harness: () => OutboxHarness): void {
+  describe(`OutboxStore contract (${driver})`, () => {
+    let h: OutboxHarness;
+
+    beforeAll(() => {
+      h = harness();
+    });
+
+    afterAll(async () => {
+      await h?.dispose();
+    });
+
+    it('has a stable epoch shared by every writer of the store, and answers ping', async () => {
+      const store = await h.open();
+      expect(store.epoch()).toEqual(expect.any(String));
+      expect(store.epoch().length).toBeGreaterThan(0);
+      expect(store.epoch()).toBe(store.epoch());
+      expect((await h.peer(store)).epoch()).toBe(store.epoch());
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+
+    it('assigns gapless per-user seqs in input order and returns one delivery per input, in input order', async () => {
+      const store = await h.open();
+      const stored = await store.append([
+        { userId: 'a', envelope: env('m1') },
+        { userId: 'b', envelope: env('m1') },
+        { userId: 'a', envelope: env('m2') },
+        { userId: 'a', envelope: env('m3') },
+        { userId: 'b', envelope: env('m2') },
+      ]);
+      expect(stored.map((d) => [d.userId, d.envelope.id, d.seq])).toEqual([
+        ['a', 'm1', 1],
+        ['b', 'm1', 1],
+        ['a', 'm2', 2],
+        ['a', 'm3', 3],
+        ['b', 'm2', 2],
+      ]);
+      expect(seqs(await store.append(many('a', ['m4'])))).toEqual([4]);
+      expect((await store.readAfter('a', 0, 10)).map((d) => d.envelope.id)).toEqual(['m1', 'm2', 'm3', 'm4']);
+      expect(await store.append([])).toEqual([]);
+    });
+
+    it('is idempotent per (user, message): a repeated append returns the original seqs and stores nothing new', async () => {
+      const store = await h.open();
+      const batch: NewDelivery[] = [
+        { userId: 'a', envelope: env('m1') },
+        { userId: 'b', envelope: env('m1') },
+        { userId: 'a', envelope: env('m2') },
+      ];
+      const first = await store.append(batch);
+      expect(seqs(await store.append(batch))).toEqual(seqs(first));
+      expect(seqs(await store.readAfter('a', 0, 10))).toEqual([1, 2]);
+
+      // A redelivered batch overlapping new work: old ones keep their seqs, new ones continue.
+      const mixed = await store.append([
+        { userId: 'a', envelope: env('m3') },
+        { userId: 'a', envelope: env('m2') },
+        { userId: 'c', envelope: env('m2') },
+      ]);
+      expect(seqs(mixed)).toEqual([3, 2, 1]);
+      expect((await store.readAfter('a', 0, 10)).map((d) => d.envelope.id)).toEqual(['m1', 'm2', 'm3']);
+      expect(await store.retention('a', 0)).toEqual({ head: 3, firstRetainedAfter: 1 });
+
+      // The same (user, message) twice in one call is one delivery.
+      expect(seqs(await store.append(many('d', ['m1', 'm2', 'm1'])))).toEqual([1, 2, 1]);
+      expect(seqs(await store.readAfter('d', 0, 10))).toEqual([1, 2]);
+    });
+
+    it('stores the envelope verbatim and treats user ids byte-exactly', async () => {
+      const store = await h.open();
+      const e = env('m1', { text: 'héllo 👋 "quoted" \\ back', nested: { n: [1, 2.5, null, true] } });
+      await store.append([{ userId: 'alice', envelope: e }]);
+      expect(await store.readAfter('alice', 0, 10)).toEqual([{ userId: 'alice', seq: 1, envelope: e }]);
+
+      await store.append([
+        { userId: 'Alice', envelope: env('m1') },
+        { userId: 'alice ', envelope: env('m1') },
+        { userId: 'alice', envelope: env('m2') },
+      ]);
+      expect(seqs(await store.readAfter('alice', 0, 10))).toEqual([1, 2]);
+      expect(seqs(await store.readAfter('Alice', 0, 10))).toEqual([1]);
+      expect(seqs(await store.readAfter('alice ', 0, 10))).toEqual([1]);
+    });
+
+    it('reads after a seq, in seq order, at most `limit`', async () => {
+      const store = await h.open();
+      await store.append(
+        many(
+          'a',
+          Array.from({ length: 25 }, (_, i) => `m${i + 1}`),
+        ),
+      );
+      await store.append(many('b', ['other']));
+      const pages: number[][] = [];
+      for (let after = 0; ;) {
+        const page = await store.readAfter('a', after, 10);
+        if (page.length === 0) break;
+        expect(page.map((d) => d.envelope.id)).toEqual(page.map((d) => `m${d.seq}`));
+        expect(page.every((d) => d.userId === 'a')).toBe(true);
+        pages.push(seqs(page));
+        after = page[page.length - 1].seq;
+      }
+      expect(pages.map((p) => [p[0], p[p.length - 1]])).toEqual([
+        [1, 10],
+        [11, 20],
+        [21, 25],
+      ]);
+      expect(seqs(await store.readAfter('a', 23, 10))).toEqual([24, 25]);
+      expect(await store.readAfter('a', 25, 10)).toEqual([]);
+      expect(await store.readAfter('a', 0, 0)).toEqual([]);
+      expect(await store.readAfter('nobody', 0, 10)).toEqual([]);
+    });
+
+    it('reports retention: head and the first retained seq after a cursor', async () => {
+      const store = await h.open();
+      expect(await store.retention('nobody', 0)).toEqual({ head: 0, firstRetainedAfter: null });
+      expect(await store.retention('nobody', 5)).toEqual({ head: 0, firstRetainedAfter: null });
+      await store.append(many('a', ['m1', 'm2', 'm3', 'm4']));
+      expect(await store.retention('a', 0)).toEqual({ head: 4, firstRetainedAfter: 1 });
+      expect(await store.retention('a', 2)).toEqual({ head: 4, firstRetainedAfter: 3 });
+      expect(await store.retention('a', 4)).toEqual({ head: 4, firstRetainedAfter: null });
+    });
+
+    it('hides expired deliveries, keeps the head, and seqs continue after expiry', async () => {
+      const { store, expire } = await h.openExpiring();
+      await store.append(many('a', ['m1', 'm2']));
+      await expire();
+      await store.append(many('a', ['m3']));
+      expect(seqs(await store.readAfter('a', 0, 10))).toEqual([3]);
+      expect(seqs(await store.readAfter('a', 1, 1))).toEqual([3]);
+      // A cursor before the hole sees the gap (first retained is not cursor + 1); one at its edge does not.
+      expect(await store.retention('a', 0)).toEqual({ head: 3, firstRetainedAfter: 3 });
+      expect(await store.retention('a', 2)).toEqual({ head: 3, firstRetainedAfter: 3 });
+
+      await expire();
+      expect(await store.readAfter('a', 0, 10)).toEqual([]);
+      expect(await store.retention('a', 0)).toEqual({ head: 3, firstRetainedAfter: null });
+      expect(seqs(await store.append(many('a', ['m4'])))).toEqual([4]);
+    });
+
+    it('purges expired deliveries in bounded chunks, keeping heads, live deliveries and their idempotency', async () => {
+      const { store, expire } = await h.openExpiring();
+      await store.append(
+        ['a', 'b', 'c'].flatMap((u) =>
+          many(
+            u,
+            Array.from({ length: 9 }, (_, i) => `old${i}`),
+          ),
+        ),
+      );
+      expect(await store.purgeExpired(10)).toBe(0); // nothing expired yet
+      await expire();
+      await store.append(['a', 'b'].flatMap((u) => many(u, ['new'])));
+
+      const chunks: number[] = [];
+      for (let n = -1; n !== 0;) chunks.push((n = await store.purgeExpired(10)));
+      expect(chunks).toEqual([10, 10, 7, 0]);
+      expect(seqs(await store.readAfter('a', 0, 100))).toEqual([10]);
+      expect(await store.retention('a', 0)).toEqual({ head: 10, firstRetainedAfter: 10 });
+      expect(await store.retention('c', 0)).toEqual({ head: 9, firstRetainedAfter: null });
+      expect(seqs(await store.append(many('c', ['next'])))).toEqual([10]);
+      expect(seqs(await store.append(many('a', ['new'])))).toEqual([10]);
+    });
+
+    it('keeps seqs gapless, consistent and visible in order with several writers appending for the same users at once', async () => {
+      const store = await h.open();
+      const writers = [store, await h.peer(store), await h.peer(store)];
+      const users = Array.from({ length: 8 }, (_, i) => `user${i}`);
+      const BATCHES = 12;
+      // Every 4th batch is the same message on every writer: a redelivery racing its original.
+      const batchFor = (w: number, b: number): NewDelivery[] => {
+        const shared = b % 4 === 0;
+        const id = shared ? `shared-${b}` : `w${w}-b${b}`;
+        const k = shared ? b : w * 100 + b;
+        return users
+          .filter((_, i) => (i * 7 + k * 13) % 5 !== 0)
+          .map((userId) => ({ userId, envelope: env(id) }));
+      };
+
+      const returned = new Map<string, number>();
+      const conflicts: string[] = [];
+      const last = new Map(users.map((u) => [u, 0]));
+      const violations: string[] = [];
+      const follow = async () => {
+        for (const u of users) {
+          for (const d of await store.readAfter(u, last.get(u)!, 1000)) {
+            if (d.seq !== last.get(u)! + 1) violations.push(`${u}: read ${d.seq} after ${last.get(u)}`);
+            last.set(u, d.seq);
+          }
+        }
+      };
+      let writing = true;
+      const following = (async () => {
+        while (writing) await follow();
+      })();
+      try {
+        await Promise.all(
+          writers.map(async (writer, w) => {
+            for (let b = 0; b < BATCHES; b++) {
+              for (const d of await writer.append(batchFor(w, b))) {
+                const key = `${d.userId} ${d.envelope.id}`;
+                const prev = returned.get(key);
+                if (prev !== undefined && prev !== d.seq) conflicts.push(`${key}: ${prev} vs ${d.seq}`);
+                returned.set(key, d.seq);
+              }
+            }
+          }),
+        );
+      } finally {
+        writing = false;
+        await following;
+      }
+      await follow();
+
+      expect(violations).toEqual([]);
+      expect(conflicts).toEqual([]);
+      for (const u of users) {
+        const expected = new Set(
+          writers.flatMap((_, w) =>
+            Array.from({ length: BATCHES }, (_, b) => batchFor(w, b))
+              .flat()
+              .filter((d) => d.userId === u)
+              .map((d) => d.envelope.id),
+          ),
+        );
+        const rows = await store.readAfter(u, 0, 1000);
+        expect(seqs(rows)).toEqual(Array.from({ length: expected.size }, (_, i) => i + 1));
+        expect(new Set(rows.map((d) => d.envelope.id))).toEqual(expected);
+        for (const d of rows) expect(returned.get(`${u} ${d.envelope.id}`)).toBe(d.seq);
+        expect(last.get(u)).toBe(expected.size);
+      }
+    });
+  });
+}
