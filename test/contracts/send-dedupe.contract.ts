@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { AckRecord, SendDedupe } from '../../src/gateway/dedupe/send-dedupe';
+import { AckRecord, SendDedupe } from '../../src/session/send-dedupe';
 import { waitFor } from '../support/wait-for';
 
 /**
- * What every SendDedupe driver promises (src/gateway/dedupe/send-dedupe.ts): per (sender, ref), the
+ * What every SendDedupe driver promises (src/session/send-dedupe.ts): per (sender, ref), the
  * first reserve in the window stores its candidate and gets null; every later one, from any node,
  * gets that record; concurrent reserves have exactly one winner; after the window the key is free.
  * Run by send-dedupe.<driver>.spec.ts.

@@ -1,4 +1,4 @@
-import { MemoryDedupeDriver } from '../../src/gateway/dedupe/memory-dedupe.driver';
+import { MemoryDedupeDriver } from '../../src/session/drivers/memory-dedupe.driver';
 import { sendDedupeContract } from './send-dedupe.contract';
 
 sendDedupeContract('memory', () => ({

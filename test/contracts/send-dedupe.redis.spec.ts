@@ -1,5 +1,5 @@
-import { RedisDedupeDriver } from '../../src/gateway/dedupe/redis-dedupe.driver';
-import { SendDedupe } from '../../src/gateway/dedupe/send-dedupe';
+import { RedisDedupeDriver } from '../../src/session/drivers/redis-dedupe.driver';
+import { SendDedupe } from '../../src/session/send-dedupe';
 import { ContractRedis, contractRedis } from './backends';
 import { sendDedupeContract } from './send-dedupe.contract';
 
