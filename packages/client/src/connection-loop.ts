@@ -5,6 +5,7 @@ import { CloseCode } from './protocol.js';
 import type { ClientFrame, WelcomePayload } from './protocol.js';
 import { OPEN, abandon } from './socket.js';
 import type { WebSocketConstructor, WebSocketLike } from './socket.js';
+import { listenForWake } from './wake-signals.js';
 
 /**
  * The connection loop: one WebSocket at a time, opened with the right credentials, watched by the
@@ -22,6 +23,8 @@ type Timer = ReturnType<typeof setTimeout>;
 const DEFAULT_HEARTBEAT_MS = 25_000;
 /** Close code for connections the client abandons itself (heartbeat or connect timeout); 4000-4999 is app-defined. */
 const CLIENT_GAVE_UP = 4000;
+/** Closes that mean the server went away unexpectedly (crash, internal error, restart, overload), not a refusal. */
+const ABNORMAL_CLOSES: ReadonlySet<number> = new Set([1006, 1011, 1012, 1013]);
 
 /** The settings the loop reads (the connect options, defaults applied). */
 export interface LoopOptions {
@@ -73,6 +76,16 @@ export class ConnectionLoop {
   private rejectedToken: string | undefined;
   /** An immediate reconnect after 1012 was used and no welcome came since (prevents a hot loop). */
   private drainRetried = false;
+  /** The last welcomed connection stayed up for healthyAfterMs. */
+  private provedHealthy = false;
+  /**
+   * The current connection came after a healthy one: if it dies abnormally (the server crashed
+   * again, e.g. right after its restart), the back-off starts over instead of continuing the ceiling
+   * the outage built up. Only once per healthy connection, so a server that welcomes and dies in a
+   * loop still gets an ever longer back-off.
+   */
+  private resetOnCrash = false;
+  private removeWakeListeners: (() => void) | undefined;
 
   private retryTimer: Timer | undefined;
   private connectTimer: Timer | undefined;
@@ -103,6 +116,17 @@ export class ConnectionLoop {
 
   /** Starts the first attempt. Asynchronous from its first await on. */
   start(): void {
+    this.removeWakeListeners = listenForWake(() => this.reconnectNow());
+    void this.attempt();
+  }
+
+  /**
+   * Skips the back-off: when a retry is pending, cancels it and attempts at once. A no-op while
+   * connected or while an attempt is already under way (and after stop()).
+   */
+  reconnectNow(): void {
+    if (this._stopped || this.retryTimer === undefined) return;
+    clearTimeout(this.retryTimer);
     void this.attempt();
   }
 
@@ -116,6 +140,8 @@ export class ConnectionLoop {
     if (ws) abandon(ws, 1000, 'client closed');
     this.clearConnectionTimers();
     clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.removeWakeListeners?.();
   }
 
   /** Writes a frame to the current socket; false when there is none or it is going away. */
@@ -135,10 +161,15 @@ export class ConnectionLoop {
     this.clearConnectionTimers(); // the connect timeout, and the heartbeat of a (buggy) earlier welcome
     this._welcomed = true;
     this.drainRetried = false;
+    this.resetOnCrash = this.provedHealthy;
+    this.provedHealthy = false;
     const heartbeatMs = p.heartbeat_ms || DEFAULT_HEARTBEAT_MS;
     this._session = { userId: p.user_id, nodeId: p.node_id, heartbeatMs, recovered: p.recovered };
     this.startHeartbeat(heartbeatMs);
-    this.healthyTimer = setTimeout(() => this.backoff.reset(), this.options.healthyAfterMs);
+    this.healthyTimer = setTimeout(() => {
+      this.backoff.reset();
+      this.provedHealthy = true;
+    }, this.options.healthyAfterMs);
   }
 
   private async attempt(): Promise<void> {
@@ -235,6 +266,7 @@ export class ConnectionLoop {
   private onDisconnected(code: number, reason: string): void {
     // Closed already (close event) or given up on by us: either way, stop listening and let it go.
     if (this.ws) abandon(this.ws, CLIENT_GAVE_UP, reason);
+    const wasWelcomed = this._welcomed;
     this.ws = undefined;
     this._welcomed = false;
     this.clearConnectionTimers();
@@ -256,6 +288,12 @@ export class ConnectionLoop {
     }
     if (unauthorized) this.rejectedToken = this.tokenInUse;
     this.host.lost(code);
+
+    // The server came back after a crash and went away again: start over from the minimum delay.
+    if (wasWelcomed && this.resetOnCrash && ABNORMAL_CLOSES.has(code)) {
+      this.resetOnCrash = false;
+      this.backoff.reset();
+    }
 
     // Draining is orderly: go elsewhere at once. Only once per welcome, though, so a fleet that
     // keeps answering 1012 is retried with back-off rather than in a tight loop.

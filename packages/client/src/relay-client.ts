@@ -112,6 +112,15 @@ export class RelayClient extends Emitter<ClientEvents> {
   }
 
   /**
+   * Reconnects at once instead of waiting out the back-off (e.g. from a "retry now" button). A
+   * no-op while open, while an attempt is under way, and once closed. Browsers do this by
+   * themselves on the `online` event and when the tab becomes visible again.
+   */
+  reconnectNow(): void {
+    this.loop.reconnectNow();
+  }
+
+  /**
    * Stops reconnecting, confirms the latest cursor, closes the socket and rejects pending sends
    * with `closed`. The promise resolves once the latest cursor is in storage.
    */
