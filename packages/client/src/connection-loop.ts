@@ -23,8 +23,11 @@ type Timer = ReturnType<typeof setTimeout>;
 const DEFAULT_HEARTBEAT_MS = 25_000;
 /** Close code for connections the client abandons itself (heartbeat or connect timeout); 4000-4999 is app-defined. */
 const CLIENT_GAVE_UP = 4000;
-/** Closes that mean the server went away unexpectedly (crash, internal error, restart, overload), not a refusal. */
-const ABNORMAL_CLOSES: ReadonlySet<number> = new Set([1006, 1011, 1012, 1013]);
+/**
+ * Ends of a welcomed connection that mean the server went away unexpectedly (crash, internal error,
+ * restart, overload, or a dead host caught by our heartbeat), not a refusal.
+ */
+const ABNORMAL_CLOSES: ReadonlySet<number> = new Set([1006, 1011, 1012, 1013, CLIENT_GAVE_UP]);
 
 /** The settings the loop reads (the connect options, defaults applied). */
 export interface LoopOptions {

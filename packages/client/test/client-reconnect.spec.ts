@@ -146,8 +146,8 @@ describe('browser wake signals', () => {
 });
 
 describe('back-off after the server comes back from a crash', () => {
-  it.each([1006, 1011, 1012, 1013])(
-    'a connection welcomed after a healthy one that closes %i restarts from the minimum delay, once',
+  it.each([1006, 1011, 1012, 1013, 4000])(
+    'a connection welcomed after a healthy one that ends with %i restarts from the minimum delay, once',
     async (code) => {
       const { client } = await openClient({ healthyAfterMs: 10_000 });
       const disconnects = record(client, 'disconnect');
@@ -156,9 +156,16 @@ describe('back-off after the server comes back from a crash', () => {
       await failUntilDelay(disconnects, 200);
       await jest.advanceTimersByTimeAsync(200);
       // It comes back and welcomes us, then dies again 2 s later (before proving healthy).
-      FakeWebSocket.last.accept();
-      await jest.advanceTimersByTimeAsync(2_000);
-      FakeWebSocket.last.serverClose(code);
+      if (code === 4000) {
+        // A dead host: nothing arrives, and our heartbeat gives up after 2 x heartbeat_ms.
+        FakeWebSocket.last.accept({ heartbeat_ms: 1_000 });
+        await jest.advanceTimersByTimeAsync(2_000);
+        expect(disconnects.at(-1)).toMatchObject({ code: 4000, reason: 'heartbeat timeout' });
+      } else {
+        FakeWebSocket.last.accept();
+        await jest.advanceTimersByTimeAsync(2_000);
+        FakeWebSocket.last.serverClose(code);
+      }
       const afterComeback = disconnects.at(-1)!.retryInMs!;
       // 1012 is retried at once anyway; its next failure shows where the back-off stands.
       if (code === 1012) {
