@@ -171,6 +171,10 @@ export class RouterService implements BeforeApplicationShutdown {
       throw new RoutingError('outbox', err);
     }
     this.metrics.deliveries.inc(stored.length);
+    const committed = Date.now();
+    for (const m of messages) {
+      this.metrics.deliverLatency.observe({ stage: 'router' }, Math.max(0, committed - m.ts) / 1000);
+    }
     await this.push(stored);
   }
 
