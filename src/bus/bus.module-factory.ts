@@ -18,6 +18,7 @@ export const busFactory: FactoryProvider<MessageBus> = {
         // Records that are not IngressMessage JSON never reach the router: the driver dead-letters them.
         const bus = new KafkaBusDriver(config.kafka, {
           onDeadLetter: (reason) => metrics.deadLetters.inc({ reason }),
+          onLag: (partition, lag) => metrics.consumerLag.set({ partition: String(partition) }, lag),
         });
         try {
           await bus.init();

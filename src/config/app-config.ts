@@ -16,6 +16,8 @@ export interface AppConfig {
   nodeId: string;
   host: string;
   port: number;
+  /** A separate port for `/metrics` (null: served on `port`). */
+  metricsPort: number | null;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
   engines: { bus: BusEngine; sessions: SessionEngine; outbox: OutboxEngine };
   auth: {
@@ -128,6 +130,7 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
     // Dev auth lets anyone be anyone: without an explicit HOST it only listens on loopback.
     host: e.HOST ?? (authMode === 'dev' ? '127.0.0.1' : '0.0.0.0'),
     port: e.PORT ?? 3000,
+    metricsPort: e.METRICS_PORT ?? null,
     logLevel: (e.LOG_LEVEL ?? 'log') as AppConfig['logLevel'],
     engines,
     auth: {

@@ -122,6 +122,17 @@ export class EnvVars {
   @Min(0)
   @Max(65535)
   PORT?: number;
+  @Doc(
+    'Process',
+    'unset (on `PORT`)',
+    'serve `/metrics` on this port (same address as HOST) instead of the public one, which then answers 404; `0` picks a free port',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  @Max(65535)
+  METRICS_PORT?: number;
   @Doc('Process', '`log`', '`error`, `warn`, `log`, `debug`, `verbose`')
   @IsOptional()
   @IsIn(['error', 'warn', 'log', 'debug', 'verbose'])

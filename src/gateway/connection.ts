@@ -80,6 +80,8 @@ export class Connection {
   private filling = true;
   private fillRunning = false;
   private pending: { seq: number; frame: string }[] = [];
+  /** The server started the closing handshake (or terminated): labels the close in metrics. */
+  private serverClosed = false;
 
   constructor(
     readonly id: string,
@@ -109,6 +111,11 @@ export class Connection {
     return this.ingress.refusals;
   }
 
+  /** Whether the server, not the client, closed first (meaningful once the socket is closing). */
+  get closedByServer(): boolean {
+    return this.serverClosed;
+  }
+
   get isOpen(): boolean {
     return this.ws.readyState === WebSocket.OPEN;
   }
@@ -132,12 +139,16 @@ export class Connection {
   close(code: number, reason: string): void {
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
       this.observer.closedByServer(code);
+      this.serverClosed = true;
       this.ws.close(code, reason);
     }
   }
 
   terminate(): void {
-    if (this.ws.readyState !== WebSocket.CLOSED) this.observer.closedByServer(1006);
+    if (this.ws.readyState !== WebSocket.CLOSED) {
+      this.observer.closedByServer(1006);
+      this.serverClosed ||= this.ws.readyState !== WebSocket.CLOSING;
+    }
     this.ws.terminate();
   }
 

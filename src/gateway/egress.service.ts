@@ -62,10 +62,16 @@ export class EgressService implements NodeSubscriber {
     // socket flush all of its frames from this batch in one write.
     const json: (string | undefined)[] = new Array(batch.envelopes.length);
     const corked = new Set<Connection>();
+    const now = Date.now();
     try {
       for (const d of batch.deliveries) {
         const conns = this.registry.forUser(d.u);
         if (!conns) continue;
+        // Send -> live write, once per delivery (a connection still filling writes it a little later).
+        this.metrics.deliverLatency.observe(
+          { stage: 'gateway' },
+          Math.max(0, now - batch.envelopes[d.e].ts) / 1000,
+        );
         const frame = messageFrame(
           encodeCursor(batch.epoch, d.s),
           (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])),

@@ -84,8 +84,10 @@ export class GatewayServer
   handleConnection(ws: WebSocket, req: IncomingMessage): void {
     try {
       const verdict = verdictOf(req);
-      if (!verdict) return ws.close(CLOSE.internal, 'not admitted');
-      if (!verdict.ok) return ws.close(verdict.closeWith?.code ?? CLOSE.internal, verdict.closeWith?.reason);
+      if (!verdict) return this.refuse(ws, CLOSE.internal, 'not admitted');
+      if (!verdict.ok) {
+        return this.refuse(ws, verdict.closeWith?.code ?? CLOSE.internal, verdict.closeWith?.reason);
+      }
       this.accept(ws, verdict.principal.userId, verdict.principal.expiresAt, verdict.ip);
     } catch (err) {
       this.boundary.contain('connection', err);
@@ -119,6 +121,18 @@ export class GatewayServer
     });
   }
 
+  /** Closes a socket that never got a Connection (refused after the upgrade, or drained before one). */
+  private refuse(ws: WebSocket, code: number, reason?: string): void {
+    this.observer.closedByServer(code);
+    ws.once('close', (echoed: number) => this.countEnd(echoed, true));
+    ws.close(code, reason);
+  }
+
+  /** Every close once the socket is gone: its code and who started it. */
+  private countEnd(code: number, byServer: boolean): void {
+    this.metrics.connectionsEnded.inc({ code: String(code), by: byServer ? 'server' : 'client' });
+  }
+
   private accept(ws: WebSocket, userId: string, expiresAt: number | null, ip: string): void {
     // The gateway config section carries every per-connection limit (ConnectionLimits).
     const conn = new Connection(
@@ -131,6 +145,7 @@ export class GatewayServer
       this.observer,
     );
     this.metrics.connections.inc();
+    this.metrics.connects.inc();
     this.admission.admitted(userId, ip);
     conn.expectHello(this.admission.handshakeTimeoutMs(), () =>
       this.boundary.guard('handshake-timer', conn, () =>
@@ -138,6 +153,7 @@ export class GatewayServer
       ),
     );
     ws.on('pong', () => conn.onPong());
+    ws.once('close', (code: number) => this.countEnd(code, conn.closedByServer));
     this.connections.set(ws, { conn, ip });
   }
 
@@ -215,7 +231,7 @@ export class GatewayServer
           ws.once('close', () => resolve());
           const conn = this.connections.get(ws)?.conn;
           if (conn) conn.close(CLOSE.draining, 'server draining, reconnect');
-          else ws.close(CLOSE.draining, 'server draining, reconnect');
+          else this.refuse(ws, CLOSE.draining, 'server draining, reconnect');
         }),
     );
     const deadline = new Promise<void>((r) =>

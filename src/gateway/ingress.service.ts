@@ -111,10 +111,12 @@ export class IngressService {
     try {
       const members = await this.membership.add(conversationId);
       if (!members) {
+        this.metrics.sendRejected.inc({ code: 'not_found' });
         conn.sendError('not_found', `conversation ${conversationId} does not exist`, ref);
         return null;
       }
       if (!members.includes(conn.userId)) {
+        this.metrics.sendRejected.inc({ code: 'forbidden' });
         conn.sendError('forbidden', `you are not a member of conversation ${conversationId}`, ref);
         return null;
       }

@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { Config } from '../config/config.module';
+import { MetricsService } from '../metrics/metrics.service';
 import { decodeCursor, encodeCursor, planResume } from '../outbox/cursor';
 import { OutboxStore } from '../outbox/outbox.store';
 import { CLOSE, ClientFrame } from '../protocol/frames';
@@ -30,6 +31,7 @@ export class ResumeService {
     private readonly outbox: OutboxStore,
     private readonly sessions: SessionMap,
     private readonly registry: ConnectionRegistry,
+    private readonly metrics: MetricsService,
   ) {}
 
   /**
@@ -69,6 +71,7 @@ export class ResumeService {
         }),
       );
       conn.start(epoch, plan.afterSeq);
+      this.metrics.resumes.inc({ outcome: !cursor ? 'fresh' : plan.recovered ? 'recovered' : 'lost' });
     } catch (err) {
       this.logger.warn(`hello for ${conn.userId} failed: ${(err as Error).message}`);
       conn.sendError('unavailable', 'session store unavailable, reconnect later');

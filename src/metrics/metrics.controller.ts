@@ -1,13 +1,19 @@
-import { Controller, Get, Header } from '@nestjs/common';
+import { Controller, Get, Header, NotFoundException } from '@nestjs/common';
+import { Config } from '../config/config.module';
 import { MetricsService } from './metrics.service';
 
 @Controller('metrics')
 export class MetricsController {
-  constructor(private readonly metrics: MetricsService) {}
+  constructor(
+    private readonly metrics: MetricsService,
+    private readonly config: Config,
+  ) {}
 
+  /** 404 when METRICS_PORT moved the endpoint off the public port (MetricsServer serves it there). */
   @Get()
   @Header('Content-Type', 'text/plain; version=0.0.4')
   scrape(): Promise<string> {
+    if (this.config.metricsPort !== null) throw new NotFoundException();
     return this.metrics.registry.metrics();
   }
 }

@@ -17,7 +17,7 @@ export class MetricsService {
   });
   readonly sendRejected = new Counter({
     name: 'relay_send_rejected_total',
-    help: 'send frames answered with an error',
+    help: 'send frames answered with an error, by code (a subset of relay_frames_rejected_total)',
     labelNames: ['code'],
     registers: [this.registry],
   });
@@ -77,6 +77,46 @@ export class MetricsService {
     name: 'relay_connections_closed_by_server_total',
     help: 'Connections the server closed, by close code',
     labelNames: ['code'],
+    registers: [this.registry],
+  });
+  readonly connectionsEnded = new Counter({
+    name: 'relay_connections_closed_total',
+    help: 'Closed WebSocket connections, by close code and by who closed first (server|client)',
+    labelNames: ['code', 'by'],
+    registers: [this.registry],
+  });
+  readonly connects = new Counter({
+    name: 'relay_connects_total',
+    help: 'WebSocket connections accepted after admission (before hello)',
+    registers: [this.registry],
+  });
+  readonly resumes = new Counter({
+    name: 'relay_resumes_total',
+    help: 'hello answered with welcome, by outcome: fresh (no cursor), recovered, lost (recovered false)',
+    labelNames: ['outcome'],
+    registers: [this.registry],
+  });
+  readonly deliverLatency = new Histogram({
+    name: 'relay_deliver_latency_seconds',
+    help: 'Envelope ts -> stage: router (outbox commit) or gateway (live socket write)',
+    labelNames: ['stage'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly consumerLag = new Gauge({
+    name: 'relay_kafka_consumer_lag',
+    help: 'Records of a partition not yet committed by this router (high watermark - next offset)',
+    labelNames: ['partition'],
+    registers: [this.registry],
+  });
+  readonly outboxRows = new Gauge({
+    name: 'relay_outbox_rows',
+    help: 'Deliveries held in the outbox (expired ones included until purged; SQL: id-range estimate)',
+    registers: [this.registry],
+  });
+  readonly outboxOldestAge = new Gauge({
+    name: 'relay_outbox_oldest_age_seconds',
+    help: 'Age of the oldest delivery still in the outbox (0 when empty)',
     registers: [this.registry],
   });
   readonly pendingHandshakes = new Gauge({

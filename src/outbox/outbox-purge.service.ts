@@ -1,10 +1,12 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Config } from '../config/config.module';
+import { MetricsService } from '../metrics/metrics.service';
 import { OutboxStore } from './outbox.store';
 
 /**
  * Deletes expired deliveries in bounded chunks so one purge never holds locks for long. The router's
- * chore: RouterModule provides it, so gateway-only nodes do not have it at all.
+ * chore: RouterModule provides it, so gateway-only nodes do not have it at all. Each tick also
+ * refreshes the outbox size gauges (`outbox_rows`, `outbox_oldest_age_seconds`) from `stats()`.
  */
 @Injectable()
 export class OutboxPurgeService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -15,6 +17,7 @@ export class OutboxPurgeService implements OnApplicationBootstrap, OnApplication
   constructor(
     private readonly config: Config,
     private readonly outbox: OutboxStore,
+    private readonly metrics: MetricsService,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -37,7 +40,19 @@ export class OutboxPurgeService implements OnApplicationBootstrap, OnApplication
     } catch (err) {
       this.logger.warn(`outbox purge failed: ${(err as Error).message}`);
     }
+    await this.refreshGauges();
     return total;
+  }
+
+  /** After a purge, so the gauges show what is really left; a failure leaves the last values. */
+  async refreshGauges(): Promise<void> {
+    try {
+      const { rows, oldestAgeMs } = await this.outbox.stats();
+      this.metrics.outboxRows.set(rows);
+      this.metrics.outboxOldestAge.set((oldestAgeMs ?? 0) / 1000);
+    } catch (err) {
+      this.logger.warn(`outbox stats failed: ${(err as Error).message}`);
+    }
   }
 
   async onApplicationShutdown(): Promise<void> {

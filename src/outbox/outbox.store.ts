@@ -12,6 +12,14 @@ export interface StoredDelivery {
   envelope: Envelope;
 }
 
+/** A cheap look at the outbox's size for gauges (not exact on every driver: see each field). */
+export interface OutboxStats {
+  /** Deliveries held (expired ones included until purged); SQL drivers may estimate it. */
+  rows: number;
+  /** Age of the oldest delivery held, in ms; null when the outbox is empty. */
+  oldestAgeMs: number | null;
+}
+
 /**
  * The per-user durable log of deliveries: the source of truth for what a user is owed.
  *
@@ -31,5 +39,7 @@ export abstract class OutboxStore {
   abstract retention(userId: string, afterSeq: number): Promise<RetentionState>;
   /** Deletes up to `limit` expired deliveries; returns how many went. */
   abstract purgeExpired(limit: number): Promise<number>;
+  /** Size gauges; must stay cheap (the router calls it on every purge tick). */
+  abstract stats(): Promise<OutboxStats>;
   abstract ping(): Promise<void>;
 }

@@ -171,6 +171,12 @@ export class RouterService implements BeforeApplicationShutdown {
       throw new RoutingError('outbox', err);
     }
     this.metrics.deliveries.inc(stored.length);
+    // Send -> outbox commit, once per message that was delivered to anyone.
+    const committed = Date.now();
+    for (const m of messages) {
+      if (!members.get(m.conversation_id)) continue;
+      this.metrics.deliverLatency.observe({ stage: 'router' }, Math.max(0, committed - m.ts) / 1000);
+    }
     await this.push(stored);
   }
 

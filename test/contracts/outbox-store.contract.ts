@@ -192,6 +192,19 @@ export function outboxStoreContract(driver: string, harness: () => OutboxHarness
       expect(seqs(await store.append(many('a', ['new'])))).toEqual([10]);
     });
 
+    it('reports its size and the age of its oldest delivery, and nothing once all is purged', async () => {
+      const { store, expire } = await h.openExpiring();
+      expect(await store.stats()).toEqual({ rows: 0, oldestAgeMs: null });
+      await store.append([...many('a', ['m1', 'm2', 'm3']), ...many('b', ['m1', 'm2'])]);
+      const stats = await store.stats();
+      expect(stats.rows).toBe(5);
+      expect(stats.oldestAgeMs).toBeGreaterThanOrEqual(0);
+      expect(stats.oldestAgeMs).toBeLessThan(60_000);
+      await expire();
+      while ((await store.purgeExpired(100)) > 0);
+      expect(await store.stats()).toEqual({ rows: 0, oldestAgeMs: null });
+    });
+
     it('keeps seqs gapless, consistent and visible in order with several writers appending for the same users at once', async () => {
       const store = await h.open();
       const writers = [store, await h.peer(store), await h.peer(store)];

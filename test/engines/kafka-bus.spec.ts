@@ -196,6 +196,32 @@ describe('KafkaBusDriver (real broker)', () => {
     );
   });
 
+  it("reports each partition's consumer lag: the backlog when a batch arrives, 0 once it is committed", async () => {
+    const config = freshConfig();
+    const lags = new Map<number, number[]>();
+    const bus = driver(config, {
+      onLag: (p, lag) => lags.set(p, [...(lags.get(p) ?? []), lag]),
+    });
+    await bus.init();
+    const N = 60;
+    await Promise.all(Array.from({ length: N }, (_, i) => bus.publish(msg(`lag-${i % 6}`))));
+    const perPartition = await admin.fetchTopicOffsets(config.topic);
+    const busy = perPartition.filter((p) => Number(p.high) > 0).map((p) => p.partition);
+    const rec = recorder();
+    await bus.consume(rec.handler);
+    await waitFor(
+      () => busy.every((p) => lags.get(p)?.at(-1) === 0),
+      15_000,
+      'every partition with records to report lag 0',
+    );
+    expect(rec.messages).toHaveLength(N);
+    for (const p of busy) {
+      const high = Number(perPartition.find((o) => o.partition === p)!.high);
+      // The first report is the whole backlog of the partition (nothing was committed before).
+      expect(lags.get(p)![0]).toBe(high);
+    }
+  });
+
   it('batches concurrent publishes into few produce requests', async () => {
     const config = freshConfig();
     const bus = driver(config);

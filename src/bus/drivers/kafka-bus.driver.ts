@@ -46,6 +46,8 @@ export interface KafkaBusOptions {
   pingTimeoutMs: number;
   /** Called once per record the driver itself dead-lettered (reason `malformed`), e.g. to count it. */
   onDeadLetter?: (reason: string) => void;
+  /** Consumer lag of a partition (high watermark - next offset to commit), after each fetch and commit. */
+  onLag?: (partition: number, lag: number) => void;
   /** Test hook: lets a test cut and restore the network path to the broker. */
   socketFactory?: ISocketFactory;
 }

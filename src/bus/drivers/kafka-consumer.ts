@@ -30,6 +30,8 @@ export interface KafkaConsumerOptions {
   maxWaitTimeMs: number;
   retryMinMs: number;
   retryMaxMs: number;
+  /** Called with a partition's lag when a batch arrives and after each commit (e.g. for a gauge). */
+  onLag?: (partition: number, lag: number) => void;
 }
 
 /** A record of a run that is not IngressMessage JSON. */
@@ -58,6 +60,12 @@ interface Run {
 
 function nextOffset(offset: string): string {
   return (BigInt(offset) + 1n).toString();
+}
+
+/** Records of the partition at or after `next` (the offset the group would resume from). */
+export function partitionLag(highWatermark: string, next: string): number {
+  const lag = BigInt(highWatermark) - BigInt(next);
+  return lag > 0n ? Number(lag) : 0;
 }
 
 export class KafkaConsumer {
@@ -200,6 +208,7 @@ export class KafkaConsumer {
     const { batch, isRunning, isStale, heartbeat, resolveOffset, commitOffsetsIfNecessary } = payload;
     const partition = batch.partition;
     const runs = this.splitBatch(batch);
+    if (batch.messages.length > 0) this.reportLag(partition, batch.highWatermark, batch.messages[0].offset);
     for (let r = 0; r < runs.length; r++) {
       const run = runs[r];
       // Stopping: finish (and commit) the run in progress, leave the rest uncommitted for the next owner.
@@ -233,8 +242,18 @@ export class KafkaConsumer {
         return;
       }
       resolveOffset(last);
+      this.reportLag(partition, batch.highWatermark, nextOffset(last));
       this.failures.delete(partition);
       if (r < runs.length - 1) await heartbeat();
+    }
+  }
+
+  private reportLag(partition: number, highWatermark: string, next: string): void {
+    if (!this.opts.onLag) return;
+    try {
+      this.opts.onLag(partition, partitionLag(highWatermark, next));
+    } catch (err) {
+      this.logger.warn(`lag callback failed: ${(err as Error).message}`);
     }
   }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { RetentionState } from '../cursor';
-import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox.store';
+import { NewDelivery, OutboxStats, OutboxStore, StoredDelivery } from '../outbox.store';
 
 interface Row extends StoredDelivery {
   expiresAt: number;
@@ -81,6 +81,17 @@ export class MemoryOutboxDriver extends OutboxStore {
       if (purged >= limit) break;
     }
     return purged;
+  }
+
+  async stats(): Promise<OutboxStats> {
+    let rows = 0;
+    let oldest = Infinity;
+    for (const log of this.users.values()) {
+      rows += log.rows.length;
+      // expiresAt does not decrease along a user's log: the first row is that user's oldest.
+      if (log.rows.length > 0) oldest = Math.min(oldest, log.rows[0].expiresAt - this.retentionMs);
+    }
+    return { rows, oldestAgeMs: rows === 0 ? null : Math.max(0, this.now() - oldest) };
   }
 
   async ping(): Promise<void> {}

@@ -4,7 +4,7 @@ import { ER_NO_SUCH_TABLE, mysqlErrno } from '../../database/mysql-errors';
 import { chunks, inTransaction, list, repeat, tuples } from '../../database/transaction';
 import { Envelope } from '../../protocol/envelope';
 import { RetentionState } from '../cursor';
-import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox.store';
+import { NewDelivery, OutboxStats, OutboxStore, StoredDelivery } from '../outbox.store';
 
 /**
  * MySQL/MariaDB outbox (tables from src/database/migrations: outbox, outbox_user_seq, relay_meta).
@@ -266,6 +266,20 @@ export class MysqlOutboxDriver extends OutboxStore {
       },
       { isolation: 'READ COMMITTED', retries: 2 },
     );
+  }
+
+  /**
+   * Two primary-key lookups, no scan: rows is the id range (ids are allocated in insert order and the
+   * purge removes old rows first, so the range stays close to the count), the age is the lowest id's.
+   */
+  async stats(): Promise<OutboxStats> {
+    const [row]: { n: number | string | null; age_us: number | string | null }[] = await this.ds.query(
+      `SELECT
+         (SELECT MAX(id) - MIN(id) + 1 FROM outbox) AS n,
+         (SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) FROM outbox ORDER BY id LIMIT 1) AS age_us`,
+    );
+    if (row.n === null || row.age_us === null) return { rows: 0, oldestAgeMs: null };
+    return { rows: Number(row.n), oldestAgeMs: Math.max(0, Number(row.age_us) / 1000) };
   }
 
   async ping(): Promise<void> {
