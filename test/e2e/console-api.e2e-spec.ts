@@ -174,6 +174,17 @@ describe('debug console API with an admin key (jwt auth mode)', () => {
   });
 });
 
+describe('debug console shutdown', () => {
+  it('ends open tails so the app closes', async () => {
+    const t = await startTestApp();
+    const s = await SseClient.open(`${t.http}/console/api/tail?conversation=room`);
+    await s.next((e) => e.event === 'ready');
+    const closed = t.close();
+    await expect(s.next(() => false, 5_000)).rejects.toThrow('stream ended');
+    await closed;
+  });
+});
+
 describe('debug console in production', () => {
   const prod = { NODE_ENV: 'production', AUTH_MODE: 'jwt', JWT_SECRET: SECRET, ADMIN_API_KEY: KEY };
 
