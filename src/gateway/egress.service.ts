@@ -7,7 +7,7 @@ import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel'
 import { SessionMap } from '../session/session-map';
 import { MetricsService } from '../metrics/metrics.service';
 import { Containment } from './containment';
-import { TailHub } from './tail.hub';
+import { bodyPreview, TailHub } from './tail.hub';
 
 const RESYNC_CONCURRENCY = 64;
 
@@ -93,6 +93,7 @@ export class EgressService implements NodeSubscriber {
 
   private publishToTail(batch: PushBatch, d: PushBatch['deliveries'][number]): void {
     const env = batch.envelopes[d.e];
+    if (!this.tail.wants(env.conversation_id, d.u)) return;
     this.tail.publish({
       kind: 'delivery',
       at: Date.now(),
@@ -101,7 +102,7 @@ export class EgressService implements NodeSubscriber {
       msg_id: env.id,
       from: env.from,
       seq: d.s,
-      body: env.body,
+      body: bodyPreview(env.body),
     });
   }
 

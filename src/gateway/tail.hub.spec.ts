@@ -1,4 +1,4 @@
-import { TailEvent, TailHub, TailSink } from './tail.hub';
+import { bodyPreview, TailEvent, TailHub, TailSink } from './tail.hub';
 
 const ack = (conversation: string, user: string, n = 0): Extract<TailEvent, { kind: 'ack' }> => ({
   kind: 'ack',
@@ -67,5 +67,25 @@ describe('TailHub', () => {
     expect(s.got.at(-2)).toMatchObject({ msg_id: `m${hub.limits.maxQueued}` }); // oldest kept, newest dropped
     expect(s.got.at(-1)).toMatchObject({ kind: 'dropped', count: extra });
     expect(sub.queued).toBe(0);
+  });
+
+  it('answers wants() only for followed conversations and users', () => {
+    const hub = new TailHub();
+    expect(hub.wants('c', 'u')).toBe(false);
+    hub.subscribe({ conversation: 'c' }, sink());
+    hub.subscribe({ user: 'u' }, sink());
+    expect([
+      hub.wants('c', 'x'),
+      hub.wants('d', 'u'),
+      hub.wants('d', 'x'),
+      hub.wants(undefined, 'x'),
+    ]).toEqual([true, true, false, false]);
+  });
+
+  it('shows bodies as JSON, cut at 1 KiB', () => {
+    expect(bodyPreview({ text: 'hi' })).toBe('{"text":"hi"}');
+    const long = bodyPreview('x'.repeat(5_000));
+    expect(long).toHaveLength(1_025);
+    expect(long.endsWith('…')).toBe(true);
   });
 });

@@ -12,7 +12,8 @@ export type TailEvent =
       msg_id: string;
       from: string;
       seq: number;
-      body: unknown;
+      /** The body as JSON, cut to BODY_PREVIEW characters (bounds what a backed-up tail holds). */
+      body: string;
     }
   | {
       kind: 'error';
@@ -77,6 +78,13 @@ export class TailSubscriber {
 }
 
 export const TAIL_LIMITS = { maxSubscribers: 16, maxQueued: 1_000 };
+const BODY_PREVIEW = 1_024;
+
+/** A message body as the tail shows it: JSON, at most BODY_PREVIEW characters. */
+export function bodyPreview(body: unknown): string {
+  const json = JSON.stringify(body) ?? 'null';
+  return json.length <= BODY_PREVIEW ? json : `${json.slice(0, BODY_PREVIEW)}…`;
+}
 
 /**
  * In-process fan-out from the gateway (ingress acks and refusals, egress deliveries) to the debug
@@ -115,6 +123,14 @@ export class TailHub {
     if (!set?.delete(sub)) return;
     this.count--;
     if (set.size === 0) index.delete(key);
+  }
+
+  /** Whether any tail follows this conversation or user (lets a publisher skip building the event). */
+  wants(conversation: string | undefined, user: string): boolean {
+    return (
+      this.count > 0 &&
+      ((conversation !== undefined && this.byConversation.has(conversation)) || this.byUser.has(user))
+    );
   }
 
   /** Offers the event to every tail of its conversation and of its user (a subscriber has one filter). */

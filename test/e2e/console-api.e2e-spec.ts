@@ -106,7 +106,7 @@ describe('debug console API (dev auth mode)', () => {
           e.event === 'delivery' &&
           e.data.user === user &&
           e.data.from === 'ann' &&
-          JSON.stringify(e.data.body) === '{"text":"tailed"}',
+          e.data.body === '{"text":"tailed"}',
       );
     }
     await bobTail.next((e) => e.event === 'delivery' && e.data.msg_id === ack.msg_id);

@@ -59,7 +59,7 @@ function describe(e) {
     case 'ack':
       return `${time} ack       ${e.conversation} from ${e.user} id=${e.msg_id} ref=${e.ref}`;
     case 'delivery':
-      return `${time} delivery  ${e.conversation} ${e.from} -> ${e.user} seq=${e.seq} id=${e.msg_id} ${JSON.stringify(e.body)}`;
+      return `${time} delivery  ${e.conversation} ${e.from} -> ${e.user} seq=${e.seq} id=${e.msg_id} ${e.body}`;
     case 'error':
       return `${time} error     ${e.conversation ?? '-'} ${e.user} ${e.code}: ${e.message}${e.ref ? ` ref=${e.ref}` : ''}`;
     case 'dropped':
