@@ -39,16 +39,24 @@ const layering = [
     patterns: [
       layer('gateway', 'Ports and shared code never import the gateway'),
       layer('router', 'Ports and shared code never import the router'),
+      layer('console', 'Nothing imports the debug console (it is optional)'),
     ],
   },
   {
     // bootstrap.ts and app.module.ts (src/ root) compose the two and are not covered here.
     files: ['src/gateway/**/*.ts'],
-    patterns: [layer('router', 'The gateway never imports the router; src/bootstrap.ts composes them')],
+    patterns: [
+      layer('router', 'The gateway never imports the router; src/bootstrap.ts composes them'),
+      // The console reads the gateway (its exports, the TailHub), never the other way.
+      layer('console', 'Nothing imports the debug console (it is optional)'),
+    ],
   },
   {
     files: ['src/router/**/*.ts'],
-    patterns: [layer('gateway', 'The router never imports the gateway; src/bootstrap.ts composes them')],
+    patterns: [
+      layer('gateway', 'The router never imports the gateway; src/bootstrap.ts composes them'),
+      layer('console', 'Nothing imports the debug console (it is optional)'),
+    ],
   },
   {
     // From packages/client/{src,test}/x.ts the server's src/ is three levels up (../src is the SDK's own).

@@ -1,6 +1,7 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { AppConfig } from './config/app-config';
 import { ConfigModule } from './config/config.module';
+import { ConsoleModule } from './console/console.module';
 import { DatabaseModule } from './database/database.module';
 import { RedisModule } from './redis/redis.module';
 import { DirectoryModule } from './directory/directory.module';
@@ -26,6 +27,8 @@ export class AppModule {
         DirectoryModule,
         ...(config.roles.has('gateway') ? [GatewayModule] : []),
         ...(config.roles.has('router') ? [RouterModule] : []),
+        // Not loaded at all when off: /console is then a plain 404.
+        ...(config.roles.has('gateway') && config.console.enabled ? [ConsoleModule] : []),
       ],
     };
   }

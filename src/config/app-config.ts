@@ -68,6 +68,8 @@ export interface AppConfig {
   };
   router: { poisonMaxAttempts: number };
   health: { dependencyGraceMs: number };
+  /** The debug console at /console (src/console): on outside production unless DEBUG_CONSOLE=false. */
+  console: { enabled: boolean };
   sessionTtlMs: number;
   shutdownTimeoutMs: number;
   outbox: { retentionSec: number; purgeIntervalMs: number; purgeChunk: number };
@@ -171,6 +173,7 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
     },
     router: { poisonMaxAttempts: e.POISON_MAX_ATTEMPTS ?? 3 },
     health: { dependencyGraceMs: e.READY_DEPENDENCY_GRACE_MS ?? 30_000 },
+    console: { enabled: e.DEBUG_CONSOLE ?? env !== 'production' },
     // Three missed heartbeats before a crashed node's sessions vanish on their own.
     sessionTtlMs: e.SESSION_TTL_MS ?? heartbeatMs * 3,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 10_000,

@@ -232,6 +232,14 @@ export class EnvVars {
   @Min(0)
   @Max(300)
   JWT_CLOCK_TOLERANCE_SEC?: number;
+  @Doc(
+    'Auth',
+    '`true` (`false` in production)',
+    'serve the debug console at `/console` (gateway role; its API takes `ADMIN_API_KEY`)',
+  )
+  @IsOptional()
+  @Transform(toBool)
+  DEBUG_CONSOLE?: boolean;
 
   @Doc('Gateway', '`25000`', 'server ping interval; two missed pongs terminate the connection', '25000')
   @IsOptional()

@@ -7,6 +7,7 @@ import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel'
 import { SessionMap } from '../session/session-map';
 import { MetricsService } from '../metrics/metrics.service';
 import { Containment } from './containment';
+import { bodyPreview, TailHub } from './tail.hub';
 
 const RESYNC_CONCURRENCY = 64;
 
@@ -31,6 +32,8 @@ export class EgressService implements NodeSubscriber {
     private readonly sessions: SessionMap,
     private readonly registry: ConnectionRegistry,
     private readonly metrics: MetricsService,
+    // Optional for unit tests that build the service by hand (an idle hub: nobody tails).
+    private readonly tail: TailHub = new TailHub(),
   ) {
     this.boundary = new Containment(metrics, this.logger);
   }
@@ -65,6 +68,7 @@ export class EgressService implements NodeSubscriber {
     const now = Date.now();
     try {
       for (const d of batch.deliveries) {
+        if (this.tail.active) this.publishToTail(batch, d);
         const conns = this.registry.forUser(d.u);
         if (!conns) continue;
         // Send -> live write, once per delivery (a connection still filling writes it a little later).
@@ -91,6 +95,21 @@ export class EgressService implements NodeSubscriber {
     } finally {
       for (const conn of corked) conn.uncork();
     }
+  }
+
+  private publishToTail(batch: PushBatch, d: PushBatch['deliveries'][number]): void {
+    const env = batch.envelopes[d.e];
+    if (!this.tail.wants(env.conversation_id, d.u)) return;
+    this.tail.publish({
+      kind: 'delivery',
+      at: Date.now(),
+      conversation: env.conversation_id,
+      user: d.u,
+      msg_id: env.id,
+      from: env.from,
+      seq: d.s,
+      body: bodyPreview(env.body),
+    });
   }
 
   /**

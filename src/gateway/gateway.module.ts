@@ -11,6 +11,7 @@ import { GatewayServer } from './gateway.server';
 import { HeartbeatService } from './heartbeat.service';
 import { IngressService } from './ingress.service';
 import { ResumeService } from './resume.service';
+import { TailHub } from './tail.hub';
 
 @Module({
   imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
@@ -23,6 +24,9 @@ import { ResumeService } from './resume.service';
     ResumeService,
     HeartbeatService,
     GatewayServer,
+    TailHub,
   ],
+  // For the debug console (src/console), which reads them; the gateway never imports the console.
+  exports: [ConnectionRegistry, TailHub],
 })
 export class GatewayModule {}

@@ -3,11 +3,12 @@ import { MessageBus } from '../bus/message-bus';
 import { Batcher } from '../common/batcher';
 import { newMessageId } from '../common/ids';
 import { ConversationDirectory } from '../directory/conversation-directory';
-import { CLOSE, ClientFrame } from '../protocol/frames';
+import { CLOSE, ClientFrame, ErrorCode } from '../protocol/frames';
 import { Connection } from './connection';
 import { SendDedupe } from '../session/send-dedupe';
 import { MetricsService } from '../metrics/metrics.service';
 import { Containment } from './containment';
+import { TailHub } from './tail.hub';
 
 type SendFrame = Extract<ClientFrame, { type: 'send' }>;
 
@@ -34,6 +35,8 @@ export class IngressService {
     private readonly directory: ConversationDirectory,
     private readonly dedupe: SendDedupe,
     private readonly metrics: MetricsService,
+    // Optional for unit tests that build the service by hand (an idle hub: nobody tails).
+    private readonly tail: TailHub = new TailHub(),
   ) {
     this.boundary = new Containment(metrics, this.logger);
   }
@@ -42,7 +45,7 @@ export class IngressService {
     const ref = frame.msg_id;
     if (!conn.takeSendToken()) {
       this.metrics.sendRejected.inc({ code: 'rate_limited' });
-      conn.sendError('rate_limited', 'too many messages, slow down', ref);
+      this.refuse(conn, frame, 'rate_limited', 'too many messages, slow down', ref);
       return;
     }
     const lane = conn.ingress;
@@ -58,8 +61,9 @@ export class IngressService {
         const record = await prepared;
         if (!record) return;
         if (lane.refuses(n)) {
-          this.metrics.sendRejected.inc({ code: 'unavailable' });
-          conn.sendError(
+          this.refuse(
+            conn,
+            frame,
             'unavailable',
             'an earlier message failed; retry in order with the same msg_id',
             ref,
@@ -84,6 +88,16 @@ export class IngressService {
                   payload: { ref, conversation_id: record.conversation_id, ts: record.ts },
                 }),
               );
+              if (this.tail.active) {
+                this.tail.publish({
+                  kind: 'ack',
+                  at: Date.now(),
+                  conversation: record.conversation_id,
+                  user: conn.userId,
+                  msg_id: record.id,
+                  ref,
+                });
+              }
             } catch (err) {
               this.boundary.contain('ingress', err, conn);
             }
@@ -91,9 +105,14 @@ export class IngressService {
           (err: Error) => {
             try {
               lane.publishFailed(n);
-              this.metrics.sendRejected.inc({ code: 'unavailable' });
               this.logger.warn(`publish failed: ${err.message}`);
-              conn.sendError('unavailable', 'message bus unavailable, retry with the same msg_id', ref);
+              this.refuse(
+                conn,
+                frame,
+                'unavailable',
+                'message bus unavailable, retry with the same msg_id',
+                ref,
+              );
             } catch (e) {
               this.boundary.contain('ingress', e, conn);
             }
@@ -111,13 +130,11 @@ export class IngressService {
     try {
       const members = await this.membership.add(conversationId);
       if (!members) {
-        this.metrics.sendRejected.inc({ code: 'not_found' });
-        conn.sendError('not_found', `conversation ${conversationId} does not exist`, ref);
+        this.refuse(conn, frame, 'not_found', `conversation ${conversationId} does not exist`, ref);
         return null;
       }
       if (!members.includes(conn.userId)) {
-        this.metrics.sendRejected.inc({ code: 'forbidden' });
-        conn.sendError('forbidden', `you are not a member of conversation ${conversationId}`, ref);
+        this.refuse(conn, frame, 'forbidden', `you are not a member of conversation ${conversationId}`, ref);
         return null;
       }
       const now = Date.now();
@@ -126,10 +143,34 @@ export class IngressService {
       return { ...ack, from: conn.userId, body: frame.payload.body, ref };
     } catch (err) {
       conn.ingress.checkFailed(n);
-      this.metrics.sendRejected.inc({ code: 'unavailable' });
       this.logger.warn(`send rejected: ${(err as Error).message}`);
-      conn.sendError('unavailable', 'service temporarily unavailable, retry with the same msg_id', ref);
+      this.refuse(
+        conn,
+        frame,
+        'unavailable',
+        'service temporarily unavailable, retry with the same msg_id',
+        ref,
+      );
       return null;
+    }
+  }
+
+  /** Answers the sender with an error, and shows it on the debug console's tails (when any). */
+  /** Answers a send with an error: counted, and shown to a console tail when one is open. */
+  private refuse(conn: Connection, frame: SendFrame, code: ErrorCode, message: string, ref: string): void {
+    this.metrics.sendRejected.inc({ code });
+    conn.sendError(code, message, ref);
+    if (this.tail.active) {
+      const conversation = frame.payload.conversation_id;
+      this.tail.publish({
+        kind: 'error',
+        at: Date.now(),
+        conversation,
+        user: conn.userId,
+        code,
+        message,
+        ref,
+      });
     }
   }
 }

@@ -116,6 +116,31 @@ describe('layering: gateway and router never import each other', () => {
   });
 });
 
+describe('layering: the debug console may read the gateway; nothing imports the console', () => {
+  it.each([
+    ['src/gateway/fake.ts', '../'],
+    ['src/router/fake.ts', '../'],
+    ['src/session/fake.ts', '../'],
+    ['src/common/fake.ts', '../'],
+    ['src/bus/drivers/fake.ts', '../../'],
+  ])('%s -> console is reported', async (path, up) => {
+    await check(path, LAYERING, [`import { TailStreams } from '${up}console/tail.streams';`], []);
+  });
+
+  it('console -> gateway and ports is fine', async () => {
+    await check(
+      'src/console/fake.ts',
+      LAYERING,
+      [],
+      [
+        `import { TailHub } from '../gateway/tail.hub';`,
+        `import { SessionMap } from '../session/session-map';`,
+        `import { TailStreams } from './tail.streams';`,
+      ],
+    );
+  });
+});
+
 describe('layering: the SDK never imports the server', () => {
   it.each(['packages/client/src/fake.ts', 'packages/client/test/fake.spec.ts'])('%s', async (path) => {
     const own = path.includes('/src/') ? './' : '../src/';
