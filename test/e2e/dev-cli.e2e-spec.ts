@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { putConversation, startTestApp, TestApp } from '../support/test-app';
@@ -10,6 +10,8 @@ import { TestClient } from '../support/ws-client';
 const SECRET = 'dev-cli-secret-that-is-long-enough-for-hs256';
 const ADMIN = 'dev-cli-admin-key';
 const DIST = join(__dirname, '..', '..', 'dist', 'cli');
+/** An empty working directory: no .env is picked up. */
+const CWD = mkdtempSync(join(tmpdir(), 'relay-dev-cli-'));
 
 interface Run {
   stdout: string;
@@ -18,10 +20,10 @@ interface Run {
   stdin: NodeJS.WritableStream;
 }
 
-/** Runs a CLI from the build with only the given environment, outside the repo (no .env picked up). */
+/** Runs a CLI from the build with only the given environment. */
 function run(cli: string, args: string[], env: Record<string, string>): Run {
   const child = spawn(process.execPath, [join(DIST, cli), ...args], {
-    cwd: tmpdir(),
+    cwd: CWD,
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
