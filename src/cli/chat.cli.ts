@@ -77,17 +77,21 @@ function chat(url: string, user: string, first: string): Promise<number> {
     };
 
     ws.on('open', () => ws.send(JSON.stringify({ type: 'hello', payload: {} })));
+    let failed = false;
     ws.on('unexpected-response', (_req, res) => {
+      failed = true;
       status(`connection refused: HTTP ${res.statusCode} (is the server running, and the user allowed?)`);
       resolve(1);
     });
     ws.on('error', (err) => {
+      failed = true;
       status(`connection failed: ${err.message} (is \`npm start\` running?)`);
       resolve(1);
     });
     ws.on('close', (code, reason) => {
       rl.close();
-      if (!(inputDone && code === 1000)) status(`disconnected: ${code} ${reason.toString()}`.trim());
+      if (!failed && !(inputDone && code === 1000))
+        status(`disconnected: ${code} ${reason.toString()}`.trim());
       resolve(inputDone && code === 1000 ? 0 : 1);
     });
     ws.on('message', (data) => {
