@@ -47,7 +47,8 @@ async function main(): Promise<void> {
   );
   if (config.roles.has('gateway')) {
     const auth = config.auth.mode === 'dev' ? '?user_id=alice' : '?token=<JWT>';
-    logger.log(`connect: ws://127.0.0.1:${port}/ws${auth}  then send {"type":"hello","payload":{}}`);
+    const token = config.auth.mode === 'dev' ? '' : ' (npm run -s token -- alice)';
+    logger.log(`connect: ws://127.0.0.1:${port}/ws${auth}${token}, or try: npm run chat -- alice`);
   }
   // A drain that hangs must not keep a terminated pod around forever.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

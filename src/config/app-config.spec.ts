@@ -89,6 +89,19 @@ describe('loadConfig', () => {
     expect(() => loadConfig(env)).toThrow(message);
   });
 
+  it.each([
+    [{ PORT: 'abc' }, 'PORT must be an integer from 0 to 65535'],
+    [{ PORT: '70000' }, 'PORT must be an integer from 0 to 65535'],
+    [{ PORT: '-1' }, 'PORT must be an integer from 0 to 65535'],
+    [{ PORT: '80.5' }, 'PORT must be an integer from 0 to 65535'],
+    [{ JWT_MAX_LIFETIME_SEC: '10' }, 'JWT_MAX_LIFETIME_SEC must be an integer from 60 to 2592000'],
+    [{ HEARTBEAT_MS: 'soon' }, 'HEARTBEAT_MS must be an integer of at least 100'],
+    [{ KAFKA_RETENTION_HOURS: '1' }, 'KAFKA_RETENTION_HOURS must be an integer of at least 24'],
+    [{ MYSQL_POOL_SIZE: '0' }, 'MYSQL_POOL_SIZE must be an integer from 1 to 1000'],
+  ])('names the whole integer range for %p', (env, message) => {
+    expect(() => loadConfig(env)).toThrow(`invalid configuration: ${message}`);
+  });
+
   it('never echoes a value in its error (it may be a secret)', () => {
     expect(() => loadConfig({ MYSQL_URL: 'mysql:/user:hunter2@host' })).toThrow(/^(?!.*hunter2).*$/);
   });

@@ -10,7 +10,9 @@ import {
   Min,
   ValidateBy,
   ValidateIf,
+  getMetadataStorage,
   validateSync,
+  ValidationError,
 } from 'class-validator';
 
 /** One row of the configuration reference (README, `.env.example`), declared next to its validation. */
@@ -530,12 +532,35 @@ export class EnvVars {
 
 export class ConfigError extends Error {}
 
+/**
+ * One message for a failed @IsInt/@Min/@Max, naming the whole range: `PORT=abc` reads "PORT must be an
+ * integer from 0 to 65535" rather than whichever single constraint class-validator reported first.
+ */
+function intRangeMessage(error: ValidationError): string | undefined {
+  const failed = Object.keys(error.constraints ?? {});
+  if (!failed.some((c) => ['isInt', 'min', 'max'].includes(c))) return undefined;
+  const rules = getMetadataStorage()
+    .getTargetValidationMetadatas(EnvVars, '', true, false)
+    .filter((m) => m.propertyName === error.property);
+  const bound = (name: string) => rules.find((m) => m.name === name)?.constraints?.[0] as number | undefined;
+  const [min, max] = [bound('min'), bound('max')];
+  const range =
+    min !== undefined && max !== undefined
+      ? ` from ${min} to ${max}`
+      : min !== undefined
+        ? ` of at least ${min}`
+        : max !== undefined
+          ? ` of at most ${max}`
+          : '';
+  return `${error.property} must be an integer${range}`;
+}
+
 export function validateEnv(env: Record<string, string | undefined>): EnvVars {
   const vars = plainToInstance(EnvVars, env, { excludeExtraneousValues: false });
   const errors = validateSync(vars, { skipMissingProperties: false, forbidUnknownValues: false });
   if (errors.length > 0) {
     const first = errors[0];
-    const why = Object.values(first.constraints ?? {})[0] ?? 'is invalid';
+    const why = intRangeMessage(first) ?? Object.values(first.constraints ?? {})[0] ?? 'is invalid';
     // The value is not echoed: it may be a secret.
     throw new ConfigError(`invalid configuration: ${why}`);
   }
