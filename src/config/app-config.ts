@@ -17,6 +17,9 @@ export interface AppConfig {
   host: string;
   port: number;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  logFormat: 'json' | 'text';
+  /** OpenTelemetry tracing; null = off (no tracer, no spans). */
+  otel: { endpoint: string } | null;
   engines: { bus: BusEngine; sessions: SessionEngine; outbox: OutboxEngine };
   auth: {
     mode: 'dev' | 'jwt';
@@ -129,6 +132,10 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
     host: e.HOST ?? (authMode === 'dev' ? '127.0.0.1' : '0.0.0.0'),
     port: e.PORT ?? 3000,
     logLevel: (e.LOG_LEVEL ?? 'log') as AppConfig['logLevel'],
+    logFormat: (e.LOG_FORMAT ?? (env === 'production' ? 'json' : 'text')) as AppConfig['logFormat'],
+    otel: e.OTEL_ENABLED
+      ? { endpoint: (e.OTEL_EXPORTER_OTLP_ENDPOINT ?? 'http://127.0.0.1:4318').replace(/\/+$/, '') }
+      : null,
     engines,
     auth: {
       mode: authMode,

@@ -4,6 +4,7 @@ import { CLOSE } from '../protocol/frames';
 
 /** What a boundary does to the connection it was handling: close 1011, or cut it if closing throws. */
 export interface Closable {
+  readonly id?: string;
   readonly userId: string;
   close(code: number, reason: string): void;
   terminate(): void;
@@ -34,7 +35,9 @@ export class Containment {
   contain(where: string, err: unknown, conn: Closable | null = null): void {
     this.metrics.contained.labels(where).inc();
     const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    this.logger.error(`unexpected error in ${where}${conn ? ` (user ${conn.userId})` : ''}: ${what}`);
+    const line = `unexpected error in ${where}${conn ? ` (user ${conn.userId})` : ''}: ${what}`;
+    if (conn) this.logger.error(line, { conn: conn.id, user: conn.userId });
+    else this.logger.error(line);
     if (!conn) return;
     try {
       conn.close(CLOSE.internal, 'internal error');

@@ -76,6 +76,7 @@ export class IngressService {
           () => {
             try {
               this.metrics.messagesIn.inc();
+              this.logger.debug('published', { msg: record.id, conn: conn.id, ref });
               this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
               conn.sendRaw(
                 JSON.stringify({
@@ -92,7 +93,7 @@ export class IngressService {
             try {
               lane.publishFailed(n);
               this.metrics.sendRejected.inc({ code: 'unavailable' });
-              this.logger.warn(`publish failed: ${err.message}`);
+              this.logger.warn(`publish failed: ${err.message}`, { msg: record.id, conn: conn.id });
               conn.sendError('unavailable', 'message bus unavailable, retry with the same msg_id', ref);
             } catch (e) {
               this.boundary.contain('ingress', e, conn);
@@ -125,7 +126,7 @@ export class IngressService {
     } catch (err) {
       conn.ingress.checkFailed(n);
       this.metrics.sendRejected.inc({ code: 'unavailable' });
-      this.logger.warn(`send rejected: ${(err as Error).message}`);
+      this.logger.warn(`send rejected: ${(err as Error).message}`, { conn: conn.id });
       conn.sendError('unavailable', 'service temporarily unavailable, retry with the same msg_id', ref);
       return null;
     }

@@ -56,6 +56,8 @@ export class RouterService implements BeforeApplicationShutdown {
   private readonly missedNodes = new Set<string>();
   private missedAll = false;
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** One debug line per routed message: checked once per batch, not per message. */
+  private readonly debug: boolean;
 
   constructor(
     private readonly bus: MessageBus,
@@ -65,7 +67,9 @@ export class RouterService implements BeforeApplicationShutdown {
     private readonly channel: NodeChannel,
     private readonly metrics: MetricsService,
     private readonly config: Config,
-  ) {}
+  ) {
+    this.debug = ['debug', 'verbose'].includes(config.logLevel);
+  }
 
   /** The consumer itself is stopped by BusTransport.close when Nest closes the microservice. */
   beforeApplicationShutdown(): void {
@@ -114,6 +118,7 @@ export class RouterService implements BeforeApplicationShutdown {
     this.metrics.deadLetters.inc({ reason });
     this.logger.warn(
       `quarantined message ${cut(m.id)} of conversation ${cut(m.conversation_id)} (partition ${partition}) after ${attempts} attempts: ${reason}: ${detail}`,
+      { msg: cut(m.id), conversation: cut(m.conversation_id), partition },
     );
   }
 
@@ -142,6 +147,7 @@ export class RouterService implements BeforeApplicationShutdown {
       if (!users) {
         this.logger.warn(
           `conversation ${cut(m.conversation_id)} vanished before message ${cut(m.id)} was routed; dropped`,
+          { msg: cut(m.id) },
         );
         continue;
       }
@@ -171,6 +177,10 @@ export class RouterService implements BeforeApplicationShutdown {
       throw new RoutingError('outbox', err);
     }
     this.metrics.deliveries.inc(stored.length);
+    if (this.debug) {
+      for (const m of messages)
+        this.logger.debug('routed', { msg: cut(m.id), conversation: cut(m.conversation_id) });
+    }
     await this.push(stored);
   }
 
