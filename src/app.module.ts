@@ -9,6 +9,7 @@ import { HealthModule } from './health/health.module';
 import { NodeStatusModule } from './health/node-status';
 import { MetricsModule } from './metrics/metrics.module';
 import { RouterModule } from './router/router.module';
+import { TracingShutdown } from './common/tracing';
 
 /** The roles decide which modules exist at all: a router-only process has no WebSocket code loaded. */
 @Module({})
@@ -27,6 +28,7 @@ export class AppModule {
         ...(config.roles.has('gateway') ? [GatewayModule] : []),
         ...(config.roles.has('router') ? [RouterModule] : []),
       ],
+      providers: config.otel ? [TracingShutdown] : [],
     };
   }
 }

@@ -8,6 +8,9 @@ import { Connection } from './connection';
 import { SendDedupe } from '../session/send-dedupe';
 import { MetricsService } from '../metrics/metrics.service';
 import { Containment } from './containment';
+import type { Span, Tracer } from '@opentelemetry/api';
+import { IngressMessage } from '../protocol/envelope';
+import { endSpan, messageTracer, SpanKind, startSpan, traceparentOf } from '../common/tracing';
 
 type SendFrame = Extract<ClientFrame, { type: 'send' }>;
 
@@ -71,9 +74,14 @@ export class IngressService {
           conn.close(CLOSE.unauthorized, 'token expired');
           return;
         }
+        // Tracing on: the message's trace starts here, its context travels in the record.
+        const tracer = messageTracer();
+        const span = tracer ? this.publishSpan(tracer, conn, record) : undefined;
+        const message: IngressMessage = span ? { ...record, trace: traceparentOf(span) } : record;
         // Not awaited: the next frame's publish is issued right after this one, while it is in flight.
-        lane.publishing(this.bus.publish(record)).then(
+        lane.publishing(this.bus.publish(message)).then(
           () => {
+            span?.end();
             try {
               this.metrics.messagesIn.inc();
               this.logger.debug('published', { msg: record.id, conn: conn.id, ref });
@@ -90,6 +98,7 @@ export class IngressService {
             }
           },
           (err: Error) => {
+            if (span) endSpan(span, err);
             try {
               lane.publishFailed(n);
               this.metrics.sendRejected.inc({ code: 'unavailable' });
@@ -104,6 +113,20 @@ export class IngressService {
         this.boundary.contain('ingress', err, conn);
       }
     });
+  }
+
+  private publishSpan(tracer: Tracer, conn: Connection, record: IngressMessage): Span {
+    return startSpan(
+      tracer,
+      'relay.gateway.publish',
+      SpanKind.PRODUCER,
+      {
+        'messaging.message.id': record.id,
+        'relay.conversation_id': record.conversation_id,
+        'relay.conn_id': conn.id,
+      },
+      null,
+    );
   }
 
   private async prepare(conn: Connection, frame: SendFrame, n: number) {
