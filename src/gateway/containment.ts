@@ -31,12 +31,13 @@ export class Containment {
     }
   }
 
-  /** An exception caught at a boundary: log it, count it, drop `conn` (if any). */
-  contain(where: string, err: unknown, conn: Closable | null = null): void {
+  /** An exception caught at a boundary: log it (with `fields`, e.g. the message id), count it, drop `conn` (if any). */
+  contain(where: string, err: unknown, conn: Closable | null = null, fields?: Record<string, unknown>): void {
     this.metrics.contained.labels(where).inc();
     const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
     const line = `unexpected error in ${where}${conn ? ` (user ${conn.userId})` : ''}: ${what}`;
-    if (conn) this.logger.error(line, { conn: conn.id, user: conn.userId });
+    if (conn || fields)
+      this.logger.error(line, { ...fields, ...(conn && { conn: conn.id, user: conn.userId }) });
     else this.logger.error(line);
     if (!conn) return;
     try {

@@ -100,7 +100,7 @@ export class EgressService implements NodeSubscriber {
             }
             conn.push(d.s, frame);
           } catch (err) {
-            this.boundary.contain('egress.connection', err, conn);
+            this.boundary.contain('egress.connection', err, conn, { msg: batch.envelopes[d.e]?.id });
           }
         }
       }
