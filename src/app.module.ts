@@ -10,6 +10,7 @@ import { HealthModule } from './health/health.module';
 import { NodeStatusModule } from './health/node-status';
 import { MetricsModule } from './metrics/metrics.module';
 import { RouterModule } from './router/router.module';
+import { TracingShutdown } from './common/tracing';
 
 /** The roles decide which modules exist at all: a router-only process has no WebSocket code loaded. */
 @Module({})
@@ -30,6 +31,7 @@ export class AppModule {
         // Not loaded at all when off: /console is then a plain 404.
         ...(config.roles.has('gateway') && config.console.enabled ? [ConsoleModule] : []),
       ],
+      providers: config.otel ? [TracingShutdown] : [],
     };
   }
 }

@@ -1,10 +1,12 @@
 import 'reflect-metadata';
-import { INestApplication, LogLevel } from '@nestjs/common';
+import { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { NestExpressApplication } from '@nestjs/platform-express';
 import { AsyncMicroserviceOptions } from '@nestjs/microservices';
 import { AppModule } from './app.module';
 import { MessageBus } from './bus/message-bus';
+import { createAppLogger } from './common/app-logger';
+import { startTracing } from './common/tracing';
 import { BodyParserErrorFilter } from './common/body-parser-error.filter';
 import { AppConfig } from './config/app-config';
 import { directoryBodyLimit } from './directory/directory.controller';
@@ -13,12 +15,12 @@ import { AdmissionService } from './gateway/admission.service';
 import { RelayWsAdapter } from './gateway/relay-ws.adapter';
 import { BusTransport } from './router/bus.transport';
 
-const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
-
 /** Builds and starts the app on config.host:config.port (0 picks a free port). Used by main and tests. */
 export async function startApp(config: AppConfig): Promise<INestApplication> {
+  // Before the first span could be started; AppModule flushes and stops it on shutdown.
+  if (config.otel) startTracing({ endpoint: config.otel.endpoint });
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
-    logger: LEVELS.slice(0, LEVELS.indexOf(config.logLevel) + 1),
+    logger: createAppLogger(config),
     // A dependency that is down at startup must surface as an error the caller can report, not SIGABRT.
     abortOnError: false,
   });

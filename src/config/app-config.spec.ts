@@ -19,6 +19,17 @@ describe('loadConfig', () => {
   const KEY = 'k'.repeat(40);
   const prod = { NODE_ENV: 'production', JWT_SECRET: SECRET, ADMIN_API_KEY: KEY, ENGINE: 'production' };
 
+  it('logs JSON in production and text elsewhere unless LOG_FORMAT says otherwise; tracing is off by default', () => {
+    expect(loadConfig({}).logFormat).toBe('text');
+    expect(loadConfig(prod).logFormat).toBe('json');
+    expect(loadConfig({ ...prod, LOG_FORMAT: 'text' }).logFormat).toBe('text');
+    expect(() => loadConfig({ LOG_FORMAT: 'xml' })).toThrow(ConfigError);
+    expect(loadConfig({}).otel).toBeNull();
+    expect(
+      loadConfig({ OTEL_ENABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).otel,
+    ).toEqual({ endpoint: 'http://collector:4318' });
+  });
+
   it('runs out of the box on the embedded engine in dev auth mode', () => {
     const c = loadConfig({});
     expect(c.engines).toEqual({ bus: 'memory', sessions: 'memory', outbox: 'memory' });

@@ -19,6 +19,9 @@ export interface AppConfig {
   /** A separate port for `/metrics` (null: served on `port`). */
   metricsPort: number | null;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  logFormat: 'json' | 'text';
+  /** OpenTelemetry tracing; null = off (no tracer, no spans). */
+  otel: { endpoint: string } | null;
   engines: { bus: BusEngine; sessions: SessionEngine; outbox: OutboxEngine };
   auth: {
     mode: 'dev' | 'jwt';
@@ -134,6 +137,10 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
     port: e.PORT ?? 3000,
     metricsPort: e.METRICS_PORT ?? null,
     logLevel: (e.LOG_LEVEL ?? 'log') as AppConfig['logLevel'],
+    logFormat: (e.LOG_FORMAT ?? (env === 'production' ? 'json' : 'text')) as AppConfig['logFormat'],
+    otel: e.OTEL_ENABLED
+      ? { endpoint: (e.OTEL_EXPORTER_OTLP_ENDPOINT ?? 'http://127.0.0.1:4318').replace(/\/+$/, '') }
+      : null,
     engines,
     auth: {
       mode: authMode,

@@ -139,6 +139,18 @@ export class EnvVars {
   @IsOptional()
   @IsIn(['error', 'warn', 'log', 'debug', 'verbose'])
   LOG_LEVEL?: string;
+  @Doc('Process', '`json` in production, else `text`', '`json` (one JSON object per line) or `text`')
+  @IsOptional()
+  @IsIn(['json', 'text'])
+  LOG_FORMAT?: string;
+  @Doc('Tracing', '`false`', 'OpenTelemetry traces, one per message (gateway -> router -> gateway)')
+  @IsOptional()
+  @Transform(toBool)
+  OTEL_ENABLED?: boolean;
+  @Doc('Tracing', '`http://127.0.0.1:4318`', 'OTLP/HTTP collector base URL (`/v1/traces` is appended)')
+  @IsOptional()
+  @IsUrl({ require_tld: false, require_protocol: true, protocols: ['http', 'https'] })
+  OTEL_EXPORTER_OTLP_ENDPOINT?: string;
 
   @Doc(
     'Engines',

@@ -4,6 +4,7 @@ import { CLOSE } from '../protocol/frames';
 
 /** What a boundary does to the connection it was handling: close 1011, or cut it if closing throws. */
 export interface Closable {
+  readonly id?: string;
   readonly userId: string;
   close(code: number, reason: string): void;
   terminate(): void;
@@ -30,11 +31,14 @@ export class Containment {
     }
   }
 
-  /** An exception caught at a boundary: log it, count it, drop `conn` (if any). */
-  contain(where: string, err: unknown, conn: Closable | null = null): void {
+  /** An exception caught at a boundary: log it (with `fields`, e.g. the message id), count it, drop `conn` (if any). */
+  contain(where: string, err: unknown, conn: Closable | null = null, fields?: Record<string, unknown>): void {
     this.metrics.contained.labels(where).inc();
     const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    this.logger.error(`unexpected error in ${where}${conn ? ` (user ${conn.userId})` : ''}: ${what}`);
+    const line = `unexpected error in ${where}${conn ? ` (user ${conn.userId})` : ''}: ${what}`;
+    if (conn || fields)
+      this.logger.error(line, { ...fields, ...(conn && { conn: conn.id, user: conn.userId }) });
+    else this.logger.error(line);
     if (!conn) return;
     try {
       conn.close(CLOSE.internal, 'internal error');

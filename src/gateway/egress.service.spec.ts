@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import { Config } from '../config/config.module';
 import { MetricsService } from '../metrics/metrics.service';
 import { MemoryChannelDriver } from '../session/drivers/memory-channel.driver';
@@ -90,6 +91,7 @@ describe('EgressService containment', () => {
 
   it('a connection whose push throws is closed 1011; the others still get the batch', async () => {
     const { egress, conn, contained } = setup();
+    const logged = jest.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
     const got: string[] = [];
     const bad = conn('u1', () => {
       throw new Error('boom');
@@ -99,6 +101,13 @@ describe('EgressService containment', () => {
     expect(bad.closed).toEqual([1011]);
     expect(got).toHaveLength(1);
     expect(await contained('egress.connection')).toBe(1);
+    // The line names the message and the user (the connection id too, when the connection has one).
+    expect(logged).toHaveBeenCalledWith(expect.stringContaining('egress.connection'), {
+      msg: 'm1',
+      conn: undefined,
+      user: 'u1',
+    });
+    logged.mockRestore();
   });
 
   it('a batch that cannot be handled is contained and turns into a resync', async () => {

@@ -8,6 +8,8 @@ import { SessionMap } from '../session/session-map';
 import { MetricsService } from '../metrics/metrics.service';
 import { Containment } from './containment';
 import { bodyPreview, TailHub } from './tail.hub';
+import type { Span, Tracer } from '@opentelemetry/api';
+import { endSpan, messageTracer, SpanKind, startSpan } from '../common/tracing';
 
 const RESYNC_CONCURRENCY = 64;
 
@@ -50,14 +52,34 @@ export class EgressService implements NodeSubscriber {
   }
 
   onBatch(batch: PushBatch): void {
+    // Tracing on and the router traced this batch: one egress span per traced envelope.
+    const tracer = batch.traces ? messageTracer() : null;
+    const spans = tracer ? this.egressSpans(tracer, batch) : null;
+    let failure: unknown;
     try {
       if (batch.resync) this.onResync();
       this.deliver(batch);
     } catch (err) {
+      failure = err;
       this.boundary.contain('egress.batch', err);
       // Whatever this batch carried is in the outbox: let every connection catch up from there.
       this.onResync();
     }
+    if (spans) for (const span of spans) endSpan(span, failure);
+  }
+
+  private egressSpans(tracer: Tracer, batch: PushBatch): Span[] {
+    const spans: Span[] = [];
+    batch.envelopes.forEach((envelope, i) => {
+      const parent = batch.traces?.[i];
+      if (typeof parent !== 'string') return;
+      const attributes = {
+        'messaging.message.id': String(envelope?.id),
+        'relay.node_id': this.config.nodeId,
+      };
+      spans.push(startSpan(tracer, 'relay.gateway.deliver', SpanKind.CONSUMER, attributes, parent));
+    });
+    return spans;
   }
 
   private deliver(batch: PushBatch): void {
@@ -88,7 +110,7 @@ export class EgressService implements NodeSubscriber {
             }
             conn.push(d.s, frame);
           } catch (err) {
-            this.boundary.contain('egress.connection', err, conn);
+            this.boundary.contain('egress.connection', err, conn, { msg: batch.envelopes[d.e]?.id });
           }
         }
       }

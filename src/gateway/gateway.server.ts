@@ -106,11 +106,13 @@ export class GatewayServer
     }
   }
 
-  handleDisconnect(ws: WebSocket): void {
+  /** `code`: the socket's close code (Nest passes on the first argument of ws's `close` event). */
+  handleDisconnect(ws: WebSocket, code?: unknown): void {
     const entry = this.connections.get(ws);
     if (!entry) return;
     this.connections.delete(ws);
     const { conn, ip } = entry;
+    this.logger.debug('connection closed', { conn: conn.id, user: conn.userId, code });
     this.boundary.guard('close', null, () => {
       this.metrics.connections.dec();
       const helloed = conn.state !== 'handshake';
@@ -155,6 +157,7 @@ export class GatewayServer
     ws.on('pong', () => conn.onPong());
     ws.once('close', (code: number) => this.countEnd(code, conn.closedByServer));
     this.connections.set(ws, { conn, ip });
+    this.logger.debug('connection open', { conn: conn.id, user: userId, ip });
   }
 
   /**

@@ -9,6 +9,9 @@ import { SendDedupe } from '../session/send-dedupe';
 import { MetricsService } from '../metrics/metrics.service';
 import { Containment } from './containment';
 import { TailHub } from './tail.hub';
+import type { Span, Tracer } from '@opentelemetry/api';
+import { IngressMessage } from '../protocol/envelope';
+import { endSpan, messageTracer, SpanKind, startSpan, traceparentOf } from '../common/tracing';
 
 type SendFrame = Extract<ClientFrame, { type: 'send' }>;
 
@@ -75,11 +78,17 @@ export class IngressService {
           conn.close(CLOSE.unauthorized, 'token expired');
           return;
         }
+        // Tracing on: the message's trace starts here, its context travels in the record.
+        const tracer = messageTracer();
+        const span = tracer ? this.publishSpan(tracer, conn, record) : undefined;
+        const message: IngressMessage = span ? { ...record, trace: traceparentOf(span) } : record;
         // Not awaited: the next frame's publish is issued right after this one, while it is in flight.
-        lane.publishing(this.bus.publish(record)).then(
+        lane.publishing(this.bus.publish(message)).then(
           () => {
+            span?.end();
             try {
               this.metrics.messagesIn.inc();
+              this.logger.debug('published', { msg: record.id, conn: conn.id, ref });
               this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
               conn.sendRaw(
                 JSON.stringify({
@@ -103,9 +112,10 @@ export class IngressService {
             }
           },
           (err: Error) => {
+            if (span) endSpan(span, err);
             try {
               lane.publishFailed(n);
-              this.logger.warn(`publish failed: ${err.message}`);
+              this.logger.warn(`publish failed: ${err.message}`, { msg: record.id, conn: conn.id });
               this.refuse(
                 conn,
                 frame,
@@ -122,6 +132,20 @@ export class IngressService {
         this.boundary.contain('ingress', err, conn);
       }
     });
+  }
+
+  private publishSpan(tracer: Tracer, conn: Connection, record: IngressMessage): Span {
+    return startSpan(
+      tracer,
+      'relay.gateway.publish',
+      SpanKind.PRODUCER,
+      {
+        'messaging.message.id': record.id,
+        'relay.conversation_id': record.conversation_id,
+        'relay.conn_id': conn.id,
+      },
+      null,
+    );
   }
 
   private async prepare(conn: Connection, frame: SendFrame, n: number) {
@@ -143,7 +167,7 @@ export class IngressService {
       return { ...ack, from: conn.userId, body: frame.payload.body, ref };
     } catch (err) {
       conn.ingress.checkFailed(n);
-      this.logger.warn(`send rejected: ${(err as Error).message}`);
+      this.logger.warn(`send rejected: ${(err as Error).message}`, { conn: conn.id });
       this.refuse(
         conn,
         frame,

@@ -72,8 +72,9 @@ export class ResumeService {
       );
       conn.start(epoch, plan.afterSeq);
       this.metrics.resumes.inc({ outcome: !cursor ? 'fresh' : plan.recovered ? 'recovered' : 'lost' });
+      this.logger.debug('welcome', { conn: conn.id, user: conn.userId, recovered: plan.recovered });
     } catch (err) {
-      this.logger.warn(`hello for ${conn.userId} failed: ${(err as Error).message}`);
+      this.logger.warn(`hello failed: ${(err as Error).message}`, { conn: conn.id, user: conn.userId });
       conn.sendError('unavailable', 'session store unavailable, reconnect later');
       conn.close(CLOSE.internal, 'unavailable');
       return;

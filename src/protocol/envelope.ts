@@ -9,4 +9,9 @@ export type Envelope = MessagePayload;
 /** What the gateway writes to the bus: the envelope plus the sender's client ref (for tracing). */
 export interface IngressMessage extends Envelope {
   ref: string;
+  /**
+   * W3C traceparent of the gateway's ingress span; only while tracing is on (src/common/tracing.ts).
+   * Not in the wire schema: readers check it is a string, a bad one costs the trace, not the message.
+   */
+  trace?: string;
 }

@@ -9,6 +9,8 @@ import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox/outbox.store
 import { Envelope, IngressMessage } from '../protocol/envelope';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { SessionEntry, SessionMap } from '../session/session-map';
+import type { Span } from '@opentelemetry/api';
+import { endSpan, messageTracer, SpanKind, startSpan, traceparentOf } from '../common/tracing';
 import { describeError, isOutageError, poisonReason, rootError, RoutingError } from './failure-kind';
 
 const MAX_APPEND = 5_000;
@@ -56,6 +58,8 @@ export class RouterService implements BeforeApplicationShutdown {
   private readonly missedNodes = new Set<string>();
   private missedAll = false;
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** One debug line per routed message: checked once per batch, not per message. */
+  private readonly debug: boolean;
 
   constructor(
     private readonly bus: MessageBus,
@@ -65,7 +69,9 @@ export class RouterService implements BeforeApplicationShutdown {
     private readonly channel: NodeChannel,
     private readonly metrics: MetricsService,
     private readonly config: Config,
-  ) {}
+  ) {
+    this.debug = ['debug', 'verbose'].includes(config.logLevel);
+  }
 
   /** The consumer itself is stopped by BusTransport.close when Nest closes the microservice. */
   beforeApplicationShutdown(): void {
@@ -114,6 +120,7 @@ export class RouterService implements BeforeApplicationShutdown {
     this.metrics.deadLetters.inc({ reason });
     this.logger.warn(
       `quarantined message ${cut(m.id)} of conversation ${cut(m.conversation_id)} (partition ${partition}) after ${attempts} attempts: ${reason}: ${detail}`,
+      { msg: cut(m.id), conversation: cut(m.conversation_id), partition },
     );
   }
 
@@ -127,8 +134,37 @@ export class RouterService implements BeforeApplicationShutdown {
     return pings.some((p) => p.status === 'rejected');
   }
 
-  /** Directory, outbox (write-ahead), push. Throws a RoutingError naming the stage that failed. */
+  /** routeMessages inside one router span per traced message (tracing on), ended once pushed. */
   private async routeMessages(messages: IngressMessage[]): Promise<void> {
+    const tracer = messageTracer();
+    if (!tracer) return this.routeStages(messages, null);
+    const spans = new Map<string, Span>();
+    for (const m of messages) {
+      if (typeof m.trace !== 'string' || spans.has(m.id)) continue;
+      spans.set(
+        m.id,
+        startSpan(
+          tracer,
+          'relay.router.route',
+          SpanKind.CONSUMER,
+          { 'messaging.message.id': m.id, 'relay.conversation_id': m.conversation_id },
+          m.trace,
+        ),
+      );
+    }
+    let failure: unknown;
+    try {
+      await this.routeStages(messages, spans.size > 0 ? spans : null);
+    } catch (err) {
+      failure = err;
+      throw err;
+    } finally {
+      for (const span of spans.values()) endSpan(span, failure);
+    }
+  }
+
+  /** Directory, outbox (write-ahead), push. Throws a RoutingError naming the stage that failed. */
+  private async routeStages(messages: IngressMessage[], spans: Map<string, Span> | null): Promise<void> {
     const conversationIds = [...new Set(messages.map((m) => m.conversation_id))];
     let members: Map<string, string[] | null>;
     try {
@@ -142,6 +178,7 @@ export class RouterService implements BeforeApplicationShutdown {
       if (!users) {
         this.logger.warn(
           `conversation ${cut(m.conversation_id)} vanished before message ${cut(m.id)} was routed; dropped`,
+          { msg: cut(m.id) },
         );
         continue;
       }
@@ -177,10 +214,15 @@ export class RouterService implements BeforeApplicationShutdown {
       if (!members.get(m.conversation_id)) continue;
       this.metrics.deliverLatency.observe({ stage: 'router' }, Math.max(0, committed - m.ts) / 1000);
     }
-    await this.push(stored);
+    if (this.debug) {
+      for (const m of messages)
+        this.logger.debug('routed', { msg: cut(m.id), conversation: cut(m.conversation_id) });
+    }
+    await this.push(stored, spans && new Map([...spans].map(([id, span]) => [id, traceparentOf(span)])));
   }
 
-  private async push(stored: StoredDelivery[]): Promise<void> {
+  /** `traces`: message id -> traceparent of its router span, carried per envelope to the gateways. */
+  private async push(stored: StoredDelivery[], traces: Map<string, string> | null = null): Promise<void> {
     const userIds = [...new Set(stored.map((d) => d.userId))];
     let sessions: Map<string, SessionEntry[]>;
     let live: Set<string>;
@@ -206,7 +248,10 @@ export class RouterService implements BeforeApplicationShutdown {
           envelopeIndex.set(node, (index = new Map()));
         }
         let e = index.get(d.envelope.id);
-        if (e === undefined) index.set(d.envelope.id, (e = b.envelopes.push(d.envelope) - 1));
+        if (e === undefined) {
+          index.set(d.envelope.id, (e = b.envelopes.push(d.envelope) - 1));
+          if (traces) (b.traces ??= [])[e] = traces.get(d.envelope.id) ?? null;
+        }
         b.deliveries.push({ u: d.userId, s: d.seq, e });
       }
     }

@@ -9,6 +9,8 @@ export interface PushBatch {
   envelopes: Envelope[];
   /** u: user id, s: the user's delivery seq, e: index into envelopes. */
   deliveries: { u: string; s: number; e: number }[];
+  /** Per envelope (same index), the router span's W3C traceparent; only while tracing is on (not schema-checked). */
+  traces?: (string | null)[];
   /** An earlier push to this node failed: every connection must catch up from the outbox. */
   resync?: boolean;
 }
