@@ -2,21 +2,15 @@
  * The debug console's HTTP API (embedded engine): what each endpoint returns, the live tail as
  * Server-Sent Events, the admin key, and the console being absent in production unless enabled.
  */
-import { SignJWT } from 'jose';
 import { putConversation, startTestApp, TestApp } from '../support/test-app';
 import { SseClient } from '../support/sse-client';
 import { waitFor } from '../support/wait-for';
 import { TestClient } from '../support/ws-client';
+import { signHs256 } from '../support/jwt';
 
 const SECRET = 'console-test-secret-that-is-long-enough-for-hs256';
 const KEY = 'console-admin-key-that-is-long-enough-0123456789';
-const sign = (sub: string) =>
-  new SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime('1h')
-    .sign(new TextEncoder().encode(SECRET));
+const sign = (sub: string) => signHs256(SECRET, sub);
 
 describe('debug console API (dev auth mode)', () => {
   let t: TestApp;

@@ -5,10 +5,10 @@
  * (.ci/run installs it); without it this suite fails, it is never skipped.
  */
 import { existsSync } from 'node:fs';
-import { SignJWT } from 'jose';
 import { Browser, chromium, Page } from 'playwright-core';
 import { putConversation, startTestApp, TestApp } from '../support/test-app';
 import { TestClient } from '../support/ws-client';
+import { signHs256 } from '../support/jwt';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SECRET = 'console-browser-secret-that-is-long-enough-for-hs256';
@@ -16,13 +16,7 @@ const KEY = 'console-browser-admin-key-long-enough-0123456789';
 const WAIT = 15_000;
 jest.setTimeout(60_000);
 
-const sign = (sub: string) =>
-  new SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime('1h')
-    .sign(new TextEncoder().encode(SECRET));
+const sign = (sub: string) => signHs256(SECRET, sub);
 
 describe('debug console in headless Chromium', () => {
   let t: TestApp;

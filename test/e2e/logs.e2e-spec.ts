@@ -1,18 +1,12 @@
-import { SignJWT } from 'jose';
 import { putConversation, startTestApp, TestApp } from '../support/test-app';
 import { waitFor } from '../support/wait-for';
 import { TestClient } from '../support/ws-client';
+import { signHs256 } from '../support/jwt';
 
 const SECRET = 'test-secret-that-is-long-enough-for-hs256';
 const ADMIN = 'admin-key-for-tests';
 
-const sign = (sub: string) =>
-  new SignJWT({})
-    .setProtectedHeader({ alg: 'HS256' })
-    .setSubject(sub)
-    .setIssuedAt()
-    .setExpirationTime('1h')
-    .sign(new TextEncoder().encode(SECRET));
+const sign = (sub: string) => signHs256(SECRET, sub);
 
 type Line = Record<string, unknown> & { level: string; message: unknown; context?: string };
 
