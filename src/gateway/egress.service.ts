@@ -25,6 +25,7 @@ const RESYNC_CONCURRENCY = 64;
 export class EgressService implements NodeSubscriber {
   private readonly logger = new Logger(EgressService.name);
   private resyncing = false;
+  private readonly gatewayLatency: { observe(seconds: number): void };
   private resyncAgain = false;
   private readonly boundary: Containment;
 
@@ -38,6 +39,7 @@ export class EgressService implements NodeSubscriber {
     private readonly tail: TailHub = new TailHub(),
   ) {
     this.boundary = new Containment(metrics, this.logger);
+    this.gatewayLatency = metrics.deliverLatency.labels('gateway'); // resolved once, not per delivery
   }
 
   /** Subscribe before any session is registered: a delivery routed to us must find us listening. */
@@ -94,10 +96,7 @@ export class EgressService implements NodeSubscriber {
         const conns = this.registry.forUser(d.u);
         if (!conns) continue;
         // Send -> live write, once per delivery (a connection still filling writes it a little later).
-        this.metrics.deliverLatency.observe(
-          { stage: 'gateway' },
-          Math.max(0, now - batch.envelopes[d.e].ts) / 1000,
-        );
+        this.gatewayLatency.observe(Math.max(0, now - batch.envelopes[d.e].ts) / 1000);
         const frame = messageFrame(
           encodeCursor(batch.epoch, d.s),
           (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])),

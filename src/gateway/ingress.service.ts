@@ -88,7 +88,9 @@ export class IngressService {
             span?.end();
             try {
               this.metrics.messagesIn.inc();
-              this.logger.debug('published', { msg: record.id, conn: conn.id, ref });
+              // Per message: build the fields only when debug lines are written at all.
+              if (Logger.isLevelEnabled('debug'))
+                this.logger.debug('published', { msg: record.id, conn: conn.id, ref });
               this.metrics.ackLatency.observe((performance.now() - startedAt) / 1000);
               conn.sendRaw(
                 JSON.stringify({

@@ -212,7 +212,7 @@ export class RouterService implements BeforeApplicationShutdown {
     const committed = Date.now();
     for (const m of messages) {
       if (!members.get(m.conversation_id)) continue;
-      this.metrics.deliverLatency.observe({ stage: 'router' }, Math.max(0, committed - m.ts) / 1000);
+      this.metrics.deliverLatency.labels('router').observe(Math.max(0, committed - m.ts) / 1000);
     }
     if (this.debug) {
       for (const m of messages)
