@@ -41,8 +41,10 @@ export class KafkaTopics {
     const exists = (await this.admin.current.listTopics()).includes(topic);
     try {
       if (!exists)
+        // Leaders are awaited below by our own loop: kafkajs's waitForLeaders gives up with
+        // UNKNOWN_TOPIC_OR_PARTITION when a busy broker takes a moment to host the new partitions.
         created = await this.admin.current.createTopics({
-          waitForLeaders: true,
+          waitForLeaders: false,
           timeout: 10_000,
           topics: [
             {

@@ -1,0 +1,388 @@
+/**
+ * `npm run bench:peers`: relay side by side with the peers that do the same job but persist nothing:
+ * a minimal raw `ws` relay and Socket.IO (one node, and two nodes through @socket.io/redis-adapter).
+ * Same load shape and payload for every target; the load generator runs in its own process
+ * (load.ts), servers each in theirs, and the table ends with ratios from this one run.
+ *
+ * Per target: boot -> ready time; idle heap per connection (after a forced GC, via heap-probe.ts);
+ * throughput (every room's sender keeps WINDOW sends unacked); ack and delivery p50/p99; server CPU
+ * per delivery and RSS at the end; one big room's send -> last delivery p50/p99.
+ *
+ *   npm run bench:peers                                   # all targets (Kafka/Redis/MariaDB up for relay-production)
+ *   PEERS_TARGETS=relay-embedded,ws,socketio npm run bench:peers
+ *   PEERS_RELAY_DIR=/path/to/other/checkout npm run bench:peers   # measure another build of relay (its dist/)
+ *
+ * Knobs (env): PEERS_CONVERSATIONS (100), PEERS_MEMBERS (10), PEERS_PER_SENDER (50), PEERS_WINDOW (10),
+ * PEERS_PAYLOAD (100 bytes of padding), PEERS_IDLE (2000), PEERS_BIGROOM (1000), PEERS_BIGROOM_MESSAGES (30),
+ * PEERS_TIMEOUT_MS (120000), PEERS_JSON (write the results there too).
+ */
+import { ChildProcess, fork } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { AddressInfo, createServer, Socket } from 'node:net';
+import { join, resolve } from 'node:path';
+import { createConnection } from 'mysql2/promise';
+import type { Command, Dialect, ThroughputResult } from './load';
+
+const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
+const SHAPE = {
+  conversations: env('PEERS_CONVERSATIONS', 100),
+  members: env('PEERS_MEMBERS', 10),
+  perSender: env('PEERS_PER_SENDER', 50),
+  window: env('PEERS_WINDOW', 10),
+  payloadBytes: env('PEERS_PAYLOAD', 100),
+  idle: env('PEERS_IDLE', 2000),
+  bigRoom: env('PEERS_BIGROOM', 1000),
+  bigRoomMessages: env('PEERS_BIGROOM_MESSAGES', 30),
+  timeoutMs: env('PEERS_TIMEOUT_MS', 120_000),
+};
+const READY_TIMEOUT_MS = 60_000;
+const HERE = __dirname; // dist-bench/bench/peers
+const RELAY_DIR = resolve(process.env.PEERS_RELAY_DIR ?? join(HERE, '../../..'));
+const HEAP_PROBE = join(HERE, 'heap-probe.js');
+const CLK_TCK = 100; // Linux USER_HZ
+
+interface Target {
+  name: string;
+  dialect: Dialect;
+  processes: number;
+  /** What peer the ratios compare it with. */
+  start(run: string): Promise<Server[]>;
+}
+
+interface Server {
+  child: ChildProcess;
+  url: string;
+  bootMs: number;
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+function until<T>(what: string, ms: number, attempt: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  return (async () => {
+    for (;;) {
+      const v = await attempt().catch(() => undefined);
+      if (v !== undefined) return v;
+      if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+}
+
+async function reachable(host: string, port: number, hint: string): Promise<void> {
+  await new Promise<void>((ok, fail) => {
+    const s = new Socket();
+    s.setTimeout(2000);
+    s.once('connect', () => (s.destroy(), ok()));
+    s.once('timeout', () => (s.destroy(), fail(new Error(`${host}:${port} timed out (${hint})`))));
+    s.once('error', (e) => fail(new Error(`${host}:${port} unreachable: ${e.message} (${hint})`)));
+    s.connect(port, host);
+  });
+}
+
+function spawnServer(script: string, extraEnv: Record<string, string>): ChildProcess {
+  return fork(script, [], {
+    cwd: RELAY_DIR,
+    execArgv: ['--expose-gc', '--require', HEAP_PROBE],
+    env: { ...process.env, ...extraEnv },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+}
+
+function exited(child: ChildProcess): Promise<never> {
+  return new Promise((_, reject) =>
+    child.once('exit', (code, signal) => reject(new Error(`server exited early (${code ?? signal})`))),
+  );
+}
+
+async function startPeer(script: string, extraEnv: Record<string, string>): Promise<Server> {
+  const port = await freePort();
+  const t0 = performance.now();
+  const child = spawnServer(join(HERE, script), { ...extraEnv, PORT: String(port) });
+  await Promise.race([new Promise<void>((r) => child.once('message', () => r())), exited(child)]);
+  return { child, url: `ws://127.0.0.1:${port}/ws`, bootMs: performance.now() - t0 };
+}
+
+async function startRelay(extraEnv: Record<string, string>): Promise<Server> {
+  const port = await freePort();
+  const t0 = performance.now();
+  const child = spawnServer(join(RELAY_DIR, 'dist/main.js'), {
+    NODE_ENV: 'development',
+    AUTH_MODE: 'dev',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    DEBUG_CONSOLE: 'false',
+    SEND_RATE_PER_SEC: '1000000',
+    SEND_BURST: '1000000',
+    FRAME_RATE_PER_SEC: '1000000',
+    FRAME_BURST: '1000000',
+    CONNECT_RATE_PER_IP: '1000000',
+    CONNECT_BURST_PER_IP: '1000000',
+    MAX_CONNECTIONS: '19000',
+    MAX_CONNECTIONS_PER_IP: '100000',
+    PREHELLO_SOFT_LIMIT: '100000',
+    MAX_PENDING_HANDSHAKES: '100000',
+    ...extraEnv,
+  });
+  const ready = until(`relay on :${port} ready`, READY_TIMEOUT_MS, async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/health/ready`);
+    return res.ok ? true : undefined;
+  });
+  await Promise.race([ready, exited(child)]);
+  return { child, url: `ws://127.0.0.1:${port}/ws`, bootMs: performance.now() - t0 };
+}
+
+const TARGETS: Target[] = [
+  {
+    name: 'relay-embedded',
+    dialect: 'relay',
+    processes: 1,
+    start: async () => [await startRelay({ ENGINE: 'memory' })],
+  },
+  {
+    name: 'relay-production',
+    dialect: 'relay',
+    processes: 2,
+    start: async (run) => {
+      await reachable('127.0.0.1', 19092, 'Kafka: bash scripts/infra.sh up');
+      await reachable('127.0.0.1', 6379, 'Redis: bash scripts/infra.sh up');
+      const db = `relay_peers_${run}`;
+      const conn = await createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
+      await conn.query(`CREATE DATABASE IF NOT EXISTS \`${db}\` CHARACTER SET utf8mb4`);
+      await conn.end();
+      const engine = {
+        ENGINE: 'production',
+        KAFKA_TOPIC: `relay-peers-${run}`,
+        KAFKA_GROUP_ID: `relay-peers-${run}`,
+        REDIS_KEY_PREFIX: `relay-peers-${run}:`,
+        MYSQL_URL: `mysql://root@127.0.0.1:3306/${db}`,
+      };
+      // The first one creates the topic and runs the migrations; the second then boots as a replica does.
+      const first = await startRelay(engine);
+      return [first, await startRelay(engine)];
+    },
+  },
+  { name: 'ws', dialect: 'ws', processes: 1, start: async () => [await startPeer('ws-relay.server.js', {})] },
+  {
+    name: 'socketio',
+    dialect: 'socketio',
+    processes: 1,
+    start: async () => [await startPeer('socketio.server.js', {})],
+  },
+  {
+    name: 'socketio-redis',
+    dialect: 'socketio',
+    processes: 2,
+    start: async (run) => {
+      await reachable('127.0.0.1', 6379, 'Redis: bash scripts/infra.sh up');
+      const redis = { PEER_REDIS_URL: 'redis://127.0.0.1:6379', PEER_REDIS_KEY: `peers-${run}` };
+      return Promise.all([startPeer('socketio.server.js', redis), startPeer('socketio.server.js', redis)]);
+    },
+  },
+];
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+function ask<T>(child: ChildProcess, message: unknown, ms: number): Promise<T> {
+  return new Promise<T>((ok, fail) => {
+    const timer = setTimeout(
+      () => fail(new Error(`no answer to ${JSON.stringify(message)} in ${ms} ms`)),
+      ms,
+    );
+    child.once('message', (m: { ok?: boolean; result?: T; error?: string; heap?: number }) => {
+      clearTimeout(timer);
+      if (m.ok === false) fail(new Error(m.error));
+      else ok((m.result ?? m) as T);
+    });
+    child.send(message as object);
+  });
+}
+
+async function heapUsed(servers: Server[]): Promise<number> {
+  let sum = 0;
+  for (const s of servers) sum += (await ask<{ heap: number }>(s.child, 'heap', 30_000)).heap;
+  return sum;
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+  await gone;
+  clearTimeout(timer);
+}
+
+interface Row {
+  target: string;
+  bootMs: number;
+  idleHeapPerConnKB: number;
+  throughput: ThroughputResult;
+  deliveriesPerSec: number;
+  messagesPerSec: number;
+  cpuUsPerDelivery: number;
+  rssMiB: number;
+  bigRoom: number[];
+}
+
+async function measure(target: Target, load: ChildProcess, run: string): Promise<Row> {
+  const servers = await target.start(run);
+  try {
+    const urls = servers.map((s) => s.url);
+    const cmd = (c: Command, ms = SHAPE.timeoutMs + 60_000) => ask<unknown>(load, c, ms);
+
+    const heap0 = await heapUsed(servers);
+    await cmd({ cmd: 'idle', dialect: target.dialect, urls, count: SHAPE.idle, run: `${run}i` });
+    const heap1 = await heapUsed(servers);
+    await cmd({ cmd: 'close-all' });
+
+    await cmd({
+      cmd: 'setup-rooms',
+      dialect: target.dialect,
+      urls,
+      conversations: SHAPE.conversations,
+      members: SHAPE.members,
+      run: `${run}t`,
+    });
+    const cpu0 = servers.reduce((s, x) => s + cpuMs(x.child.pid!), 0);
+    const tp = (await cmd({
+      cmd: 'throughput',
+      perSender: SHAPE.perSender,
+      window: SHAPE.window,
+      payloadBytes: SHAPE.payloadBytes,
+      timeoutMs: SHAPE.timeoutMs,
+    })) as ThroughputResult;
+    const cpu1 = servers.reduce((s, x) => s + cpuMs(x.child.pid!), 0);
+    const rss = servers.reduce((s, x) => s + rssMiB(x.child.pid!), 0);
+    await cmd({ cmd: 'close-all' });
+
+    await cmd({
+      cmd: 'setup-rooms',
+      dialect: target.dialect,
+      urls,
+      conversations: 1,
+      members: SHAPE.bigRoom,
+      run: `${run}b`,
+    });
+    const big = (await cmd({
+      cmd: 'bigroom',
+      messages: SHAPE.bigRoomMessages,
+      payloadBytes: SHAPE.payloadBytes,
+      timeoutMs: 30_000,
+    })) as { lastDelivery: number[] };
+    await cmd({ cmd: 'close-all' });
+
+    return {
+      target: target.name,
+      bootMs: Math.max(...servers.map((s) => s.bootMs)),
+      idleHeapPerConnKB: (heap1 - heap0) / SHAPE.idle / 1024,
+      throughput: tp,
+      deliveriesPerSec: (tp.delivered / tp.elapsedMs) * 1000,
+      messagesPerSec: (tp.acked / tp.elapsedMs) * 1000,
+      cpuUsPerDelivery: ((cpu1 - cpu0) * 1000) / Math.max(tp.delivered, 1),
+      rssMiB: rss,
+      bigRoom: big.lastDelivery,
+    };
+  } finally {
+    for (const s of servers) await stop(s.child);
+  }
+}
+
+const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '-');
+const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+
+function table(rows: Row[]): string {
+  const metrics: [string, (r: Row) => string][] = [
+    ['boot -> ready (ms)', (r) => f0(r.bootMs)],
+    ['idle heap / connection (KB)', (r) => f1(r.idleHeapPerConnKB)],
+    ['delivered / expected', (r) => `${r.throughput.delivered}/${r.throughput.expected}`],
+    ['throughput (deliveries/s)', (r) => f0(r.deliveriesPerSec)],
+    ['throughput (messages/s)', (r) => f0(r.messagesPerSec)],
+    ['ack p50 / p99 (ms)', (r) => `${f1(r.throughput.ack[0])} / ${f1(r.throughput.ack[1])}`],
+    ['delivery p50 / p99 (ms)', (r) => `${f1(r.throughput.delivery[0])} / ${f1(r.throughput.delivery[1])}`],
+    ['server CPU / delivery (us)', (r) => f1(r.cpuUsPerDelivery)],
+    ['server RSS at end (MiB)', (r) => f0(r.rssMiB)],
+    [
+      `big room ${SHAPE.bigRoom}: last delivery p50 / p99 (ms)`,
+      (r) => `${f1(r.bigRoom[0])} / ${f1(r.bigRoom[1])}`,
+    ],
+  ];
+  const head = ['metric', ...rows.map((r) => r.target)];
+  const body = metrics.map(([name, get]) => [name, ...rows.map(get)]);
+  const widths = head.map((_, i) => Math.max(...[head, ...body].map((line) => line[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  return [line(head), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)].join('\n');
+}
+
+function ratios(rows: Row[]): string {
+  const by = new Map(rows.map((r) => [r.target, r]));
+  const pairs: [string, string][] = [
+    ['relay-embedded', 'ws'],
+    ['relay-embedded', 'socketio'],
+    ['relay-production', 'socketio-redis'],
+    ['relay-production', 'ws'],
+  ];
+  const out: string[] = [];
+  for (const [a, b] of pairs) {
+    const x = by.get(a);
+    const y = by.get(b);
+    if (!x || !y) continue;
+    const r = (p: number, q: number) => (Number.isFinite(p / q) ? `${(p / q).toFixed(2)}x` : '-');
+    out.push(
+      `${a} / ${b}: throughput ${r(x.deliveriesPerSec, y.deliveriesPerSec)}, ` +
+        `ack p50 ${r(x.throughput.ack[0], y.throughput.ack[0])}, ` +
+        `delivery p50 ${r(x.throughput.delivery[0], y.throughput.delivery[0])} p99 ${r(x.throughput.delivery[1], y.throughput.delivery[1])}, ` +
+        `CPU/delivery ${r(x.cpuUsPerDelivery, y.cpuUsPerDelivery)}, RSS ${r(x.rssMiB, y.rssMiB)}, ` +
+        `idle heap/conn ${r(x.idleHeapPerConnKB, y.idleHeapPerConnKB)} (${f1(x.idleHeapPerConnKB - y.idleHeapPerConnKB)} KB), ` +
+        `big room p99 ${r(x.bigRoom[1], y.bigRoom[1])}`,
+    );
+  }
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  const wanted = (process.env.PEERS_TARGETS ?? TARGETS.map((t) => t.name).join(',')).split(',');
+  const unknown = wanted.filter((w) => !TARGETS.some((t) => t.name === w));
+  if (unknown.length) throw new Error(`unknown PEERS_TARGETS ${unknown.join(',')}`);
+  const run = randomUUID().slice(0, 6);
+  console.log(`shape: ${JSON.stringify(SHAPE)}; relay from ${RELAY_DIR}`);
+  const load = fork(join(HERE, 'load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const rows: Row[] = [];
+  try {
+    for (const target of TARGETS.filter((t) => wanted.includes(t.name))) {
+      console.log(`== ${target.name} (${target.processes} process${target.processes > 1 ? 'es' : ''})`);
+      const row = await measure(target, load, `${run}${rows.length}`);
+      console.log(JSON.stringify(row));
+      rows.push(row);
+    }
+  } finally {
+    load.kill();
+  }
+  console.log(`\n${table(rows)}\n\n${ratios(rows)}`);
+  if (process.env.PEERS_JSON)
+    writeFileSync(process.env.PEERS_JSON, JSON.stringify({ shape: SHAPE, rows }, null, 2));
+  if (rows.some((r) => r.throughput.delivered < r.throughput.expected)) process.exitCode = 1;
+}
+
+main().catch((err: Error) => {
+  console.error(err.message);
+  process.exit(1);
+});
