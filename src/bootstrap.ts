@@ -18,7 +18,7 @@ import { BusTransport } from './router/bus.transport';
 /** Builds and starts the app on config.host:config.port (0 picks a free port). Used by main and tests. */
 export async function startApp(config: AppConfig): Promise<INestApplication> {
   // Before the first span could be started; AppModule flushes and stops it on shutdown.
-  if (config.otel) startTracing({ endpoint: config.otel.endpoint });
+  if (config.otel) await startTracing({ endpoint: config.otel.endpoint });
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config), {
     logger: createAppLogger(config),
     // A dependency that is down at startup must surface as an error the caller can report, not SIGABRT.

@@ -1,3 +1,5 @@
+// First, before anything else loads: see the file.
+import './compile-cache';
 import { Logger } from '@nestjs/common';
 import { startApp } from './bootstrap';
 import { loadConfig } from './config/app-config';

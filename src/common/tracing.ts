@@ -1,14 +1,7 @@
 import { Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { Attributes, Span, SpanKind, SpanStatusCode, trace, Tracer, ROOT_CONTEXT } from '@opentelemetry/api';
 import { parseTraceParent } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import {
-  BatchSpanProcessor,
-  SimpleSpanProcessor,
-  SpanExporter,
-  SpanProcessor,
-  TracerProvider,
-} from '@opentelemetry/sdk-trace';
+import type { SpanExporter, SpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 
 /**
  * OpenTelemetry tracing of messages, off unless `OTEL_ENABLED=true`: one trace per message, a span
@@ -31,12 +24,19 @@ export function messageTracer(): Tracer | null {
  * Starts tracing with `exporter` (OTLP/HTTP to `endpoint` when none is given; tests pass an
  * InMemorySpanExporter, exported synchronously so a span is visible as soon as it ended).
  */
-export function startTracing(opts: { endpoint?: string; exporter?: SpanExporter }): void {
+export async function startTracing(opts: { endpoint?: string; exporter?: SpanExporter }): Promise<void> {
   if (provider) return;
+  // Loaded only when tracing is on: the SDK and exporter are a tenth of a cold start otherwise.
+  const sdk = await import('@opentelemetry/sdk-trace');
   const processor: SpanProcessor = opts.exporter
-    ? new SimpleSpanProcessor({ exporter: opts.exporter })
-    : new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: `${opts.endpoint}/v1/traces` }) });
-  provider = new TracerProvider({ spanProcessors: [processor] });
+    ? new sdk.SimpleSpanProcessor({ exporter: opts.exporter })
+    : new sdk.BatchSpanProcessor({
+        exporter: new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter({
+          url: `${opts.endpoint}/v1/traces`,
+        }),
+      });
+  if (provider) return; // another start won the race while the SDK loaded
+  provider = new sdk.TracerProvider({ spanProcessors: [processor] });
   tracer = provider.getTracer('relay');
 }
 
