@@ -60,8 +60,8 @@ export function messageFrame(cursor: string, envelopeJson: string): string {
 export class Connection {
   private static readonly logger = new Logger('Connection');
 
-  /** Publish order, in-flight publishes and refusals after a failure (IngressService drives it). */
-  readonly ingress = new IngressLane();
+  /** Created by the first `send` (an idle connection never needs one): see `ingress`. */
+  private lane: IngressLane | null = null;
   readonly connectedAt = Date.now();
   private phase: ConnectionState = 'handshake';
   /** Frames received while hello is being answered; handled right after welcome (allocated on demand). */
@@ -71,7 +71,8 @@ export class Connection {
   private epoch = '';
   private missedPongs = 0;
   private lastPong = Date.now();
-  private readonly sendTokens: TokenBucket;
+  /** Created by the first `send`, full, as if it had been there from the start. */
+  private sendTokens: TokenBucket | null = null;
   private readonly frameTokens: TokenBucket;
   /** Consecutive inbound frames over the frame budget. */
   private overBudget = 0;
@@ -79,7 +80,7 @@ export class Connection {
   /** True from construction until the first fill ends, and while any fill runs: pushes wait. */
   private filling = true;
   private fillRunning = false;
-  private pending: { seq: number; frame: string }[] = [];
+  private pending: { seq: number; frame: string }[] | null = null;
   /** The server started the closing handshake (or terminated): labels the close in metrics. */
   private serverClosed = false;
 
@@ -92,7 +93,6 @@ export class Connection {
     private readonly limits: ConnectionLimits,
     private readonly observer: ConnectionObserver = NO_OBSERVER,
   ) {
-    this.sendTokens = new TokenBucket(limits.sendRatePerSec, limits.sendBurst);
     this.frameTokens = new TokenBucket(limits.frameRatePerSec, limits.frameBurst);
     if (expiresAt !== null) this.armExpiry();
   }
@@ -106,9 +106,14 @@ export class Connection {
     return this.lastPong;
   }
 
+  /** Publish order, in-flight publishes and refusals after a failure (IngressService drives it). */
+  get ingress(): IngressLane {
+    return (this.lane ??= new IngressLane());
+  }
+
   /** The ingress lane's open refusal ranges (read-only). */
   get refusals(): readonly RefusalRange[] {
-    return this.ingress.refusals;
+    return this.lane?.refusals ?? [];
   }
 
   /** Whether the server, not the client, closed first (meaningful once the socket is closing). */
@@ -191,6 +196,7 @@ export class Connection {
   /** hello arrived: the handshake timer stops and frames are held until `start` (after welcome). */
   beginGreeting(): void {
     clearTimeout(this.handshakeTimer);
+    this.handshakeTimer = undefined; // a cleared timer still holds its callback and the connection
     this.phase = 'greeting';
   }
 
@@ -211,7 +217,7 @@ export class Connection {
 
   /** Token bucket for `send` frames. */
   takeSendToken(now = Date.now()): boolean {
-    return this.sendTokens.take(now);
+    return (this.sendTokens ??= new TokenBucket(this.limits.sendRatePerSec, this.limits.sendBurst)).take(now);
   }
 
   /**
@@ -245,12 +251,12 @@ export class Connection {
   push(seq: number, frame: string): void {
     if (this.phase === 'closed') return;
     if (this.filling) {
-      this.pending.push({ seq, frame });
+      (this.pending ??= []).push({ seq, frame });
       return;
     }
     if (seq <= this.lastSeq) return;
     if (seq !== this.lastSeq + 1) {
-      this.pending.push({ seq, frame });
+      (this.pending ??= []).push({ seq, frame });
       void this.fill();
       return;
     }
@@ -264,8 +270,8 @@ export class Connection {
 
   markClosed(): void {
     this.phase = 'closed';
-    this.pending = [];
-    this.ingress.clear();
+    this.pending = null;
+    this.lane?.clear();
     clearTimeout(this.handshakeTimer);
     clearTimeout(this.expiryTimer);
   }
@@ -332,8 +338,8 @@ export class Connection {
 
   /** Writes queued pushes in seq order; false when it met a gap (the rest is re-read from the outbox). */
   private drainPending(): boolean {
-    const queued = this.pending.sort((a, b) => a.seq - b.seq);
-    this.pending = [];
+    const queued = this.pending?.sort((a, b) => a.seq - b.seq) ?? [];
+    this.pending = null;
     for (const p of queued) {
       if (p.seq <= this.lastSeq) continue;
       if (p.seq !== this.lastSeq + 1) return false;

@@ -33,8 +33,19 @@ export function verdictOf(req: IncomingMessage): AdmissionResult | undefined {
  *   JSON and unknown types, which the protocol must answer;
  * - an upgrade on any path no gateway serves gets 404 instead of a destroyed socket.
  */
+/** An upgrade socket's error ends it; one function for every socket (`this` is the socket). */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
 export class RelayWsAdapter extends WsAdapter {
   private readonly log = new Logger('RelayWsAdapter');
+  /**
+   * The per-socket listeners are shared functions: EventEmitter calls a listener with `this` set to
+   * the socket, so no closure (and its context) is allocated per connection.
+   */
+  private readonly onSocketMessage: (this: WebSocket, data: RawData, isBinary: boolean) => void;
+  private readonly onSocketError: (this: WebSocket, err: Error) => void;
 
   constructor(
     app: INestApplicationContext,
@@ -43,6 +54,14 @@ export class RelayWsAdapter extends WsAdapter {
     private readonly maxPayload: number,
   ) {
     super(app);
+    const sink = this.frames;
+    const log = this.log;
+    this.onSocketMessage = function (data, isBinary) {
+      sink.onFrame(this, data, isBinary);
+    };
+    this.onSocketError = function (err) {
+      log.debug(`socket error: ${err.message}`);
+    };
   }
 
   override create(port: number, options: Record<string, unknown> = {}): unknown {
@@ -71,14 +90,12 @@ export class RelayWsAdapter extends WsAdapter {
 
   /** One listener per socket; nothing of Nest's message pipeline runs per frame. */
   override bindMessageHandlers(client: WebSocket): void {
-    client.on('message', (data: RawData, isBinary: boolean) => this.frames.onFrame(client, data, isBinary));
+    client.on('message', this.onSocketMessage);
   }
 
   /** Socket errors are the client's business (resets, bad frames): debug, not error, level. */
   override bindErrorHandler(server: { on(event: string, cb: (...args: never[]) => void): void }): unknown {
-    server.on('connection', (ws: WebSocket) =>
-      ws.on('error', (err: Error) => this.log.debug(`socket error: ${err.message}`)),
-    );
+    server.on('connection', (ws: WebSocket) => ws.on('error', this.onSocketError));
     server.on('error', (err: Error) => this.log.error(`server error: ${err.message}`));
     return server;
   }
@@ -93,7 +110,7 @@ export class RelayWsAdapter extends WsAdapter {
     httpServer.off('upgrade', added);
     const served = () => (this.wsServersRegistry.get(port) ?? []).map((s: { path?: string }) => s.path);
     httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      socket.on('error', () => socket.destroy());
+      socket.on('error', destroyOnError);
       const path = (req.url ?? '').split('?')[0];
       if (!served().includes(path)) {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
