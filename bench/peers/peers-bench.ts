@@ -239,6 +239,8 @@ interface Row {
   deliveriesPerSec: number;
   messagesPerSec: number;
   cpuUsPerDelivery: number;
+  /** CPU the load generator used during the throughput run, in cores (near 1: it, not the server, is the bound). */
+  loadCpuShare: number;
   rssMiB: number;
   bigRoom: number[];
 }
@@ -263,6 +265,7 @@ async function measure(target: Target, load: ChildProcess, run: string): Promise
       run: `${run}t`,
     });
     const cpu0 = servers.reduce((s, x) => s + cpuMs(x.child.pid!), 0);
+    const loadCpu0 = cpuMs(load.pid!);
     const tp = (await cmd({
       cmd: 'throughput',
       perSender: SHAPE.perSender,
@@ -271,6 +274,7 @@ async function measure(target: Target, load: ChildProcess, run: string): Promise
       timeoutMs: SHAPE.timeoutMs,
     })) as ThroughputResult;
     const cpu1 = servers.reduce((s, x) => s + cpuMs(x.child.pid!), 0);
+    const loadCpu1 = cpuMs(load.pid!);
     const rss = servers.reduce((s, x) => s + rssMiB(x.child.pid!), 0);
     await cmd({ cmd: 'close-all' });
 
@@ -298,6 +302,7 @@ async function measure(target: Target, load: ChildProcess, run: string): Promise
       deliveriesPerSec: (tp.delivered / tp.elapsedMs) * 1000,
       messagesPerSec: (tp.acked / tp.elapsedMs) * 1000,
       cpuUsPerDelivery: ((cpu1 - cpu0) * 1000) / Math.max(tp.delivered, 1),
+      loadCpuShare: (loadCpu1 - loadCpu0) / tp.elapsedMs,
       rssMiB: rss,
       bigRoom: big.lastDelivery,
     };
@@ -319,6 +324,7 @@ function table(rows: Row[]): string {
     ['ack p50 / p99 (ms)', (r) => `${f1(r.throughput.ack[0])} / ${f1(r.throughput.ack[1])}`],
     ['delivery p50 / p99 (ms)', (r) => `${f1(r.throughput.delivery[0])} / ${f1(r.throughput.delivery[1])}`],
     ['server CPU / delivery (us)', (r) => f1(r.cpuUsPerDelivery)],
+    ['load generator CPU (cores)', (r) => r.loadCpuShare.toFixed(2)],
     ['server RSS at end (MiB)', (r) => f0(r.rssMiB)],
     [
       `big room ${SHAPE.bigRoom}: last delivery p50 / p99 (ms)`,
