@@ -21,6 +21,8 @@ import { Frame, TestClient } from '../support/ws-client';
  * event stream read by a consumer group of its own, and webhooks (signed, ordered, at-least-once,
  * surviving an endpoint outage and a relay restart).
  */
+jest.setTimeout(120_000);
+
 const JWT_SECRET = 'backends-e2e-jwt-secret-0123456789abcdef';
 const ADMIN = 'backends-e2e-admin-key-0123456789abcdef';
 const HOOK_SECRET = 'backends-e2e-webhook-secret-0123456789';
