@@ -61,7 +61,10 @@ export abstract class MessageBus {
    * commit-after-handler and redelivery rules as `consume`. Records that are not JSON objects are
    * skipped. A new group starts at the oldest retained record. Stopped by the subscription or by close.
    */
-  abstract consumeAsGroup(groupId: string, handler: (batch: RecordBatch) => Promise<void>): Promise<GroupSubscription>;
+  abstract consumeAsGroup(
+    groupId: string,
+    handler: (batch: RecordBatch) => Promise<void>,
+  ): Promise<GroupSubscription>;
   /** Lets the batch in progress finish and commit, then leaves the consumer group. */
   abstract stopConsuming(): Promise<void>;
   /**

@@ -30,7 +30,11 @@ export abstract class DirectoryStore {
    * One page of members in id order (binary), after the member id `after`; `next` is the cursor of the
    * next page (null on the last one). Null when the conversation does not exist.
    */
-  abstract listMembers(conversationId: string, after: string | null, limit: number): Promise<MembersPage | null>;
+  abstract listMembers(
+    conversationId: string,
+    after: string | null,
+    limit: number,
+  ): Promise<MembersPage | null>;
   abstract ping(): Promise<void>;
 }
 

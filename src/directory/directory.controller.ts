@@ -35,7 +35,11 @@ export function directoryBodyLimit(maxMembers: number): number {
 }
 
 export class PutConversationDto {
-  @ApiProperty({ type: [String], description: 'the whole member list (replaces the current one)', example: ['alice', 'bob'] })
+  @ApiProperty({
+    type: [String],
+    description: 'the whole member list (replaces the current one)',
+    example: ['alice', 'bob'],
+  })
   @IsArray()
   @ArrayMaxSize(100_000) // the largest MAX_CONVERSATION_MEMBERS; the configured one is checked below
   @IsString({ each: true })
@@ -72,7 +76,11 @@ export class ConversationBody {
 
 @ApiTags('directory')
 @ApiBearerAuth()
-@ApiResponse({ status: 401, description: 'admin API key missing or wrong (outside dev auth)', type: ApiErrorBody })
+@ApiResponse({
+  status: 401,
+  description: 'admin API key missing or wrong (outside dev auth)',
+  type: ApiErrorBody,
+})
 @Controller('v1/conversations')
 @UseGuards(AdminKeyGuard)
 export class DirectoryController {

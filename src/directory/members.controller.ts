@@ -41,7 +41,12 @@ export class MembersPageAnswer {
   id!: string;
   @ApiProperty({ type: [String], description: 'in id order (binary)', example: ['alice', 'bob'] })
   members!: string[];
-  @ApiPropertyOptional({ type: String, nullable: true, description: 'pass as `after` for the next page; null on the last', example: 'bob' })
+  @ApiPropertyOptional({
+    type: String,
+    nullable: true,
+    description: 'pass as `after` for the next page; null on the last',
+    example: 'bob',
+  })
   next!: string | null;
 }
 
@@ -53,7 +58,11 @@ export class MembersPageAnswer {
  */
 @ApiTags('directory')
 @ApiBearerAuth()
-@ApiResponse({ status: 401, description: 'admin API key missing or wrong (outside dev auth)', type: ApiErrorBody })
+@ApiResponse({
+  status: 401,
+  description: 'admin API key missing or wrong (outside dev auth)',
+  type: ApiErrorBody,
+})
 @ApiResponse({ status: 400, description: 'invalid ids or paging parameters', type: ApiErrorBody })
 @Controller('v1/conversations/:id/members')
 @UseGuards(AdminKeyGuard)
@@ -145,7 +154,8 @@ export class MembersController {
 }
 
 function conversationId(id: string): string {
-  if (!ID_PATTERN.test(id)) throw apiError(400, 'bad_request', `conversation id must match ${ID_PATTERN_SOURCE}`);
+  if (!ID_PATTERN.test(id))
+    throw apiError(400, 'bad_request', `conversation id must match ${ID_PATTERN_SOURCE}`);
   return id;
 }
 

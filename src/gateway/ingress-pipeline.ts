@@ -51,12 +51,18 @@ export class IngressPipeline {
   async prepare(s: Submission): Promise<Prepared> {
     const members = await this.membership.add(s.conversationId);
     if (!members) {
-      return { ok: false, refusal: { code: 'not_found', message: `conversation ${s.conversationId} does not exist` } };
+      return {
+        ok: false,
+        refusal: { code: 'not_found', message: `conversation ${s.conversationId} does not exist` },
+      };
     }
     if (!s.service && !members.includes(s.from)) {
       return {
         ok: false,
-        refusal: { code: 'forbidden', message: `${s.from} is not a member of conversation ${s.conversationId}` },
+        refusal: {
+          code: 'forbidden',
+          message: `${s.from} is not a member of conversation ${s.conversationId}`,
+        },
       };
     }
     const now = Date.now();

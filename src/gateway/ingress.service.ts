@@ -152,7 +152,8 @@ export class IngressService {
       if (!prepared.ok) {
         const { code, message } = prepared.refusal;
         // The WebSocket wording: the sender is the connection's user.
-        const text = code === 'forbidden' ? `you are not a member of conversation ${conversationId}` : message;
+        const text =
+          code === 'forbidden' ? `you are not a member of conversation ${conversationId}` : message;
         this.refuse(conn, frame, code, text, ref);
         return null;
       }

@@ -23,7 +23,10 @@ function pointer(doc: unknown, path: string): unknown {
   return path
     .split('/')
     .filter(Boolean)
-    .reduce<unknown>((n, key) => (n as Record<string, unknown> | undefined)?.[key.replace(/~1/g, '/').replace(/~0/g, '~')], doc);
+    .reduce<unknown>(
+      (n, key) => (n as Record<string, unknown> | undefined)?.[key.replace(/~1/g, '/').replace(/~0/g, '~')],
+      doc,
+    );
 }
 
 /**
@@ -36,7 +39,12 @@ describe('AsyncAPI document (docs/asyncapi.yaml)', () => {
     // The bundled schema carries its own copy of the draft-07 meta-schema.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const spec = require('@asyncapi/specs/schemas/3.0.0.json') as object;
-    const validate = new Ajv({ strict: false, validateFormats: false, meta: false, validateSchema: false }).compile(spec);
+    const validate = new Ajv({
+      strict: false,
+      validateFormats: false,
+      meta: false,
+      validateSchema: false,
+    }).compile(spec);
     const ok = validate(asyncapi);
     expect(ok ? [] : validate.errors?.slice(0, 5)).toEqual([]);
     // The validator does catch a broken document.
@@ -58,7 +66,10 @@ describe('AsyncAPI document (docs/asyncapi.yaml)', () => {
     const messages = Object.keys(pointer(asyncapi, '/channels/ws/messages') as object);
     const missing = Object.keys(CLIENT_FRAME_SCHEMAS).filter((t) => !messages.includes(t));
     expect(missing).toEqual([]);
-    const codes = pointer(asyncapi, '/components/messages/error/payload/properties/payload/properties/code/enum');
+    const codes = pointer(
+      asyncapi,
+      '/components/messages/error/payload/properties/payload/properties/code/enum',
+    );
     expect(codes).toEqual([...ERROR_CODES]);
   });
 
@@ -83,6 +94,16 @@ describe('AsyncAPI document (docs/asyncapi.yaml)', () => {
     expect(checked).toBeGreaterThanOrEqual(4);
     // A record of an unknown kind is valid (readers skip it); a message without its id is not.
     expect(record({ schema_version: 1, kind: 'receipt', conversation_id: 'c' })).toBe(true);
-    expect(record({ schema_version: 1, kind: 'message', conversation_id: 'c', from: 'a', ts: 1, body: 1, ref: 'r' })).toBe(false);
+    expect(
+      record({
+        schema_version: 1,
+        kind: 'message',
+        conversation_id: 'c',
+        from: 'a',
+        ts: 1,
+        body: 1,
+        ref: 'r',
+      }),
+    ).toBe(false);
   });
 });

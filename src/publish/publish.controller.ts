@@ -7,16 +7,39 @@ import { PublishBatchBody, PublishedBatch, PublishedMessage, PublishMessageBody 
 import { PublishService } from './publish.service';
 
 const errors = [
-  ApiResponse({ status: 400, description: 'bad_request: invalid from, ref, body or conversation id, body too deep', type: ApiErrorBody }),
-  ApiResponse({ status: 401, description: 'unauthorized: admin API key missing or wrong (outside dev auth)', type: ApiErrorBody }),
-  ApiResponse({ status: 403, description: 'forbidden: `from` is not a member and not a service id', type: ApiErrorBody }),
+  ApiResponse({
+    status: 400,
+    description: 'bad_request: invalid from, ref, body or conversation id, body too deep',
+    type: ApiErrorBody,
+  }),
+  ApiResponse({
+    status: 401,
+    description: 'unauthorized: admin API key missing or wrong (outside dev auth)',
+    type: ApiErrorBody,
+  }),
+  ApiResponse({
+    status: 403,
+    description: 'forbidden: `from` is not a member and not a service id',
+    type: ApiErrorBody,
+  }),
   ApiResponse({ status: 404, description: 'not_found: the conversation does not exist', type: ApiErrorBody }),
-  ApiResponse({ status: 413, description: 'too_large: a message over MAX_FRAME_BYTES (as a send frame), or the request body over its limit', type: ApiErrorBody }),
-  ApiResponse({ status: 503, description: 'unavailable: bus, directory or dedupe store down; retry with the same refs', type: ApiErrorBody }),
+  ApiResponse({
+    status: 413,
+    description:
+      'too_large: a message over MAX_FRAME_BYTES (as a send frame), or the request body over its limit',
+    type: ApiErrorBody,
+  }),
+  ApiResponse({
+    status: 503,
+    description: 'unavailable: bus, directory or dedupe store down; retry with the same refs',
+    type: ApiErrorBody,
+  }),
 ];
-const apply = (...d: MethodDecorator[]): MethodDecorator => (target, key, desc) => {
-  for (const x of d) x(target, key, desc);
-};
+const apply =
+  (...d: MethodDecorator[]): MethodDecorator =>
+  (target, key, desc) => {
+    for (const x of d) x(target, key, desc);
+  };
 
 /** Server-side publishing for backends (bots, notifications, imports): admin API key, no WebSocket. */
 @ApiTags('publish')

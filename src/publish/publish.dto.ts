@@ -7,7 +7,10 @@ export class PublishMessageBody {
     example: 'billing-bot',
   })
   from!: string;
-  @ApiProperty({ description: 'any JSON value, delivered verbatim (same limits as a WebSocket send)', example: { text: 'Your invoice is ready' } })
+  @ApiProperty({
+    description: 'any JSON value, delivered verbatim (same limits as a WebSocket send)',
+    example: { text: 'Your invoice is ready' },
+  })
   body!: unknown;
   @ApiProperty({
     description:
@@ -28,7 +31,10 @@ export class PublishBatchBody {
 }
 
 export class PublishedMessage {
-  @ApiProperty({ description: 'server message id (ULID), as in the `message` frame', example: '01JD6Z5C1Q8N3V9K4T2X7M0BAP' })
+  @ApiProperty({
+    description: 'server message id (ULID), as in the `message` frame',
+    example: '01JD6Z5C1Q8N3V9K4T2X7M0BAP',
+  })
   id!: string;
   @ApiProperty({ description: 'acceptance time, ms since the epoch', example: 1764590400000 })
   ts!: number;

@@ -52,11 +52,21 @@ export class PublishService {
       });
     } catch {
       // Nesting so deep that serialising it overflows the stack.
-      throw apiError(400, 'bad_request', `body nests deeper than ${this.config.gateway.maxJsonDepth - 2} levels`, index);
+      throw apiError(
+        400,
+        'bad_request',
+        `body nests deeper than ${this.config.gateway.maxJsonDepth - 2} levels`,
+        index,
+      );
     }
     const max = this.config.gateway.maxFrameBytes;
     if (Buffer.byteLength(text) > max) {
-      throw apiError(413, 'too_large', `message is larger than MAX_FRAME_BYTES (${max} bytes as a send frame)`, index);
+      throw apiError(
+        413,
+        'too_large',
+        `message is larger than MAX_FRAME_BYTES (${max} bytes as a send frame)`,
+        index,
+      );
     }
     const decoded = decodeFrame(text, this.config.gateway.maxJsonDepth);
     if (!decoded.ok) throw apiError(400, 'bad_request', httpWording(decoded.message), index);
@@ -105,8 +115,11 @@ export class PublishService {
 function httpWording(message: string): string {
   return message
     .replace(/^msg_id\b/, 'ref')
-    .replace(/^frame must have required property 'msg_id'/, "ref is required")
+    .replace(/^frame must have required property 'msg_id'/, 'ref is required')
     .replace(/^payload must have required property 'body'/, 'body is required')
     .replace(/^payload\.conversation_id\b/, 'conversation id')
-    .replace(/^frame nests deeper than (\d+) levels/, (_, n: string) => `body nests deeper than ${Number(n) - 2} levels`);
+    .replace(
+      /^frame nests deeper than (\d+) levels/,
+      (_, n: string) => `body nests deeper than ${Number(n) - 2} levels`,
+    );
 }

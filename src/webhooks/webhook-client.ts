@@ -7,7 +7,12 @@ export type PostOutcome = { ok: true } | { ok: false; reason: string; detail: st
 /** The webhooks' only I/O: one HTTP POST with a deadline (a test or another transport can replace it). */
 @Injectable()
 export class WebhookClient {
-  async post(url: string, headers: Record<string, string>, body: string, timeoutMs: number): Promise<PostOutcome> {
+  async post(
+    url: string,
+    headers: Record<string, string>,
+    body: string,
+    timeoutMs: number,
+  ): Promise<PostOutcome> {
     try {
       const res = await fetch(url, {
         method: 'POST',

@@ -77,7 +77,8 @@ export class WebhookEndpoint {
         this.metrics.webhookEvents.inc({ endpoint: this.name }, events.length);
         const now = Date.now();
         for (const e of events) {
-          if (typeof e.ts === 'number') this.metrics.webhookDelay.observe({ endpoint: this.name }, (now - e.ts) / 1000);
+          if (typeof e.ts === 'number')
+            this.metrics.webhookDelay.observe({ endpoint: this.name }, (now - e.ts) / 1000);
         }
         if (attempt > 1) this.logger.log(`delivered after ${attempt} attempts`);
         return;

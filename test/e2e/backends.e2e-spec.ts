@@ -131,7 +131,9 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
         });
       }
       // Once: the next message each connection gets is the next one published.
-      const second = (await (await publish(room, { from: alice, body: 2, ref: 'p-2' })).json()) as { id: string };
+      const second = (await (await publish(room, { from: alice, body: 2, ref: 'p-2' })).json()) as {
+        id: string;
+      };
       for (const c of [a1, a2, b]) expect((await nextBody(c)).id).toBe(second.id);
     });
 
@@ -143,7 +145,9 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
       const again = await publish(room, { from: alice, body: 'once', ref: 'dup' });
       expect(again.status).toBe(201);
       expect(await again.json()).toEqual(first);
-      const marker = (await (await publish(room, { from: alice, body: 'marker', ref: 'm' })).json()) as { id: string };
+      const marker = (await (await publish(room, { from: alice, body: 'marker', ref: 'm' })).json()) as {
+        id: string;
+      };
       expect((await nextBody(a)).body).toBe('once');
       const next = await nextBody(a);
       // A retried ref may be re-published under the same id; the router stores it once.
@@ -159,7 +163,10 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
       expect(await nextBody(a)).toMatchObject({ from: 'billing-bot', body: 'invoice' });
       const no = await publish(room, { from: uid('mallory'), body: 'x', ref: 's-2' });
       expect(no.status).toBe(403);
-      expect(await no.json()).toEqual({ code: 'forbidden', message: expect.stringContaining('not a member') });
+      expect(await no.json()).toEqual({
+        code: 'forbidden',
+        message: expect.stringContaining('not a member'),
+      });
     });
 
     it('answers the documented errors: 401, 400, 404, 413', async () => {
@@ -179,7 +186,10 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
         [{ from: 'not valid!', body: 'x', ref: 'r' }, 'from'],
         [{ body: 'x', ref: 'r' }, 'from'],
         [[1, 2], 'object'],
-        [{ from: alice, ref: 'deep', body: JSON.parse('['.repeat(63) + ']'.repeat(63)) as unknown }, 'deeper'],
+        [
+          { from: alice, ref: 'deep', body: JSON.parse('['.repeat(63) + ']'.repeat(63)) as unknown },
+          'deeper',
+        ],
       ];
       for (const [body, what] of bad) {
         const res = await publish(room, body);
@@ -223,7 +233,9 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
       }));
       const res = await api('/v1/messages', 'POST', { messages });
       expect(res.status).toBe(201);
-      const answer = (await res.json()) as { messages: { id: string; conversation_id: string; ref: string }[] };
+      const answer = (await res.json()) as {
+        messages: { id: string; conversation_id: string; ref: string }[];
+      };
       expect(answer.messages.map((m) => m.ref)).toEqual(messages.map((m) => m.ref));
       const got = [];
       for (let i = 0; i < 30; i++) got.push(await nextBody(b));
@@ -244,7 +256,9 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
       const add = await api(`/v1/conversations/${room}/members`, 'POST', { members: [carol] });
       expect(add.status).toBe(200);
       expect(await add.json()).toEqual({ id: room, changed: 1, member_count: 2 });
-      const m1 = (await (await publish(room, { from: alice, body: 'welcome', ref: 'w' })).json()) as { id: string };
+      const m1 = (await (await publish(room, { from: alice, body: 'welcome', ref: 'w' })).json()) as {
+        id: string;
+      };
       expect((await nextBody(c)).id).toBe(m1.id);
       // carol may now publish herself
       expect((await publish(room, { from: carol, body: 'hi', ref: 'c-1' })).status).toBe(201);
@@ -294,10 +308,14 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
       const fits = await api(`/v1/conversations/${room}/members`, 'POST', { members: more.slice(1) });
       expect(await fits.json()).toMatchObject({ changed: 40, member_count: 100 });
       // remove in bulk, idempotently
-      const rm = await api(`/v1/conversations/${room}/members/remove`, 'POST', { members: [...users, 'nobody'] });
+      const rm = await api(`/v1/conversations/${room}/members/remove`, 'POST', {
+        members: [...users, 'nobody'],
+      });
       expect(await rm.json()).toEqual({ id: room, changed: 60, member_count: 40 });
       expect((await api(`/v1/conversations/${uid('ghost')}/members`, 'GET')).status).toBe(404);
-      expect((await api(`/v1/conversations/${room}/members`, 'POST', { members: ['bad id'] })).status).toBe(400);
+      expect((await api(`/v1/conversations/${room}/members`, 'POST', { members: ['bad id'] })).status).toBe(
+        400,
+      );
     });
   });
 
@@ -310,7 +328,9 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
       try {
         await put(room, [alice]);
         await api(`/v1/conversations/${room}/members`, 'POST', { members: [uid('zed')] });
-        const sent = (await (await publish(room, { from: alice, body: { n: 1 }, ref: 'stream-1' })).json()) as {
+        const sent = (await (
+          await publish(room, { from: alice, body: { n: 1 }, ref: 'stream-1' })
+        ).json()) as {
           id: string;
         };
         await waitFor(() => seen.some((r) => r.id === sent.id), 30_000, 'the message on the stream');
@@ -327,12 +347,17 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
           ref: 'stream-1',
         });
         for (const r of seen) {
-          if (!validateRecord(r)) throw new Error(`${JSON.stringify(r)}: ${JSON.stringify(validateRecord.errors)}`);
+          if (!validateRecord(r))
+            throw new Error(`${JSON.stringify(r)}: ${JSON.stringify(validateRecord.errors)}`);
         }
         // WebSocket sends are on the stream too, in the same format.
         const a = await connect(alice);
         const ack = await a.sendMessage(room, 'via ws', 'ws-1');
-        await waitFor(() => seen.find((r) => r.id === ack.msg_id), 30_000, 'the WebSocket send on the stream');
+        await waitFor(
+          () => seen.find((r) => r.id === ack.msg_id),
+          30_000,
+          'the WebSocket send on the stream',
+        );
         expect(validateRecord(seen.find((r) => r.id === ack.msg_id))).toBe(true);
       } finally {
         await stop();
@@ -340,7 +365,7 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
     });
 
     it('webhooks: every accepted message once (by id), in order, signed; through an outage and a restart', async () => {
-      const [alice, bob, r1, r2] = [uid('alice'), uid('bob'), uid('room'), uid('room')+ 'b'];
+      const [alice, bob, r1, r2] = [uid('alice'), uid('bob'), uid('room'), uid('room') + 'b'];
       await put(r1, [alice, bob]);
       await put(r2, [alice, bob]);
       const accepted: { id: string; conversation_id: string }[] = [];
@@ -377,7 +402,11 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
       const b = await connect(bob);
       await send(20, 'outage');
       for (let i = 0; i < 20; i++) await nextBody(b); // client delivery goes on meanwhile
-      await waitFor(() => receiver.refused > refusedBefore + 2, 30_000, 'retries against the failing endpoint');
+      await waitFor(
+        () => receiver.refused > refusedBefore + 2,
+        30_000,
+        'retries against the failing endpoint',
+      );
       receiver.failing = false;
       await waitFor(delivered, 30_000, 'the messages held during the outage');
       checkOrder();

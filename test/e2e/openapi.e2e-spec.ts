@@ -14,7 +14,10 @@ const ownRoute = (path: string) => path === '/openapi.json' || path === '/docs' 
 
 /** Every (method, path) Express serves, paths in OpenAPI spelling (`:id` -> `{id}`). */
 function servedRoutes(t: TestApp): string[] {
-  const express = t.app.getHttpAdapter().getInstance() as { router?: { stack: Layer[] }; _router?: { stack: Layer[] } };
+  const express = t.app.getHttpAdapter().getInstance() as {
+    router?: { stack: Layer[] };
+    _router?: { stack: Layer[] };
+  };
   const stack = (express.router ?? express._router)!.stack;
   const out = new Set<string>();
   for (const layer of stack) {
@@ -68,7 +71,9 @@ describe('OpenAPI document in sync with the routes', () => {
     const problems: string[] = [];
     for (const route of served) {
       if (!documented.includes(route)) {
-        problems.push(`${route} is served but missing from /openapi.json (is its controller in a loaded module?)`);
+        problems.push(
+          `${route} is served but missing from /openapi.json (is its controller in a loaded module?)`,
+        );
         continue;
       }
       const [method, path] = route.split(' ');

@@ -41,11 +41,17 @@ export class MemoryDirectoryStoreDriver extends DirectoryStore {
     return { ok: true, changed: current.length - next.length, count: next.length };
   }
 
-  async listMembers(conversationId: string, after: string | null, limit: number): Promise<MembersPage | null> {
+  async listMembers(
+    conversationId: string,
+    after: string | null,
+    limit: number,
+  ): Promise<MembersPage | null> {
     const current = this.conversations.get(conversationId);
     if (!current) return null;
     // Ids are ASCII (ID_PATTERN): code-unit order is the byte order the SQL store uses.
-    const sorted = current.filter((m) => after === null || m > after).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const sorted = current
+      .filter((m) => after === null || m > after)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const page = sorted.slice(0, limit);
     return { members: page, next: sorted.length > limit ? page[page.length - 1] : null };
   }

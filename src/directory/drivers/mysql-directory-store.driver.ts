@@ -113,15 +113,22 @@ export class MysqlDirectoryStoreDriver extends DirectoryStore {
         );
         changed += result.affectedRows;
       }
-      const [{ n }] = (await qr.query(`SELECT COUNT(*) AS n FROM conversation_member WHERE conversation_id = ?`, [
-        conversationId,
-      ])) as { n: number | string }[];
+      const [{ n }] = (await qr.query(
+        `SELECT COUNT(*) AS n FROM conversation_member WHERE conversation_id = ?`,
+        [conversationId],
+      )) as { n: number | string }[];
       return { ok: true as const, changed, count: Number(n) };
     });
   }
 
-  async listMembers(conversationId: string, after: string | null, limit: number): Promise<MembersPage | null> {
-    const exists: unknown[] = await this.ds.query(`SELECT id FROM conversation WHERE id = ?`, [conversationId]);
+  async listMembers(
+    conversationId: string,
+    after: string | null,
+    limit: number,
+  ): Promise<MembersPage | null> {
+    const exists: unknown[] = await this.ds.query(`SELECT id FROM conversation WHERE id = ?`, [
+      conversationId,
+    ]);
     if (exists.length === 0) return null;
     const rows: { user_id: string }[] = await this.ds.query(
       `SELECT user_id FROM conversation_member WHERE conversation_id = ? AND user_id > ? ORDER BY user_id LIMIT ?`,
