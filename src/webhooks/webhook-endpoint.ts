@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { RecordBatch } from '../bus/message-bus';
 import { newMessageId } from '../common/ids';
+import { RateLimitedLog } from '../common/rate-limited-log';
 import { MetricsService } from '../metrics/metrics.service';
 import { RawStreamRecord } from '../protocol/stream-records';
 import { signatureHeader, SIGNATURE_HEADER } from './webhook-signature';
@@ -34,6 +35,8 @@ export function endpointName(url: string): string {
 export class WebhookEndpoint {
   readonly name: string;
   private readonly logger: Logger;
+  /** One line per 10 s for failures: every partition's chunk fails while an endpoint is down. */
+  private readonly failureLog: RateLimitedLog;
   private stopping = false;
   private readonly stopped = new AbortController();
 
@@ -45,6 +48,7 @@ export class WebhookEndpoint {
   ) {
     this.name = endpointName(url);
     this.logger = new Logger(`Webhook ${this.name}`);
+    this.failureLog = new RateLimitedLog((line) => this.logger.warn(line));
   }
 
   /** The bus handler. Throws only when stopping (the batch comes again after the restart). */
@@ -80,7 +84,7 @@ export class WebhookEndpoint {
           if (typeof e.ts === 'number')
             this.metrics.webhookDelay.observe({ endpoint: this.name }, (now - e.ts) / 1000);
         }
-        if (attempt > 1) this.logger.log(`delivered after ${attempt} attempts`);
+        if (attempt > 1) this.failureLog.note('recovered', `delivered again after ${attempt} attempts`);
         return;
       }
       this.metrics.webhookFailures.inc({ endpoint: this.name, reason: outcome.reason });
@@ -94,9 +98,10 @@ export class WebhookEndpoint {
         return;
       }
       const wait = Math.min(this.settings.backoffMaxMs, min * 2 ** Math.min(attempt - 1, 20));
-      if (attempt === 1 || attempt % 10 === 0) {
-        this.logger.warn(`POST failed (${outcome.detail}), attempt ${attempt}; retrying in ${wait} ms`);
-      }
+      this.failureLog.note(
+        'failed',
+        `POST failed (${outcome.detail}), attempt ${attempt}; retrying in ${wait} ms`,
+      );
       await this.sleep(wait);
     }
   }

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { signatureHeader, verifySignature } from './webhook-signature';
 
 describe('webhook signatures (HMAC-SHA256 over "<t>.<body>")', () => {
@@ -20,5 +22,26 @@ describe('webhook signatures (HMAC-SHA256 over "<t>.<body>")', () => {
     expect(verifySignature('s', header.replace(/t=\d+/, `t=${now + 1}`), body, 300, now)).toBe(false);
     expect(verifySignature('s', undefined, body, 300, now)).toBe(false);
     expect(verifySignature('s', 'garbage', body, 300, now)).toBe(false);
+  });
+});
+
+describe("README's verification snippet", () => {
+  it('accepts what relay signs and refuses a tampered body', () => {
+    const readme = readFileSync(join(__dirname, '../../README.md'), 'utf8');
+    const code = /```js\n(const \{ createHmac[\s\S]*?function verifyRelaySignature[\s\S]*?)```/.exec(
+      readme,
+    )?.[1];
+    expect(code).toBeDefined();
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    const verify = new Function('require', `${code}; return verifyRelaySignature;`)(require) as (
+      secret: string,
+      header: string,
+      body: string,
+    ) => boolean;
+    const body = '{"events":[]}';
+    const header = signatureHeader(['k1', 'k2'], Math.floor(Date.now() / 1000), body);
+    expect(verify('k2', header, body)).toBe(true);
+    expect(verify('k2', header, body + ' ')).toBe(false);
+    expect(verify('k3', header, body)).toBe(false);
   });
 });
