@@ -32,7 +32,6 @@ describe("README's verification snippet", () => {
       readme,
     )?.[1];
     expect(code).toBeDefined();
-    // eslint-disable-next-line @typescript-eslint/no-implied-eval
     const verify = new Function('require', `${code}; return verifyRelaySignature;`)(require) as (
       secret: string,
       header: string,
