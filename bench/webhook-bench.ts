@@ -43,6 +43,8 @@ function runReceiverProcess(): void {
   const seen = new Set<string>();
   let failing = false;
   let bad = 0;
+  // The bench died: so does its receiver.
+  process.on('disconnect', () => process.exit(0));
   process.on('message', (m: { failing?: boolean }) => {
     if (m.failing !== undefined) failing = m.failing;
   });
