@@ -11,6 +11,8 @@ import { NodeStatusModule } from './health/node-status';
 import { MetricsModule } from './metrics/metrics.module';
 import { RouterModule } from './router/router.module';
 import { TracingShutdown } from './common/tracing';
+import { PublishModule } from './publish/publish.module';
+import { WebhooksModule } from './webhooks/webhooks.module';
 
 /** The roles decide which modules exist at all: a router-only process has no WebSocket code loaded. */
 @Module({})
@@ -30,6 +32,9 @@ export class AppModule {
         ...(config.roles.has('router') ? [RouterModule] : []),
         // Not loaded at all when off: /console is then a plain 404.
         ...(config.roles.has('gateway') && config.console.enabled ? [ConsoleModule] : []),
+        // Backends in the loop: the publish API is a way into ingress; webhooks consume the stream.
+        ...(config.roles.has('gateway') ? [PublishModule] : []),
+        ...(config.roles.has('router') && config.webhooks.urls.length > 0 ? [WebhooksModule] : []),
       ],
       providers: config.otel ? [TracingShutdown] : [],
     };

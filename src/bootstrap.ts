@@ -14,6 +14,7 @@ import { GatewayServer } from './gateway/gateway.server';
 import { AdmissionService } from './gateway/admission.service';
 import { RelayWsAdapter } from './gateway/relay-ws.adapter';
 import { BusTransport } from './router/bus.transport';
+import { setupApiDocs } from './openapi/api-docs';
 
 /** Builds and starts the app on config.host:config.port (0 picks a free port). Used by main and tests. */
 export async function startApp(config: AppConfig): Promise<INestApplication> {
@@ -44,6 +45,8 @@ export async function startApp(config: AppConfig): Promise<INestApplication> {
       { inheritAppConfig: true },
     );
   }
+  // /openapi.json and /docs (API_DOCS=false: off).
+  setupApiDocs(app, config);
   await app.listen(config.port, config.host);
   // After listen: router replicas serve /health while they join the consumer group.
   await app.startAllMicroservices();

@@ -1,4 +1,5 @@
 import { IngressMessage } from '../protocol/envelope';
+import { MembershipRecord, PresenceRecord, RawStreamRecord } from '../protocol/stream-records';
 
 /** A run of messages from one partition, in partition (= per-conversation) order. */
 export interface BusBatch {
@@ -7,6 +8,23 @@ export interface BusBatch {
 }
 
 export type BatchHandler = (batch: BusBatch) => Promise<void>;
+
+/** Records of the event stream other than messages (routers skip them); see publishRecord. */
+export type OtherStreamRecord = MembershipRecord | PresenceRecord;
+/** Anything a driver writes to the topic. */
+export type PublishedRecord = IngressMessage | OtherStreamRecord;
+
+/** A run of event-stream records (every kind, as JSON objects) from one partition, in order. */
+export interface RecordBatch {
+  partition: number;
+  records: RawStreamRecord[];
+}
+
+/** A consumer of its own group (see consumeAsGroup). */
+export interface GroupSubscription {
+  /** Lets the batch in progress finish and commit, then leaves the group. */
+  stop(): Promise<void>;
+}
 
 /** A quarantined record, as the dead-letter topic (Kafka) or store (memory) keeps it. */
 export interface DeadLetter {
@@ -30,7 +48,23 @@ export interface DeadLetter {
  */
 export abstract class MessageBus {
   abstract publish(message: IngressMessage): Promise<void>;
+  /**
+   * Writes a non-message record of the event stream (membership change, presence), same durability
+   * and same partitioning as `publish` (keyed by conversation: ordered with its messages).
+   */
+  abstract publishRecord(record: OtherStreamRecord): Promise<void>;
+  /** The router's consumption (group KAFKA_GROUP_ID): message records only, other kinds are skipped. */
   abstract consume(handler: BatchHandler): Promise<void>;
+  /**
+   * Consumes every record of the topic with its own consumer group, independently of the router and
+   * of other groups (its own offsets: a slow or stopped group delays only itself), with the same
+   * commit-after-handler and redelivery rules as `consume`. Records that are not JSON objects are
+   * skipped. A new group starts at the oldest retained record. Stopped by the subscription or by close.
+   */
+  abstract consumeAsGroup(
+    groupId: string,
+    handler: (batch: RecordBatch) => Promise<void>,
+  ): Promise<GroupSubscription>;
   /** Lets the batch in progress finish and commit, then leaves the consumer group. */
   abstract stopConsuming(): Promise<void>;
   /**

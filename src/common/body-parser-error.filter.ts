@@ -36,6 +36,8 @@ export class BodyParserErrorFilter extends BaseExceptionFilter {
       raw.type === 'entity.too.large' && raw.limit !== undefined
         ? `request body is larger than ${raw.limit} bytes`
         : raw.message;
-    super.catch(new HttpException(message, raw.status), host);
+    // `code` as in the backend APIs' errors ({code, message}); `statusCode` as Nest's own bodies.
+    const code = raw.status === 413 ? 'too_large' : 'bad_request';
+    super.catch(new HttpException({ code, message, statusCode: raw.status }, raw.status), host);
   }
 }

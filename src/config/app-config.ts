@@ -96,6 +96,19 @@ export interface AppConfig {
   };
   redis: { url: string; keyPrefix: string };
   mysql: { url: string; migrateOnStart: boolean; poolSize: number };
+  /** The HTTP publish API (src/publish). */
+  publish: { serviceIds: ReadonlySet<string>; maxBatch: number };
+  /** `/openapi.json` and `/docs`. */
+  apiDocs: boolean;
+  /** Webhook endpoints (src/webhooks); empty = off. */
+  webhooks: {
+    urls: string[];
+    secrets: string[];
+    batchMax: number;
+    timeoutMs: number;
+    retryForMs: number;
+    backoffMaxMs: number;
+  };
 }
 
 export function parseRoles(raw: string | undefined): ReadonlySet<Role> {
@@ -211,6 +224,19 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       url: e.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/relay',
       migrateOnStart: e.MYSQL_MIGRATE_ON_START ?? true,
       poolSize: e.MYSQL_POOL_SIZE ?? 10,
+    },
+    publish: {
+      serviceIds: new Set(list(e.PUBLISH_SERVICE_IDS) ?? []),
+      maxBatch: e.PUBLISH_MAX_BATCH ?? 500,
+    },
+    apiDocs: e.API_DOCS ?? true,
+    webhooks: {
+      urls: list(e.WEBHOOK_URLS) ?? [],
+      secrets: list(e.WEBHOOK_SECRET) ?? [],
+      batchMax: e.WEBHOOK_BATCH_MAX ?? 100,
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS ?? 10_000,
+      retryForMs: e.WEBHOOK_RETRY_FOR_MS ?? 24 * 3600_000,
+      backoffMaxMs: e.WEBHOOK_BACKOFF_MAX_MS ?? 30_000,
     },
   };
 }

@@ -540,6 +540,86 @@ export class EnvVars {
   @Min(1)
   @Max(1000)
   MYSQL_POOL_SIZE?: number;
+
+  // ---- Backends: publish API, webhooks, API docs (src/publish, src/webhooks, src/openapi) ----
+  @Doc(
+    'Backends',
+    '–',
+    'comma list of service ids that may publish (`POST /v1/conversations/:id/messages`) to any existing conversation without being a member',
+  )
+  @IsOptional()
+  @IsString()
+  PUBLISH_SERVICE_IDS?: string;
+  @Doc('Backends', '`500`', 'messages per `POST /v1/messages` (400 beyond)')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(10_000)
+  PUBLISH_MAX_BATCH?: number;
+  @Doc('Backends', '`true`', '`false` turns off `/openapi.json` and the API docs UI at `/docs` (404)')
+  @IsOptional()
+  @Transform(toBool)
+  API_DOCS?: boolean;
+  @Doc(
+    'Backends',
+    '–',
+    'comma list of webhook endpoint URLs; each gets every event of the stream, signed (README "Connect your backend"). Needs `WEBHOOK_SECRET`',
+  )
+  @IsOptional()
+  @IsString()
+  @Check(
+    (e) =>
+      (e.WEBHOOK_URLS ?? '')
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean)
+        .every((u) => /^https?:\/\/[^\s]+$/.test(u)),
+    'WEBHOOK_URLS must be a comma list of http(s) URLs',
+  )
+  @Check((e) => e.WEBHOOK_SECRET !== undefined, 'WEBHOOK_URLS needs WEBHOOK_SECRET (signs every delivery)')
+  WEBHOOK_URLS?: string;
+  @Doc(
+    'Backends',
+    '–',
+    'HMAC-SHA256 key of webhook signatures; a comma list signs with each (rotation: add the new one, then drop the old)',
+  )
+  @IsOptional()
+  @IsString()
+  @Check(
+    (e) => !production(e) || (e.WEBHOOK_SECRET ?? '').split(',').every((s) => strongSecret(s)),
+    weakSecretMessage('WEBHOOK_SECRET'),
+  )
+  WEBHOOK_SECRET?: string;
+  @Doc('Backends', '`100`', 'events per webhook POST')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(1000)
+  WEBHOOK_BATCH_MAX?: number;
+  @Doc('Backends', '`10000`', 'how long relay waits for a webhook endpoint to answer one POST')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  WEBHOOK_TIMEOUT_MS?: number;
+  @Doc(
+    'Backends',
+    '`86400000`',
+    'how long a failing batch is retried (back-off doubling from 250 ms) before it is dropped and counted',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  WEBHOOK_RETRY_FOR_MS?: number;
+  @Doc('Backends', '`30000`', 'longest pause between two attempts of a webhook batch')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(10)
+  WEBHOOK_BACKOFF_MAX_MS?: number;
 }
 
 export class ConfigError extends Error {}

@@ -1,4 +1,13 @@
 import {
+  ApiBearerAuth,
+  ApiOperation,
+  ApiParam,
+  ApiProduces,
+  ApiQuery,
+  ApiResponse,
+  ApiTags,
+} from '@nestjs/swagger';
+import {
   BadRequestException,
   Controller,
   Get,
@@ -30,6 +39,7 @@ const asset = (name: string) => readFileSync(join(__dirname, 'public', name), 'u
  * The debug console. The page and script are public (they hold no data); every `/console/api/*`
  * route takes the admin key like the directory API (open in dev auth mode).
  */
+@ApiTags('console')
 @Controller('console')
 export class ConsoleController {
   private readonly page = asset('console.html');
@@ -46,6 +56,9 @@ export class ConsoleController {
   ) {}
 
   @Get()
+  @ApiOperation({ summary: 'The debug console page (DEBUG_CONSOLE; public, holds no data)' })
+  @ApiProduces('text/html')
+  @ApiResponse({ status: 200, description: 'HTML page' })
   @Header('content-type', 'text/html; charset=utf-8')
   @Header('cache-control', 'no-store')
   index(): string {
@@ -53,6 +66,9 @@ export class ConsoleController {
   }
 
   @Get('console.js')
+  @ApiOperation({ summary: "The debug console's script" })
+  @ApiProduces('text/javascript')
+  @ApiResponse({ status: 200, description: 'JavaScript' })
   @Header('content-type', 'text/javascript; charset=utf-8')
   @Header('cache-control', 'no-store')
   js(): string {
@@ -61,6 +77,10 @@ export class ConsoleController {
 
   /** Live nodes, and connection counts: this node's only (the session map is keyed by user, not node). */
   @Get('api/overview')
+  @ApiOperation({ summary: 'Live nodes and connection counts (this node)' })
+  @ApiBearerAuth()
+  @ApiResponse({ status: 200, description: 'overview' })
+  @ApiResponse({ status: 401, description: 'admin API key missing or wrong (outside dev auth)' })
   @UseGuards(AdminKeyGuard)
   async overview() {
     const nodes = [...(await this.sessions.liveNodes())].sort();
@@ -76,6 +96,12 @@ export class ConsoleController {
 
   /** A user's sessions on every node (session map), its connections here and its outbox position. */
   @Get('api/users/:id')
+  @ApiOperation({ summary: "A user's sessions on every node, connections here, outbox position" })
+  @ApiBearerAuth()
+  @ApiParam({ name: 'id', description: 'user id' })
+  @ApiResponse({ status: 200, description: 'the user' })
+  @ApiResponse({ status: 400, description: 'invalid id' })
+  @ApiResponse({ status: 401, description: 'admin API key missing or wrong (outside dev auth)' })
   @UseGuards(AdminKeyGuard)
   async user(@Param('id') id: string) {
     checkId(id, 'user');
@@ -105,6 +131,12 @@ export class ConsoleController {
   }
 
   @Get('api/conversations/:id')
+  @ApiOperation({ summary: 'A conversation as the directory answers it' })
+  @ApiBearerAuth()
+  @ApiParam({ name: 'id', description: 'conversation id' })
+  @ApiResponse({ status: 200, description: '{id, exists, members}' })
+  @ApiResponse({ status: 400, description: 'invalid id' })
+  @ApiResponse({ status: 401, description: 'admin API key missing or wrong (outside dev auth)' })
   @UseGuards(AdminKeyGuard)
   async conversation(@Param('id') id: string) {
     checkId(id, 'conversation');
@@ -114,6 +146,16 @@ export class ConsoleController {
 
   /** Server-Sent Events: acks, refusals and deliveries on this node for one conversation or user. */
   @Get('api/tail')
+  @ApiOperation({
+    summary: 'Server-Sent Events: acks, refusals and deliveries on this node for one conversation or user',
+  })
+  @ApiBearerAuth()
+  @ApiQuery({ name: 'conversation', required: false })
+  @ApiQuery({ name: 'user', required: false })
+  @ApiProduces('text/event-stream')
+  @ApiResponse({ status: 200, description: 'an event stream' })
+  @ApiResponse({ status: 400, description: 'not exactly one of conversation and user' })
+  @ApiResponse({ status: 401, description: 'admin API key missing or wrong (outside dev auth)' })
   @UseGuards(AdminKeyGuard)
   tail(
     @Query('conversation') conversation: string | undefined,

@@ -11,10 +11,12 @@ import {
   NotFoundException,
   Param,
   Put,
-  UnauthorizedException,
   UseGuards,
   ValidationPipe,
 } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiParam, ApiProperty, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { apiError, ApiErrorBody } from '../common/api-error';
+import { MembershipEvents } from './membership-events';
 import { ArrayMaxSize, IsArray, IsString, Matches } from 'class-validator';
 import { timingSafeEqual } from 'node:crypto';
 import { Config } from '../config/config.module';
@@ -33,6 +35,11 @@ export function directoryBodyLimit(maxMembers: number): number {
 }
 
 export class PutConversationDto {
+  @ApiProperty({
+    type: [String],
+    description: 'the whole member list (replaces the current one)',
+    example: ['alice', 'bob'],
+  })
   @IsArray()
   @ArrayMaxSize(100_000) // the largest MAX_CONVERSATION_MEMBERS; the configured one is checked below
   @IsString({ each: true })
@@ -52,7 +59,7 @@ export class AdminKeyGuard implements CanActivate {
     const expected = Buffer.from(`Bearer ${this.config.auth.adminApiKey ?? ''}`);
     const given = Buffer.from(header ?? '');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new UnauthorizedException('admin API key required');
+      throw apiError(401, 'unauthorized', 'admin API key required');
     }
     return true;
   }
@@ -60,15 +67,37 @@ export class AdminKeyGuard implements CanActivate {
 
 const validId = new ValidationPipe({ whitelist: true, forbidNonWhitelisted: false });
 
+export class ConversationBody {
+  @ApiProperty({ example: 'room-1' })
+  id!: string;
+  @ApiProperty({ type: [String], example: ['alice', 'bob'] })
+  members!: string[];
+}
+
+@ApiTags('directory')
+@ApiBearerAuth()
+@ApiResponse({
+  status: 401,
+  description: 'admin API key missing or wrong (outside dev auth)',
+  type: ApiErrorBody,
+})
 @Controller('v1/conversations')
 @UseGuards(AdminKeyGuard)
 export class DirectoryController {
   constructor(
     private readonly store: DirectoryStore,
     private readonly config: Config,
+    private readonly events: MembershipEvents,
   ) {}
 
   @Put(':id')
+  @ApiOperation({
+    summary: 'Create a conversation or replace its member list',
+    description: 'Writes a `membership` record (op `replaced`) to the event stream.',
+  })
+  @ApiParam({ name: 'id', description: 'conversation id' })
+  @ApiResponse({ status: 200, type: ConversationBody })
+  @ApiResponse({ status: 400, description: 'invalid ids, or more than MAX_CONVERSATION_MEMBERS' })
   async put(@Param('id') id: string, @Body(validId) dto: PutConversationDto) {
     checkId(id);
     const max = this.config.directory.maxMembers;
@@ -78,10 +107,16 @@ export class DirectoryController {
       );
     }
     await this.store.put(id, dto.members);
-    return { id, members: [...new Set(dto.members)] };
+    const members = [...new Set(dto.members)];
+    await this.recordChange(id, 'replaced', { member_count: members.length });
+    return { id, members };
   }
 
   @Get(':id')
+  @ApiOperation({ summary: 'A conversation and its whole member list (use .../members to page)' })
+  @ApiParam({ name: 'id', description: 'conversation id' })
+  @ApiResponse({ status: 200, type: ConversationBody })
+  @ApiResponse({ status: 404, description: 'no such conversation' })
   async get(@Param('id') id: string) {
     const members = (await this.store.get([checkId(id)])).get(id);
     if (!members) throw new NotFoundException(`conversation ${id} not found`);
@@ -90,12 +125,45 @@ export class DirectoryController {
 
   @Delete(':id')
   @HttpCode(204)
+  @ApiOperation({
+    summary: 'Delete a conversation',
+    description: 'Writes a `membership` record (op `deleted`) to the event stream.',
+  })
+  @ApiParam({ name: 'id', description: 'conversation id' })
+  @ApiResponse({ status: 204, description: 'deleted' })
+  @ApiResponse({ status: 404, description: 'no such conversation' })
   async delete(@Param('id') id: string): Promise<void> {
     if (!(await this.store.delete(checkId(id)))) throw new NotFoundException(`conversation ${id} not found`);
+    await this.recordChange(id, 'deleted');
+  }
+
+  private recordChange(id: string, op: 'replaced' | 'deleted', detail = {}): Promise<void> {
+    return recordMembershipChange(this.events, id, op, detail);
   }
 }
 
-function checkId(id: string): string {
+/**
+ * The change is made; its stream record is written before answering. If that fails the caller gets
+ * 503 and retries the (idempotent) request, which writes the record then.
+ */
+export async function recordMembershipChange(
+  events: MembershipEvents,
+  id: string,
+  op: Parameters<MembershipEvents['changed']>[1],
+  detail: Parameters<MembershipEvents['changed']>[2] = {},
+): Promise<void> {
+  try {
+    await events.changed(id, op, detail);
+  } catch {
+    throw apiError(
+      503,
+      'unavailable',
+      'the change is made but its event could not be written to the stream; retry the request (it is idempotent)',
+    );
+  }
+}
+
+export function checkId(id: string): string {
   if (!ID_PATTERN.test(id)) {
     throw new BadRequestException(`conversation id must match ${ID_PATTERN_SOURCE}`);
   }

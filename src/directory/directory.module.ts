@@ -1,11 +1,16 @@
 import { Module } from '@nestjs/common';
+import { BusModule } from '../bus/bus.module';
 import { ConversationDirectory, DirectoryStore } from './conversation-directory';
 import { AdminKeyGuard, DirectoryController } from './directory.controller';
 import { directoryFactory, directoryStoreFactory } from './directory.module-factory';
+import { MembersController } from './members.controller';
+import { MembershipEvents } from './membership-events';
 
 @Module({
-  controllers: [DirectoryController],
-  providers: [directoryStoreFactory, directoryFactory, AdminKeyGuard],
+  // The bus: membership changes are records of the event stream.
+  imports: [BusModule],
+  controllers: [DirectoryController, MembersController],
+  providers: [directoryStoreFactory, directoryFactory, AdminKeyGuard, MembershipEvents],
   exports: [ConversationDirectory, DirectoryStore],
 })
 export class DirectoryModule {}

@@ -10,6 +10,7 @@ import { EgressService } from './egress.service';
 import { GatewayServer } from './gateway.server';
 import { HeartbeatService } from './heartbeat.service';
 import { IngressService } from './ingress.service';
+import { IngressPipeline } from './ingress-pipeline';
 import { ResumeService } from './resume.service';
 import { TailHub } from './tail.hub';
 
@@ -19,6 +20,7 @@ import { TailHub } from './tail.hub';
     AuthService,
     AdmissionService,
     ConnectionRegistry,
+    IngressPipeline,
     IngressService,
     EgressService,
     ResumeService,
@@ -27,6 +29,7 @@ import { TailHub } from './tail.hub';
     TailHub,
   ],
   // For the debug console (src/console), which reads them; the gateway never imports the console.
-  exports: [ConnectionRegistry, TailHub],
+  // IngressPipeline: for the HTTP publish API (src/publish), the same checks and publish as a `send`.
+  exports: [ConnectionRegistry, TailHub, IngressPipeline],
 })
 export class GatewayModule {}

@@ -7,6 +7,7 @@ import { IngressMessage } from '../protocol/envelope';
 import { Connection } from './connection';
 import { MemoryDedupeDriver } from '../session/drivers/memory-dedupe.driver';
 import { IngressService } from './ingress.service';
+import { IngressPipeline } from './ingress-pipeline';
 
 /** A bus whose publishes the test settles by hand, in any order. */
 class ManualBus {
@@ -33,9 +34,7 @@ function setup() {
     maxBufferedBytes: 16 << 20,
   });
   const ingress = new IngressService(
-    bus as unknown as MessageBus,
-    directory,
-    new MemoryDedupeDriver(60_000),
+    new IngressPipeline(bus as unknown as MessageBus, directory, new MemoryDedupeDriver(60_000)),
     new MetricsService(),
   );
   const send = (ref: string) =>
@@ -104,7 +103,10 @@ function setupWith(dir: ConversationDirectory, dedupe = new MemoryDedupeDriver(6
     floodCloseAfter: 100,
     maxBufferedBytes: 16 << 20,
   });
-  const ingress = new IngressService(bus as unknown as MessageBus, dir, dedupe, new MetricsService());
+  const ingress = new IngressService(
+    new IngressPipeline(bus as unknown as MessageBus, dir, dedupe),
+    new MetricsService(),
+  );
   const send = (ref: string) =>
     ingress.handleSend(conn, { type: 'send', msg_id: ref, payload: { conversation_id: 'c', body: ref } });
   const outcomes = () =>

@@ -1,11 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { MessageBus } from '../bus/message-bus';
-import { Batcher } from '../common/batcher';
-import { newMessageId } from '../common/ids';
-import { ConversationDirectory } from '../directory/conversation-directory';
 import { CLOSE, ClientFrame, ErrorCode } from '../protocol/frames';
 import { Connection } from './connection';
-import { SendDedupe } from '../session/send-dedupe';
+import { IngressPipeline } from './ingress-pipeline';
 import { MetricsService } from '../metrics/metrics.service';
 import { Containment } from './containment';
 import { TailHub } from './tail.hub';
@@ -27,16 +23,9 @@ type SendFrame = Extract<ClientFrame, { type: 'send' }>;
 export class IngressService {
   private readonly logger = new Logger(IngressService.name);
   private readonly boundary: Containment;
-  /** Membership checks of concurrent sends share one directory call (one query for the SQL store). */
-  private readonly membership = new Batcher<string, string[] | null>(async (ids) => {
-    const found = await this.directory.members([...new Set(ids)]);
-    return ids.map((id) => found.get(id) ?? null);
-  });
 
   constructor(
-    private readonly bus: MessageBus,
-    private readonly directory: ConversationDirectory,
-    private readonly dedupe: SendDedupe,
+    private readonly pipeline: IngressPipeline,
     private readonly metrics: MetricsService,
     // Optional for unit tests that build the service by hand (an idle hub: nobody tails).
     private readonly tail: TailHub = new TailHub(),
@@ -83,7 +72,7 @@ export class IngressService {
         const span = tracer ? this.publishSpan(tracer, conn, record) : undefined;
         const message: IngressMessage = span ? { ...record, trace: traceparentOf(span) } : record;
         // Not awaited: the next frame's publish is issued right after this one, while it is in flight.
-        lane.publishing(this.bus.publish(message)).then(
+        lane.publishing(this.pipeline.publish(message)).then(
           () => {
             span?.end();
             try {
@@ -154,19 +143,21 @@ export class IngressService {
     const ref = frame.msg_id;
     const conversationId = frame.payload.conversation_id;
     try {
-      const members = await this.membership.add(conversationId);
-      if (!members) {
-        this.refuse(conn, frame, 'not_found', `conversation ${conversationId} does not exist`, ref);
+      const prepared = await this.pipeline.prepare({
+        from: conn.userId,
+        conversationId,
+        ref,
+        body: frame.payload.body,
+      });
+      if (!prepared.ok) {
+        const { code, message } = prepared.refusal;
+        // The WebSocket wording: the sender is the connection's user.
+        const text =
+          code === 'forbidden' ? `you are not a member of conversation ${conversationId}` : message;
+        this.refuse(conn, frame, code, text, ref);
         return null;
       }
-      if (!members.includes(conn.userId)) {
-        this.refuse(conn, frame, 'forbidden', `you are not a member of conversation ${conversationId}`, ref);
-        return null;
-      }
-      const now = Date.now();
-      const candidate = { id: newMessageId(now), ts: now, conversation_id: conversationId };
-      const ack = (await this.dedupe.reserve(conn.userId, ref, candidate)) ?? candidate;
-      return { ...ack, from: conn.userId, body: frame.payload.body, ref };
+      return prepared.record;
     } catch (err) {
       conn.ingress.checkFailed(n);
       this.logger.warn(`send rejected: ${(err as Error).message}`, { conn: conn.id });

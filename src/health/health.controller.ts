@@ -1,3 +1,4 @@
+import { ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { Controller, Get, ServiceUnavailableException } from '@nestjs/common';
 import {
   HealthCheck,
@@ -34,6 +35,7 @@ interface Probe {
  * A dependency this node has never reached is not a blip: it counts at once (a node starting during an
  * outage does not report ready).
  */
+@ApiTags('health')
 @Controller('health')
 export class HealthController {
   /** Per dependency: when the current run of failed probes started (absent while it answers). */
@@ -55,12 +57,21 @@ export class HealthController {
 
   /** The process is up and its event loop answers. */
   @Get('live')
+  @ApiOperation({ summary: 'Liveness: the process is up and its event loop answers' })
+  @ApiResponse({ status: 200, description: '{status, node_id, roles}' })
   live() {
     return { status: 'ok', node_id: this.config.nodeId, roles: [...this.config.roles] };
   }
 
   /** Not draining, and no dependency failing for longer than the grace period. `/health` is the same. */
   @Get(['ready', ''])
+  @ApiOperation({
+    summary: 'Readiness (`/health` is the same)',
+    description:
+      'Not draining, and no dependency failing for longer than READY_DEPENDENCY_GRACE_MS; dependencies are listed in the body.',
+  })
+  @ApiResponse({ status: 200, description: 'ready (a dependency in its grace period is shown down)' })
+  @ApiResponse({ status: 503, description: 'draining, or a dependency failing past its grace period' })
   @HealthCheck()
   async ready(): Promise<HealthCheckResult> {
     if (this.status.draining) {

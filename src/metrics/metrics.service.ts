@@ -131,6 +131,33 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  // ---- webhooks (src/webhooks); `endpoint` is the endpoint's name (wh-<hash of its URL>, logged at start) ----
+  readonly webhookEvents = new Counter({
+    name: 'relay_webhook_events_total',
+    help: 'Events delivered to a webhook endpoint (answered 2xx)',
+    labelNames: ['endpoint'],
+    registers: [this.registry],
+  });
+  readonly webhookFailures = new Counter({
+    name: 'relay_webhook_failures_total',
+    help: 'Webhook POSTs that failed and will be retried, by reason (http_4xx, http_5xx, timeout, network)',
+    labelNames: ['endpoint', 'reason'],
+    registers: [this.registry],
+  });
+  readonly webhookDropped = new Counter({
+    name: 'relay_webhook_dropped_total',
+    help: 'Events given up on after WEBHOOK_RETRY_FOR_MS of failed attempts',
+    labelNames: ['endpoint'],
+    registers: [this.registry],
+  });
+  readonly webhookDelay = new Histogram({
+    name: 'relay_webhook_delay_seconds',
+    help: 'Event ts -> its webhook POST answered 2xx',
+    labelNames: ['endpoint'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

@@ -11,6 +11,10 @@ class CapturingBus extends MessageBus {
   handler: BatchHandler | null = null;
   stopped = 0;
   async publish(): Promise<void> {}
+  async publishRecord(): Promise<void> {}
+  async consumeAsGroup(): Promise<{ stop(): Promise<void> }> {
+    return { stop: async () => undefined };
+  }
   async consume(handler: BatchHandler): Promise<void> {
     this.handler = handler;
   }

@@ -85,5 +85,40 @@ export function directoryStoreContract(driver: string, harness: () => DirectoryS
       for (const id of ids.slice(0, 5)) await store.put(id, [id]);
       expect([...(await store.get(ids)).keys()].sort()).toEqual(ids.slice(0, 5).sort());
     });
+
+    it('adds and removes members without touching the others, idempotently, within the limit', async () => {
+      const store = await h.open();
+      expect(await store.addMembers('c1', ['alice', 'bob', 'alice'], 5)).toEqual({
+        ok: true,
+        changed: 2,
+        count: 2,
+      });
+      expect(await store.addMembers('c1', ['bob', 'carol'], 5)).toEqual({ ok: true, changed: 1, count: 3 });
+      expect(await store.get(['c1'])).toEqual(new Map([['c1', ['alice', 'bob', 'carol']]]));
+      // Over the limit: refused as a whole, nothing added.
+      expect(await store.addMembers('c1', ['d', 'e', 'f'], 5)).toEqual({ ok: false, count: 3 });
+      expect(await store.addMembers('c1', ['bob', 'd', 'e'], 5)).toEqual({ ok: true, changed: 2, count: 5 });
+      expect(await store.removeMembers('c1', ['bob', 'nobody'])).toEqual({ ok: true, changed: 1, count: 4 });
+      expect(await store.removeMembers('c1', ['bob'])).toEqual({ ok: true, changed: 0, count: 4 });
+      expect(await store.removeMembers('none', ['bob'])).toBeNull();
+      expect((await store.get(['c1'])).get('c1')).toEqual(['alice', 'carol', 'd', 'e']);
+    });
+
+    it('concurrent adds to one conversation never lose each other', async () => {
+      const store = await h.open();
+      const users = Array.from({ length: 40 }, (_, i) => `u${i}`);
+      await Promise.all(users.map((u) => store.addMembers('busy', [u], 1000)));
+      expect([...(await store.get(['busy'])).get('busy')!].sort()).toEqual([...users].sort());
+    });
+
+    it('lists members one page at a time in id order', async () => {
+      const store = await h.open();
+      await store.put('c1', ['d', 'B', 'a', 'c']);
+      expect(await store.listMembers('c1', null, 3)).toEqual({ members: ['B', 'a', 'c'], next: 'c' });
+      expect(await store.listMembers('c1', 'c', 3)).toEqual({ members: ['d'], next: null });
+      expect(await store.listMembers('nope', null, 3)).toBeNull();
+      await store.put('empty', []);
+      expect(await store.listMembers('empty', null, 3)).toEqual({ members: [], next: null });
+    });
   });
 }

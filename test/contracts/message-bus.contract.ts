@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { BusBatch, DeadLetter, MessageBus } from '../../src/bus/message-bus';
 import { IngressMessage } from '../../src/protocol/envelope';
+import { MembershipRecord } from '../../src/protocol/stream-records';
 import { waitFor } from '../support/wait-for';
 
 /**
@@ -214,6 +215,61 @@ export function messageBusContract(driver: string, harness: () => BusHarness): v
         expect(d.at).toBeGreaterThanOrEqual(before);
         expect(d.at).toBeLessThanOrEqual(after);
       }
+    });
+
+    it('consumeAsGroup: a group of its own reads every record kind in order; the router gets messages only; a stopped group resumes from its offsets', async () => {
+      const bus = await h.create();
+      const c = conversation('group');
+      const m1 = msg(c);
+      const change: MembershipRecord = {
+        schema_version: 1,
+        kind: 'membership',
+        id: `mm-${randomUUID()}`,
+        conversation_id: c,
+        ts: Date.now(),
+        op: 'added',
+        members: ['bob'],
+      };
+      const m2 = msg(c);
+      const router = recorder();
+      await bus.consume(router.handler);
+      const seen: string[] = [];
+      let slow = true;
+      const group = `g-${randomUUID().slice(0, 8)}`;
+      let sub = await bus.consumeAsGroup(group, async (batch) => {
+        for (const r of batch.records) if (r.conversation_id === c) seen.push(r.id as string);
+      });
+      await bus.publish(m1);
+      await bus.publishRecord(change);
+      await bus.publish(m2);
+      await waitFor(() => seen.length >= 3, h.deliveryTimeoutMs, 'the group reads all three records');
+      expect(seen).toEqual([m1.id, change.id, m2.id]);
+      await waitFor(() => router.messages.length >= 2, h.deliveryTimeoutMs, 'the router reads the messages');
+      expect(ids(router.messages.filter((m) => m.conversation_id === c))).toEqual([m1.id, m2.id]);
+
+      // A group whose handler keeps failing holds back only itself.
+      await sub.stop();
+      let failures = 0;
+      sub = await bus.consumeAsGroup(group, async (batch) => {
+        if (slow && batch.records.some((r) => r.conversation_id === c)) {
+          failures++;
+          throw new Error('simulated: webhook endpoint down');
+        }
+        for (const r of batch.records) if (r.conversation_id === c) seen.push(r.id as string);
+      });
+      const m3 = msg(c);
+      await bus.publish(m3);
+      await waitFor(
+        () => router.messages.some((m) => m.id === m3.id),
+        h.deliveryTimeoutMs,
+        'the router is not held up',
+      );
+      await waitFor(() => failures >= 2, h.deliveryTimeoutMs, 'the failing group retries');
+      slow = false;
+      await waitFor(() => seen.includes(m3.id), h.deliveryTimeoutMs, 'the group resumes where it stopped');
+      expect(seen).toEqual([m1.id, change.id, m2.id, m3.id]);
+      await sub.stop();
+      await bus.stopConsuming();
     });
   });
 }

@@ -3,9 +3,10 @@ import { Admin, ISocketFactory, Kafka, logLevel, Producer } from 'kafkajs';
 import { AppConfig } from '../../config/app-config';
 import { settledWithin } from '../../common/deadline';
 import { IngressMessage } from '../../protocol/envelope';
-import { BatchHandler, MessageBus } from '../message-bus';
+import { RawStreamRecord } from '../../protocol/stream-records';
+import { BatchHandler, GroupSubscription, MessageBus, OtherStreamRecord, RecordBatch } from '../message-bus';
 import { ClientSlot } from './kafka-client-slot';
-import { KafkaConsumer } from './kafka-consumer';
+import { ConsumerDeadLetters, KafkaConsumer, RecordFilter } from './kafka-consumer';
 import { KafkaDeadLetters } from './kafka-dead-letters';
 import { nestLogCreator } from './kafka-log';
 import { createProducer, KafkaProducer } from './kafka-producer';
@@ -79,6 +80,9 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   private readonly producing: KafkaProducer;
   private readonly deadLetters: KafkaDeadLetters;
   private readonly consuming: KafkaConsumer;
+  private readonly kafka: Kafka;
+  /** consumeAsGroup consumers still running (stopped by close). */
+  private readonly groupConsumers = new Set<KafkaConsumer<RawStreamRecord>>();
 
   /** Set by close once the consumer has stopped: from then on nothing is published or consumed. */
   private closed = false;
@@ -90,7 +94,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   ) {
     super();
     this.opts = { ...DEFAULT_KAFKA_BUS_OPTIONS, ...options };
-    const kafka = new Kafka({
+    const kafka = (this.kafka = new Kafka({
       clientId: config.clientId,
       brokers: config.brokers,
       connectionTimeout: this.opts.connectionTimeoutMs,
@@ -101,7 +105,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
       ...(this.opts.socketFactory ? { socketFactory: this.opts.socketFactory } : {}),
       // Client default; createProducer, createAdmin and the consumer (startConsumer) each override it.
       retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
-    });
+    }));
     this.producer = new ClientSlot(
       () => createProducer(kafka),
       (old) => this.retire(old),
@@ -145,6 +149,40 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     return this.producing.publish(message);
   }
 
+  /** Through the same ordered producer as messages: a membership change is ordered with them. */
+  publishRecord(record: OtherStreamRecord): Promise<void> {
+    return this.producing.publish(record);
+  }
+
+  /**
+   * A consumer of its own group on the ingress topic (the event stream): same run/commit/back-off
+   * machinery as the router's, every JSON object accepted, anything else skipped (the router's
+   * consumer dead-letters it; one dead letter is enough).
+   */
+  async consumeAsGroup(
+    groupId: string,
+    handler: (batch: RecordBatch) => Promise<void>,
+  ): Promise<GroupSubscription> {
+    if (this.closed) throw new Error('kafka bus is closed');
+    const consumer = new KafkaConsumer<RawStreamRecord>(
+      this.kafka,
+      { ...this.config, groupId },
+      // Lag is reported for the router's group only (relay_kafka_consumer_lag).
+      { ...this.opts, onLag: undefined },
+      SKIP_MALFORMED,
+      () => this.closed,
+      ANY_RECORD,
+    );
+    this.groupConsumers.add(consumer);
+    await consumer.consume(({ partition, messages }) => handler({ partition, records: messages }));
+    return {
+      stop: async () => {
+        await consumer.stop();
+        this.groupConsumers.delete(consumer);
+      },
+    };
+  }
+
   consume(handler: BatchHandler): Promise<void> {
     return this.consuming.consume(handler);
   }
@@ -167,7 +205,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
   }
 
   private async doClose(): Promise<void> {
-    await this.stopConsuming();
+    await Promise.all([this.stopConsuming(), ...[...this.groupConsumers].map((c) => c.stop())]);
     this.closed = true;
     // Let a produce request in flight settle (bounded by kafkajs' own timeouts) before disconnecting.
     await this.producing.settled();
@@ -182,3 +220,13 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     await this.close();
   }
 }
+
+const ANY_RECORD: RecordFilter<RawStreamRecord> = {
+  accept: (v): v is RawStreamRecord => typeof v === 'object' && v !== null && !Array.isArray(v),
+  skip: () => true,
+};
+
+const SKIP_MALFORMED: ConsumerDeadLetters<RawStreamRecord> = {
+  remember: () => undefined,
+  writeMalformed: async () => undefined,
+};

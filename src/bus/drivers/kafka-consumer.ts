@@ -3,7 +3,7 @@ import { Batch, Consumer, ConsumerCrashEvent, EachBatchPayload, Kafka } from 'ka
 import { AppConfig } from '../../config/app-config';
 import { IngressMessage } from '../../protocol/envelope';
 import { isIngressMessage } from '../../protocol/wire-schemas';
-import { BatchHandler } from '../message-bus';
+import { isMessageKind } from '../../protocol/stream-records';
 import { isRebalanceError } from './kafka-errors';
 
 /**
@@ -42,15 +42,32 @@ export interface MalformedRecord {
 }
 
 /** What the consumer needs from the dead-letter path (KafkaDeadLetters). */
-export interface ConsumerDeadLetters {
+export interface ConsumerDeadLetters<T = IngressMessage> {
   /** The raw record a message was parsed from, for its dead letter should the router quarantine it. */
-  remember(message: IngressMessage, raw: string, offset: string): void;
+  remember(message: T, raw: string, offset: string): void;
   /** Resolves once the records are durable in the dead-letter topic. */
   writeMalformed(topic: string, partition: number, records: MalformedRecord[]): Promise<void>;
 }
 
-interface Run {
-  messages: IngressMessage[];
+/**
+ * What a consumer accepts from the topic. The router's: IngressMessage records (records of other
+ * kinds, e.g. membership changes on the event stream, are committed past and not handed over).
+ * A group consumer of the event stream (MessageBus.consumeAsGroup) takes every JSON object.
+ */
+export interface RecordFilter<T> {
+  /** True: hand the record to the handler. */
+  accept(parsed: unknown): parsed is T;
+  /** Valid JSON of a kind this consumer skips (committed past, not dead-lettered). */
+  skip(parsed: unknown): boolean;
+}
+
+export const ROUTER_RECORDS: RecordFilter<IngressMessage> = {
+  accept: (v): v is IngressMessage => isIngressMessage(v) && isMessageKind(v),
+  skip: (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && !isMessageKind(v),
+};
+
+interface Run<T> {
+  messages: T[];
   /** Records of this run that are not IngressMessage JSON: dead-lettered before the run is committed. */
   malformed: MalformedRecord[];
   firstOffset: string;
@@ -68,10 +85,10 @@ export function partitionLag(highWatermark: string, next: string): number {
   return lag > 0n ? Number(lag) : 0;
 }
 
-export class KafkaConsumer {
+export class KafkaConsumer<T = IngressMessage> {
   private readonly logger = new Logger('KafkaBus');
   private consumer: Consumer | null = null;
-  private handler: BatchHandler | null = null;
+  private handler: ((batch: { partition: number; messages: T[] }) => Promise<void>) | null = null;
   private stopping = false;
   private lifecycleTail: Promise<void> = Promise.resolve();
   private readonly failures = new Map<number, number>();
@@ -81,8 +98,9 @@ export class KafkaConsumer {
     private readonly kafka: Kafka,
     private readonly config: KafkaConsumerConfig,
     private readonly opts: KafkaConsumerOptions,
-    private readonly deadLetters: ConsumerDeadLetters,
+    private readonly deadLetters: ConsumerDeadLetters<T>,
     private readonly isClosed: () => boolean,
+    private readonly filter: RecordFilter<T> = ROUTER_RECORDS as unknown as RecordFilter<T>,
   ) {}
 
   /**
@@ -96,7 +114,7 @@ export class KafkaConsumer {
     return run;
   }
 
-  async consume(handler: BatchHandler): Promise<void> {
+  async consume(handler: (batch: { partition: number; messages: T[] }) => Promise<void>): Promise<void> {
     if (this.isClosed()) throw new Error('kafka bus is closed');
     if (this.handler && !this.stopping) throw new Error('kafka bus is already consuming');
     this.stopping = false;
@@ -258,15 +276,17 @@ export class KafkaConsumer {
   }
 
   /** Parses a fetched batch and cuts it into runs of at most maxHandlerBatch valid messages. */
-  private splitBatch(batch: Batch): Run[] {
-    const runs: Run[] = [];
-    let current: Run | null = null;
+  private splitBatch(batch: Batch): Run<T>[] {
+    const runs: Run<T>[] = [];
+    let current: Run<T> | null = null;
     for (const record of batch.messages) {
       let parsed: unknown;
       let valid = false;
+      let skipped = false;
       try {
         parsed = record.value ? JSON.parse(record.value.toString('utf8')) : undefined;
-        valid = isIngressMessage(parsed);
+        valid = this.filter.accept(parsed);
+        skipped = !valid && this.filter.skip(parsed);
       } catch {
         valid = false;
       }
@@ -276,8 +296,10 @@ export class KafkaConsumer {
       }
       const raw = record.value ? record.value.toString('utf8') : null;
       if (valid) {
-        current.messages.push(parsed as IngressMessage);
-        this.deadLetters.remember(parsed as IngressMessage, raw!, record.offset);
+        current.messages.push(parsed as T);
+        this.deadLetters.remember(parsed as T, raw!, record.offset);
+      } else if (skipped) {
+        // Another kind of stream record (e.g. a membership change): not for this consumer.
       } else {
         current.malformed.push({ key: record.key, value: raw, offset: record.offset });
         this.logger.warn(
@@ -291,7 +313,7 @@ export class KafkaConsumer {
 
   /** Runs the handler, heartbeating meanwhile so a slow batch does not cost the group membership. */
   private async callHandler(
-    batch: { partition: number; messages: IngressMessage[] },
+    batch: { partition: number; messages: T[] },
     heartbeat: () => Promise<void>,
   ): Promise<void> {
     const handler = this.handler;
@@ -310,7 +332,7 @@ export class KafkaConsumer {
    * Redelivery without a consumer crash: the run is not resolved (so the next fetch for this
    * partition starts at its first offset) and the partition is paused for a growing back-off.
    */
-  private retryLater(payload: EachBatchPayload, run: Run, why: string): void {
+  private retryLater(payload: EachBatchPayload, run: Run<T>, why: string): void {
     const partition = payload.batch.partition;
     const n = (this.failures.get(partition) ?? 0) + 1;
     this.failures.set(partition, n);

@@ -2,7 +2,8 @@ import { Kafka, Partitioners, Producer } from 'kafkajs';
 import { Batcher } from '../../common/batcher';
 import { settledWithin, withTimeout } from '../../common/deadline';
 import { AppConfig } from '../../config/app-config';
-import { IngressMessage } from '../../protocol/envelope';
+import { streamKeyOf } from '../../protocol/stream-records';
+import type { PublishedRecord } from '../message-bus';
 import { ClientSlot } from './kafka-client-slot';
 
 /**
@@ -29,7 +30,9 @@ export interface KafkaProducerOptions {
 }
 
 interface PendingPublish {
-  message: IngressMessage;
+  message: PublishedRecord;
+  /** Partition key: the conversation (presence records: the user). */
+  key: string;
   value: string;
   bytes: number;
   /** Set when the caller gave up (publish timed out): not sent if its flush has not started yet. */
@@ -89,13 +92,15 @@ export class KafkaProducer {
     this.producer.replace(producer);
   }
 
-  async publish(message: IngressMessage): Promise<void> {
+  async publish(message: PublishedRecord): Promise<void> {
     if (this.isClosed()) throw new Error('kafka bus is closed');
     const value = JSON.stringify(message);
+    const key = streamKeyOf(message);
     const item: PendingPublish = {
       message,
+      key,
       value,
-      bytes: Buffer.byteLength(value) + Buffer.byteLength(message.conversation_id) + 80,
+      bytes: Buffer.byteLength(value) + Buffer.byteLength(key) + 80,
       abandoned: false,
       seq: ++this.publishSeq,
     };
@@ -166,7 +171,7 @@ export class KafkaProducer {
               {
                 topic: this.config.topic,
                 messages: chunk.map((i) => ({
-                  key: items[i].message.conversation_id,
+                  key: items[i].key,
                   value: items[i].value,
                 })),
               },

@@ -1,24 +1,48 @@
 import { Logger } from '@nestjs/common';
 import { IngressMessage } from '../../protocol/envelope';
-import { BatchHandler, DeadLetter, MessageBus, partitionFor } from '../message-bus';
+import { isMessageKind, RawStreamRecord, streamKeyOf } from '../../protocol/stream-records';
+import {
+  BatchHandler,
+  DeadLetter,
+  GroupSubscription,
+  MessageBus,
+  OtherStreamRecord,
+  partitionFor,
+  PublishedRecord,
+  RecordBatch,
+} from '../message-bus';
 
 interface Partition {
-  log: IngressMessage[]; // uncommitted tail; committed entries are dropped (no replay beyond commit needed in-process)
-  wake: (() => void) | null;
+  /** Retained records: from `base` on, until every group has committed past them. */
+  log: PublishedRecord[];
+  /** Offset of log[0]. */
+  base: number;
 }
+
+/** One consumer group: its committed offset and its waiting loop per partition. */
+interface Group {
+  next: number[];
+  wake: ((() => void) | null)[];
+  stopping: boolean;
+  loops: Promise<void>[];
+}
+
+const ROUTER_GROUP = '';
 
 /**
  * In-process bus with the semantics the router relies on from Kafka: keyed partitions, per-partition
- * order, commit after the handler resolved, redelivery of the whole batch when it throws.
+ * order, commit after the handler resolved, redelivery of the whole batch when it throws; and consumer
+ * groups with their own offsets (the router's and those of consumeAsGroup).
  *
- * Invariants: one consumer loop per partition; a loop never starts batch N+1 before batch N's handler
- * resolved; entries leave a partition's log only when committed.
+ * Invariants: per group, one consumer loop per partition; a loop never starts batch N+1 before batch
+ * N's handler resolved; a record leaves a partition's log only once every group that ever consumed
+ * committed past it (a stopped group keeps its offsets and holds the log: memory grows while it is
+ * stopped). Nothing survives the process.
  */
 export class MemoryBusDriver extends MessageBus {
   private readonly logger = new Logger('MemoryBus');
   private readonly partitions: Partition[];
-  private loops: Promise<void>[] = [];
-  private stopping = false;
+  private readonly groups = new Map<string, Group>();
   private available = true;
   /** Quarantined messages, oldest first; only the newest `maxDeadLetters` are kept (memory is bounded). */
   private readonly dead: DeadLetter[] = [];
@@ -30,7 +54,7 @@ export class MemoryBusDriver extends MessageBus {
     private readonly maxDeadLetters = 10_000,
   ) {
     super();
-    this.partitions = Array.from({ length: partitions }, () => ({ log: [], wake: null }));
+    this.partitions = Array.from({ length: partitions }, () => ({ log: [], base: 0 }));
   }
 
   /** Test hook: simulate an unreachable broker (publish fails like a broker timeout would). */
@@ -38,33 +62,92 @@ export class MemoryBusDriver extends MessageBus {
     this.available = available;
   }
 
-  async publish(message: IngressMessage): Promise<void> {
+  publish(message: IngressMessage): Promise<void> {
+    return this.append(message);
+  }
+
+  publishRecord(record: OtherStreamRecord): Promise<void> {
+    return this.append(record);
+  }
+
+  private async append(message: PublishedRecord): Promise<void> {
     if (!this.available) throw new Error('memory bus unavailable');
-    const p = this.partitions[partitionFor(message.conversation_id, this.partitions.length)];
-    p.log.push(message);
-    p.wake?.();
+    const index = partitionFor(streamKeyOf(message), this.partitions.length);
+    this.partitions[index].log.push(message);
+    for (const g of this.groups.values()) g.wake[index]?.();
   }
 
   async consume(handler: BatchHandler): Promise<void> {
-    this.stopping = false;
-    this.loops = this.partitions.map((p, i) => this.loop(i, p, handler));
+    this.start(ROUTER_GROUP, async (partition, records) => {
+      // Other kinds of stream records are not the router's: committed past.
+      const messages = records.filter((r) => isMessageKind(r)) as IngressMessage[];
+      if (messages.length > 0) await handler({ partition, messages });
+    });
   }
 
-  private async loop(index: number, p: Partition, handler: BatchHandler): Promise<void> {
-    while (!this.stopping) {
-      if (p.log.length === 0) {
-        await new Promise<void>((resolve) => (p.wake = resolve));
-        p.wake = null;
+  async consumeAsGroup(
+    groupId: string,
+    handler: (batch: RecordBatch) => Promise<void>,
+  ): Promise<GroupSubscription> {
+    if (groupId === ROUTER_GROUP) throw new Error('group id must not be empty');
+    this.start(groupId, (partition, records) =>
+      handler({ partition, records: records as unknown as RawStreamRecord[] }),
+    );
+    return { stop: () => this.stopGroup(groupId) };
+  }
+
+  private start(groupId: string, handle: (partition: number, records: PublishedRecord[]) => Promise<void>) {
+    let g = this.groups.get(groupId);
+    if (g && g.loops.length > 0 && !g.stopping) throw new Error(`group ${groupId} is already consuming`);
+    if (!g) {
+      g = {
+        // A new group starts at the oldest retained record.
+        next: this.partitions.map((p) => p.base),
+        wake: this.partitions.map(() => null),
+        stopping: false,
+        loops: [],
+      };
+      this.groups.set(groupId, g);
+    }
+    g.stopping = false;
+    const group = g;
+    group.loops = this.partitions.map((_, i) => this.loop(group, i, handle));
+  }
+
+  private async loop(
+    g: Group,
+    index: number,
+    handle: (partition: number, records: PublishedRecord[]) => Promise<void>,
+  ): Promise<void> {
+    const p = this.partitions[index];
+    while (!g.stopping) {
+      const from = g.next[index] - p.base;
+      if (from >= p.log.length) {
+        await new Promise<void>((resolve) => (g.wake[index] = resolve));
+        g.wake[index] = null;
         continue;
       }
-      const messages = p.log.slice(0, this.maxBatch);
+      const records = p.log.slice(from, from + this.maxBatch);
       try {
-        await handler({ partition: index, messages });
-        p.log.splice(0, messages.length); // commit
+        await handle(index, records);
+        g.next[index] += records.length; // commit
+        this.trim(index);
       } catch (err) {
         this.logger.warn(`batch on partition ${index} failed, redelivering: ${(err as Error).message}`);
         await new Promise((r) => setTimeout(r, this.retryMs));
       }
+    }
+  }
+
+  /** Drops the records every group has committed. */
+  private trim(index: number): void {
+    const p = this.partitions[index];
+    let min = Infinity;
+    for (const g of this.groups.values()) min = Math.min(min, g.next[index]);
+    const drop = min - p.base;
+    if (drop > 0) {
+      p.log.splice(0, drop);
+      p.base = min;
     }
   }
 
@@ -79,11 +162,17 @@ export class MemoryBusDriver extends MessageBus {
     return [...this.dead];
   }
 
+  private async stopGroup(groupId: string): Promise<void> {
+    const g = this.groups.get(groupId);
+    if (!g) return;
+    g.stopping = true;
+    for (const wake of g.wake) wake?.();
+    await Promise.all(g.loops);
+    g.loops = [];
+  }
+
   async stopConsuming(): Promise<void> {
-    this.stopping = true;
-    for (const p of this.partitions) p.wake?.();
-    await Promise.all(this.loops);
-    this.loops = [];
+    await this.stopGroup(ROUTER_GROUP);
   }
 
   async ping(): Promise<void> {
@@ -91,6 +180,6 @@ export class MemoryBusDriver extends MessageBus {
   }
 
   async close(): Promise<void> {
-    await this.stopConsuming();
+    await Promise.all([...this.groups.keys()].map((id) => this.stopGroup(id)));
   }
 }

@@ -1,6 +1,6 @@
 import { DataSource } from 'typeorm';
 import { chunks, inTransaction, list, tuples } from '../../database/transaction';
-import { DirectoryStore } from '../conversation-directory';
+import { DirectoryStore, MembersChange, MembersPage } from '../conversation-directory';
 
 /**
  * The built-in directory in MySQL/MariaDB (tables `conversation` and `conversation_member`, see
@@ -58,6 +58,84 @@ export class MysqlDirectoryStoreDriver extends DirectoryStore {
       conversationId,
     ]);
     return result.affectedRows > 0;
+  }
+
+  /**
+   * One transaction: the upsert of the conversation row locks it, so adds to one conversation queue
+   * there (the limit check cannot be raced); the new rows go in with INSERT IGNORE statements, never a
+   * rewrite of the list, so concurrent adds keep each other's members.
+   */
+  async addMembers(conversationId: string, members: string[], maxMembers: number): Promise<MembersChange> {
+    const unique = [...new Set(members)];
+    return inTransaction(this.ds, async (qr) => {
+      await qr.query(`INSERT INTO conversation (id) VALUES (?) ON DUPLICATE KEY UPDATE id = id`, [
+        conversationId,
+      ]);
+      const [{ n, top }] = (await qr.query(
+        `SELECT COUNT(*) AS n, COALESCE(MAX(pos), -1) AS top FROM conversation_member WHERE conversation_id = ?`,
+        [conversationId],
+      )) as { n: number | string; top: number | string }[];
+      const count = Number(n);
+      const present = new Set<string>();
+      for (const part of chunks(unique, this.chunkRows)) {
+        const rows: { user_id: string }[] = await qr.query(
+          `SELECT user_id FROM conversation_member WHERE conversation_id = ? AND user_id IN (${list(part.length)})`,
+          [conversationId, ...part],
+        );
+        for (const r of rows) present.add(r.user_id);
+      }
+      const fresh = unique.filter((m) => !present.has(m));
+      if (count + fresh.length > maxMembers) return { ok: false as const, count };
+      let pos = Number(top) + 1;
+      for (const part of chunks(fresh, this.chunkRows)) {
+        await qr.query(
+          `INSERT IGNORE INTO conversation_member (conversation_id, user_id, pos) VALUES ${tuples(part.length, 3)}`,
+          part.flatMap((userId) => [conversationId, userId, pos++]),
+        );
+      }
+      return { ok: true as const, changed: fresh.length, count: count + fresh.length };
+    });
+  }
+
+  /** DELETE statements of the named rows only; the conversation row lock orders it with adds. */
+  async removeMembers(conversationId: string, members: string[]): Promise<MembersChange | null> {
+    const unique = [...new Set(members)];
+    return inTransaction(this.ds, async (qr) => {
+      const exists: unknown[] = await qr.query(`SELECT id FROM conversation WHERE id = ? FOR UPDATE`, [
+        conversationId,
+      ]);
+      if (exists.length === 0) return null;
+      let changed = 0;
+      for (const part of chunks(unique, this.chunkRows)) {
+        const result: { affectedRows: number } = await qr.query(
+          `DELETE FROM conversation_member WHERE conversation_id = ? AND user_id IN (${list(part.length)})`,
+          [conversationId, ...part],
+        );
+        changed += result.affectedRows;
+      }
+      const [{ n }] = (await qr.query(
+        `SELECT COUNT(*) AS n FROM conversation_member WHERE conversation_id = ?`,
+        [conversationId],
+      )) as { n: number | string }[];
+      return { ok: true as const, changed, count: Number(n) };
+    });
+  }
+
+  async listMembers(
+    conversationId: string,
+    after: string | null,
+    limit: number,
+  ): Promise<MembersPage | null> {
+    const exists: unknown[] = await this.ds.query(`SELECT id FROM conversation WHERE id = ?`, [
+      conversationId,
+    ]);
+    if (exists.length === 0) return null;
+    const rows: { user_id: string }[] = await this.ds.query(
+      `SELECT user_id FROM conversation_member WHERE conversation_id = ? AND user_id > ? ORDER BY user_id LIMIT ?`,
+      [conversationId, after ?? '', limit + 1],
+    );
+    const page = rows.slice(0, limit).map((r) => r.user_id);
+    return { members: page, next: rows.length > limit ? page[page.length - 1] : null };
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,87 @@
+import { Injectable } from '@nestjs/common';
+import { MessageBus } from '../bus/message-bus';
+import { Batcher } from '../common/batcher';
+import { newMessageId } from '../common/ids';
+import { ConversationDirectory } from '../directory/conversation-directory';
+import { IngressMessage } from '../protocol/envelope';
+import { STREAM_SCHEMA_VERSION, StreamMessageRecord } from '../protocol/stream-records';
+import { SendDedupe } from '../session/send-dedupe';
+
+/** A message to accept, from a WebSocket `send` or from the HTTP publish API. */
+export interface Submission {
+  from: string;
+  conversationId: string;
+  ref: string;
+  body: unknown;
+  /** A declared service id: may post to any existing conversation without being a member. */
+  service?: boolean;
+}
+
+/** Why a submission is refused (the codes of the WebSocket protocol). */
+export interface Refusal {
+  code: 'not_found' | 'forbidden';
+  message: string;
+}
+
+export type Prepared = { ok: true; record: StreamMessageRecord } | { ok: false; refusal: Refusal };
+
+/**
+ * The part of ingress every way in shares (WebSocket sends, the HTTP publish API): the membership
+ * check, the id and timestamp (or those reserved by an earlier submission with the same sender and
+ * ref, in the dedupe store), and the publish. Ordering and answering are the caller's: the gateway
+ * chains publishes per connection (IngressLane), the HTTP API per request.
+ *
+ * `prepare` throws when a dependency (directory, dedupe store) fails: the caller answers
+ * `unavailable`, and a retry with the same ref gets the id reserved by this attempt.
+ */
+@Injectable()
+export class IngressPipeline {
+  /** Membership checks of concurrent submissions share one directory call (one query for the SQL store). */
+  private readonly membership = new Batcher<string, string[] | null>(async (ids) => {
+    const found = await this.directory.members([...new Set(ids)]);
+    return ids.map((id) => found.get(id) ?? null);
+  });
+
+  constructor(
+    private readonly bus: MessageBus,
+    private readonly directory: ConversationDirectory,
+    private readonly dedupe: SendDedupe,
+  ) {}
+
+  async prepare(s: Submission): Promise<Prepared> {
+    const members = await this.membership.add(s.conversationId);
+    if (!members) {
+      return {
+        ok: false,
+        refusal: { code: 'not_found', message: `conversation ${s.conversationId} does not exist` },
+      };
+    }
+    if (!s.service && !members.includes(s.from)) {
+      return {
+        ok: false,
+        refusal: {
+          code: 'forbidden',
+          message: `${s.from} is not a member of conversation ${s.conversationId}`,
+        },
+      };
+    }
+    const now = Date.now();
+    const candidate = { id: newMessageId(now), ts: now, conversation_id: s.conversationId };
+    const ack = (await this.dedupe.reserve(s.from, s.ref, candidate)) ?? candidate;
+    // The record is the public event stream's message record (docs/schemas/stream-record.schema.json).
+    const record: StreamMessageRecord = {
+      ...ack,
+      from: s.from,
+      body: s.body,
+      ref: s.ref,
+      kind: 'message',
+      schema_version: STREAM_SCHEMA_VERSION,
+    };
+    return { ok: true, record };
+  }
+
+  /** Resolves once the bus holds the message durably (Kafka: acks=all). */
+  publish(message: IngressMessage): Promise<void> {
+    return this.bus.publish(message);
+  }
+}
