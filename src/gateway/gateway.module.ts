@@ -12,9 +12,13 @@ import { HeartbeatService } from './heartbeat.service';
 import { IngressService } from './ingress.service';
 import { ResumeService } from './resume.service';
 import { TailHub } from './tail.hub';
+import { PollController } from './poll/poll.controller';
+import { PollService } from './poll/poll.service';
 
 @Module({
   imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
+  // Long polling (issue 12): the same connections behind another transport.
+  controllers: [PollController],
   providers: [
     AuthService,
     AdmissionService,
@@ -25,6 +29,7 @@ import { TailHub } from './tail.hub';
     HeartbeatService,
     GatewayServer,
     TailHub,
+    PollService,
   ],
   // For the debug console (src/console), which reads them; the gateway never imports the console.
   exports: [ConnectionRegistry, TailHub],

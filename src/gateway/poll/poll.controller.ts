@@ -1,0 +1,144 @@
+import { Controller, Delete, Get, Logger, Options, Param, Post, Req, Res } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Config } from '../../config/config.module';
+import { PollError } from './poll-error';
+import { PollService } from './poll.service';
+
+/**
+ * The long-polling endpoints (docs/protocol.md "Long polling"): HTTP in, PollService decides. Every
+ * answer is JSON: an array of server frames (their texts joined as written), `{sid, frames}` for open,
+ * or `{code, message}` with a 4xx/5xx status. Browsers on another origin get CORS headers when their
+ * Origin is allowed (ALLOWED_ORIGINS, any when unset).
+ */
+/** The request as Express hands it over: the JSON body parser has run. */
+type Request = IncomingMessage & { body?: unknown };
+type Response = ServerResponse;
+
+@Controller('v1/poll')
+export class PollController {
+  private readonly logger = new Logger(PollController.name);
+  private readonly origins: Set<string> | null;
+
+  constructor(
+    private readonly config: Config,
+    private readonly polls: PollService,
+  ) {
+    const allowed = config.admission.allowedOrigins;
+    this.origins = allowed && !allowed.includes('*') ? new Set(allowed.map(normalizeOrigin)) : null;
+  }
+
+  @Options(['open', ':sid'])
+  preflight(@Req() req: Request, @Res() res: Response): void {
+    if (!this.cors(req, res)) return;
+    res.setHeader('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS');
+    res.setHeader('access-control-allow-headers', 'authorization, content-type');
+    res.setHeader('access-control-max-age', '600');
+    reply(res, 204, null);
+  }
+
+  @Post('open')
+  async open(@Req() req: Request, @Res() res: Response): Promise<void> {
+    await this.answer(req, res, async () => {
+      const body = (req.body ?? {}) as unknown;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+        throw new PollError('bad_frame', 'the body must be a JSON object {"last_msg_id"?: "<cursor>"}');
+      }
+      const last = (body as { last_msg_id?: unknown }).last_msg_id;
+      if (last !== undefined && (typeof last !== 'string' || last.length === 0 || last.length > 128)) {
+        throw new PollError('bad_frame', 'last_msg_id must be a cursor of 1..128 characters');
+      }
+      const opened = await this.polls.open(req, last);
+      return `{"sid":${JSON.stringify(opened.sid)},"frames":[${opened.frames.join(',')}]}`;
+    });
+  }
+
+  @Get(':sid')
+  async poll(@Req() req: Request, @Res() res: Response, @Param('sid') sid: string): Promise<void> {
+    const gone = new AbortController();
+    res.once('close', () => gone.abort());
+    await this.answer(req, res, async () => {
+      const frames = await this.polls.poll(req, sid, queryOf(req).get('cursor') ?? undefined, gone.signal);
+      return `[${frames.join(',')}]`;
+    });
+  }
+
+  @Post(':sid')
+  async post(@Req() req: Request, @Res() res: Response, @Param('sid') sid: string): Promise<void> {
+    await this.answer(req, res, async () => {
+      const frames = await this.polls.post(req, sid, queryOf(req).get('cursor') ?? undefined, req.body);
+      return `[${frames.join(',')}]`;
+    });
+  }
+
+  @Delete(':sid')
+  async end(@Req() req: Request, @Res() res: Response, @Param('sid') sid: string): Promise<void> {
+    await this.answer(req, res, async () => {
+      await this.polls.end(req, sid);
+      return null;
+    });
+  }
+
+  /** The checks every request passes, then `work`; its JSON (or 204 for null) or its PollError. */
+  private async answer(req: Request, res: Response, work: () => Promise<string | null>): Promise<void> {
+    res.setHeader('cache-control', 'no-store');
+    try {
+      if (!this.cors(req, res)) return;
+      if (this.config.auth.mode !== 'dev' && queryOf(req).has('token')) {
+        throw new PollError(
+          'bad_frame',
+          'send the token as "Authorization: Bearer <token>", never in the URL',
+        );
+      }
+      const length = Number(req.headers['content-length'] ?? 0);
+      if (length > this.config.poll.maxBodyBytes) {
+        throw new PollError(
+          'too_large',
+          `request body is larger than ${this.config.poll.maxBodyBytes} bytes`,
+        );
+      }
+      const json = await work();
+      if (res.writableEnded || res.destroyed) return;
+      reply(res, json === null ? 204 : 200, json);
+    } catch (err) {
+      if (res.writableEnded || res.destroyed) return;
+      if (err instanceof PollError) {
+        reply(res, err.status, JSON.stringify({ code: err.code, message: err.message }));
+        return;
+      }
+      this.logger.error(`long-polling request failed: ${(err as Error).stack ?? String(err)}`);
+      reply(res, 503, '{"code":"unavailable","message":"internal error, retry"}');
+    }
+  }
+
+  /** CORS for an allowed Origin; 403 (answered here, false returned) for one that is not allowed. */
+  private cors(req: Request, res: Response): boolean {
+    const origin = req.headers.origin;
+    if (origin === undefined) return true;
+    if (this.origins && !this.origins.has(normalizeOrigin(origin))) {
+      reply(res, 403, '{"code":"forbidden","message":"origin not allowed"}');
+      return false;
+    }
+    res.setHeader('access-control-allow-origin', origin);
+    res.setHeader('vary', 'Origin');
+    return true;
+  }
+}
+
+function normalizeOrigin(origin: string): string {
+  return origin.trim().replace(/\/+$/, '').toLowerCase();
+}
+
+function queryOf(req: IncomingMessage): URLSearchParams {
+  return new URL(req.url ?? '/', 'http://localhost').searchParams;
+}
+
+function reply(res: ServerResponse, status: number, json: string | null): void {
+  res.statusCode = status;
+  if (json === null) {
+    res.end();
+    return;
+  }
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(json));
+  res.end(json);
+}
