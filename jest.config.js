@@ -44,6 +44,7 @@ module.exports = {
         '<rootDir>/test/e2e/quarantine.e2e-spec.ts',
         '<rootDir>/test/e2e/console-api.e2e-spec.ts',
         '<rootDir>/test/e2e/longpoll.e2e-spec.ts',
+        '<rootDir>/test/e2e/sdk-longpoll.e2e-spec.ts',
       ],
       setupFiles: ['<rootDir>/test/support/production-engine.setup.ts'],
     },
