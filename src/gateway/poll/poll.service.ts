@@ -132,8 +132,11 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
     const claims = await this.claimsFor(req, sid);
     const frames = this.framesOf(body);
     const cursor = parseCursor(rawCursor, false);
+    // An open copy takes the frames whatever the cursor says: a POST racing a poll's answer carries
+    // an older cursor than the copy handed out, and that is no reason to replace the copy.
     let session = this.sessions.get(claims.key);
-    if (!session) {
+    if (session) await session.ready;
+    if (!session?.sink.isOpen) {
       if (!cursor) {
         throw new PollError(
           'session_expired',
@@ -141,7 +144,7 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
         );
       }
       session = await this.copyFor(req, claims, cursor, rawCursor as string);
-    } else await session.ready;
+    }
     this.spend(session);
     const { sink } = session;
     const collector = new AnswerCollector();
@@ -157,10 +160,11 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
     } finally {
       sink.release(collector);
     }
-    if (
-      !sink.isOpen &&
-      [CLOSE.unauthorized, CLOSE.flooding, CLOSE.tooLarge].includes(sink.closeCode as never)
-    ) {
+    // Closed for the client's fault (expired token, flooding, too large): say so. Closed before
+    // answering every send (slow consumer, outbox error, drain): an error status makes the client
+    // reconnect and send them again with the same refs.
+    const fatal = [CLOSE.unauthorized, CLOSE.flooding, CLOSE.tooLarge] as number[];
+    if (!sink.isOpen && (fatal.includes(sink.closeCode) || collector.unanswered > 0)) {
       this.throwClosed(sink.closeCode);
     }
     return collector.frames;

@@ -26,6 +26,11 @@ export class AnswerCollector {
     this.waiting.add(ref);
   }
 
+  /** Expected answers still missing. */
+  get unanswered(): number {
+    return this.waiting.size;
+  }
+
   /** Takes an answer produced by this request's frames. */
   add(text: string): void {
     this.frames.push(text);
