@@ -157,7 +157,7 @@ export class AuthService implements OnModuleInit {
 
 /** The token of an `Authorization: Bearer <token>` header, if any. */
 function bearerOf(req: IncomingMessage): string | null {
-  const header = req.headers.authorization;
+  const header = req.headers?.authorization; // hand-built requests (tests) may have no headers
   const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
   return m ? m[1] : null;
 }
