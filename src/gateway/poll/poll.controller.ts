@@ -89,7 +89,14 @@ export class PollController {
           'send the token as "Authorization: Bearer <token>", never in the URL',
         );
       }
-      const length = Number(req.headers['content-length'] ?? 0);
+      // Without a Content-Length (chunked), the parsed body is measured instead.
+      const declared = req.headers['content-length'];
+      const length =
+        declared !== undefined
+          ? Number(declared)
+          : req.body === undefined
+            ? 0
+            : Buffer.byteLength(JSON.stringify(req.body) ?? '');
       if (length > this.config.poll.maxBodyBytes) {
         throw new PollError(
           'too_large',

@@ -63,6 +63,8 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
   private readonly logger = new Logger(PollService.name);
   private readonly ids: PollSessionIds;
   private readonly sessions = new Map<string, LocalSession>();
+  /** Opens in progress per user (between the cap check and the copy's registration). */
+  private readonly opening = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
   private serial = 0;
 
@@ -88,16 +90,26 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
   async open(req: IncomingMessage, lastMsgId: string | undefined): Promise<Opened> {
     this.refuseWhileDraining();
     const principal = await this.authenticate(req);
-    if ((await this.liveKeys(principal.userId)).size >= this.config.poll.maxSessionsPerUser) {
+    const user = principal.userId;
+    // Opens of this user still in progress here count too, so concurrent opens cannot overshoot.
+    const live = (await this.liveKeys(user)).size + (this.opening.get(user) ?? 0);
+    if (live >= this.config.poll.maxSessionsPerUser) {
       throw new PollError(
         'rate_limited',
         `at most ${this.config.poll.maxSessionsPerUser} long-polling sessions per user`,
       );
     }
-    const { sid, claims } = this.ids.issue(principal.userId);
-    const session = await this.startCopy(req, claims, lastMsgId ?? null, false);
-    const welcome = await session.ready.then(() => this.welcomeOf(session));
-    return { sid, frames: [welcome] };
+    this.opening.set(user, (this.opening.get(user) ?? 0) + 1);
+    try {
+      const { sid, claims } = this.ids.issue(user);
+      const session = await this.startCopy(req, claims, lastMsgId ?? null, false);
+      const welcome = await session.ready.then(() => this.welcomeOf(session));
+      return { sid, frames: [welcome] };
+    } finally {
+      const n = (this.opening.get(user) ?? 1) - 1;
+      if (n > 0) this.opening.set(user, n);
+      else this.opening.delete(user);
+    }
   }
 
   /** `GET /v1/poll/:sid?cursor=`: the frames after the cursor, held until there are some or the poll times out. */
