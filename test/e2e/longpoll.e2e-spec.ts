@@ -29,6 +29,8 @@ const POLL_ENV = {
   POLL_MAX_BODY_BYTES: '200000',
   POLL_MAX_RESPONSE_FRAMES: '5',
   SEND_BURST: '30',
+  // Small, so the between-polls buffer overflows in a test (the smallest value allowed).
+  MAX_BUFFERED_BYTES: '65536',
 };
 
 /** An app that can be stopped and started again on the same port and the same engine state. */
@@ -164,6 +166,43 @@ describe(`long polling (${productionEngine ? 'production' : 'embedded'} engine)`
     }
     expect(Math.max(...sizes)).toBeLessThanOrEqual(5);
     expect(bodies(poller.frames.filter((f) => f.type === 'message'))).toEqual([...Array(12).keys()]);
+  });
+
+  it('a session whose buffer overflowed between polls resumes from the outbox at the next poll', async () => {
+    const lp = unique('lp');
+    const ws = unique('ws');
+    const conv = unique('c');
+    await putConversation(t.http, conv, [lp, ws]);
+    const socket = await openWs(ws);
+    const poller = await openPoll(lp);
+    await poller.stop();
+    const sessions = t.app.get(SessionMap);
+    const connIds = async () => ((await sessions.lookup([lp])).get(lp) ?? []).map((e) => e.connId);
+    const before = await connIds();
+    // 25 messages of ~4 KB (within SEND_BURST) while nobody polls: more than MAX_BUFFERED_BYTES (64 KiB) queue up.
+    const pad = 'x'.repeat(4000);
+    for (let i = 0; i < 25; i++)
+      socket.send({ type: 'send', msg_id: `o${i}`, payload: { conversation_id: conv, body: { i, pad } } });
+    await waitFor(
+      () => socket.frames.filter((f) => f.type === 'message').length === 25,
+      LONG,
+      'the burst to be delivered',
+    );
+    await waitFor(
+      async () => !(await connIds()).some((id) => before.includes(id)),
+      LONG,
+      'the overflowing copy to close',
+    );
+    while (poller.frames.filter((f) => f.type === 'message').length < 25) {
+      const res = await poller.pollOnce();
+      expect(res.status).toBe(200);
+    }
+    const got = poller.frames
+      .filter((f) => f.type === 'message')
+      .map((f) => (f.payload?.body as { i: number }).i);
+    expect(got).toEqual([...Array(25).keys()]);
+    const extra = await poller.pollOnce();
+    expect(extra.body.filter((f) => f.type === 'message')).toEqual([]);
   });
 
   it('acks a send only once the bus has it durably; a failed publish answers unavailable', async () => {

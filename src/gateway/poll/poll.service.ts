@@ -63,6 +63,11 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
   private readonly logger = new Logger(PollService.name);
   private readonly ids: PollSessionIds;
   private readonly sessions = new Map<string, LocalSession>();
+  /**
+   * Sessions whose copy here closed for a transient reason (too much queued, outbox error, replaced),
+   * until when the next request may recreate it without finding it in the session map.
+   */
+  private readonly resumable = new Map<string, number>();
   /** Opens in progress per user (between the cap check and the copy's registration). */
   private readonly opening = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
@@ -239,7 +244,7 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
       // error): resume from what the client actually has.
       session.sink.close(REPLACED, 'replaced');
       if (this.sessions.get(claims.key) === session) this.sessions.delete(claims.key);
-    } else if (!(await this.liveKeys(claims.userId)).has(claims.key)) {
+    } else if (!this.resumable.has(claims.key) && !(await this.liveKeys(claims.userId)).has(claims.key)) {
       throw new PollError('session_expired', 'the long-polling session ended; open a new one');
     }
     session = this.sessions.get(claims.key) ?? (await this.startCopy(req, claims, rawCursor, true));
@@ -288,6 +293,8 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
     this.sessions.set(claims.key, session);
     sink.once('close', (code: number) => {
       if (this.sessions.get(claims.key) === session) this.sessions.delete(claims.key);
+      // Not ended by the client, idleness, its token or a drain: the next poll resumes it here.
+      if (!ENDING.has(code)) this.resumable.set(claims.key, Date.now() + 2 * this.config.poll.timeoutMs);
       this.gateway.handleDisconnect(sink, code);
     });
     const hello = JSON.stringify({ type: 'hello', payload: cursor ? { last_msg_id: cursor } : {} });
@@ -364,7 +371,9 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
 
   /** Ends copies nobody polled for two poll timeouts. */
   private endIdle(): void {
-    const cutoff = Date.now() - 2 * this.config.poll.timeoutMs;
+    const now = Date.now();
+    for (const [key, until] of this.resumable) if (until < now) this.resumable.delete(key);
+    const cutoff = now - 2 * this.config.poll.timeoutMs;
     for (const s of [...this.sessions.values()]) {
       if (s.polling === 0 && s.lastPollAt < cutoff) s.sink.close(1000, 'poll timeout');
     }
@@ -392,6 +401,9 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
     }
   }
 }
+
+/** Close codes that end a session for good (the client must open a new one, or is refused). */
+const ENDING = new Set<number>([1000, CLOSE.unauthorized, CLOSE.flooding, CLOSE.tooLarge, CLOSE.draining]);
 
 interface WelcomeFields {
   recovered: boolean;
