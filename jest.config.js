@@ -45,6 +45,8 @@ module.exports = {
         '<rootDir>/test/e2e/console-api.e2e-spec.ts',
         // Backends in the loop (issue 13): publish/membership APIs, event stream, webhooks.
         '<rootDir>/test/e2e/backends.e2e-spec.ts',
+        '<rootDir>/test/e2e/longpoll.e2e-spec.ts',
+        '<rootDir>/test/e2e/sdk-longpoll.e2e-spec.ts',
       ],
       setupFiles: ['<rootDir>/test/support/production-engine.setup.ts'],
     },

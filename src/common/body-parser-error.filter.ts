@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, HttpException } from '@nestjs/common';
 import { BaseExceptionFilter } from '@nestjs/core';
+import type { ServerResponse } from 'node:http';
 
 /** What body-parser throws (http-errors): a client error with a status, safe to show (`expose`). */
 interface BodyParserError {
@@ -36,6 +37,16 @@ export class BodyParserErrorFilter extends BaseExceptionFilter {
       raw.type === 'entity.too.large' && raw.limit !== undefined
         ? `request body is larger than ${raw.limit} bytes`
         : raw.message;
+    // Long polling answers every error as {code, message} with the protocol's codes.
+    const req = host.switchToHttp().getRequest<{ url?: string }>();
+    if (req.url?.startsWith('/v1/poll')) {
+      const res = host.switchToHttp().getResponse<ServerResponse>();
+      const code = raw.status === 413 ? 'too_large' : 'bad_frame';
+      res.statusCode = raw.status === 413 ? 413 : 400;
+      res.setHeader('content-type', 'application/json; charset=utf-8');
+      res.end(JSON.stringify({ code, message }));
+      return;
+    }
     // `code` as in the backend APIs' errors ({code, message}); `statusCode` as Nest's own bodies.
     const code = raw.status === 413 ? 'too_large' : 'bad_request';
     super.catch(new HttpException({ code, message, statusCode: raw.status }, raw.status), host);

@@ -69,6 +69,17 @@ export interface AppConfig {
     /** Proxies in front of us whose X-Forwarded-For entries are trusted (0 = use the socket address). */
     trustProxyHops: number;
   };
+  /** Long-polling transport (src/gateway/poll). */
+  poll: {
+    timeoutMs: number;
+    maxSessionsPerUser: number;
+    maxResponseFrames: number;
+    maxResponseBytes: number;
+    maxRequestFrames: number;
+    maxBodyBytes: number;
+    /** null: derived from JWT_SECRET, else random per process (one node only). */
+    sessionSecret: string | null;
+  };
   router: { poisonMaxAttempts: number };
   health: { dependencyGraceMs: number };
   /** The debug console at /console (src/console): on outside production unless DEBUG_CONSOLE=false. */
@@ -190,6 +201,15 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       maxPendingHandshakes: e.MAX_PENDING_HANDSHAKES ?? 4_096,
       allowedOrigins: list(e.ALLOWED_ORIGINS) ?? null,
       trustProxyHops: e.TRUST_PROXY_HOPS ?? 0,
+    },
+    poll: {
+      timeoutMs: e.POLL_TIMEOUT_MS ?? 25_000,
+      maxSessionsPerUser: e.POLL_MAX_SESSIONS_PER_USER ?? 5,
+      maxResponseFrames: e.POLL_MAX_RESPONSE_FRAMES ?? 256,
+      maxResponseBytes: e.POLL_MAX_RESPONSE_BYTES ?? 1 << 20,
+      maxRequestFrames: e.POLL_MAX_REQUEST_FRAMES ?? 100,
+      maxBodyBytes: e.POLL_MAX_BODY_BYTES ?? 1 << 20,
+      sessionSecret: e.POLL_SESSION_SECRET ?? null,
     },
     router: { poisonMaxAttempts: e.POISON_MAX_ATTEMPTS ?? 3 },
     health: { dependencyGraceMs: e.READY_DEPENDENCY_GRACE_MS ?? 30_000 },

@@ -8,6 +8,7 @@ import {
   IsUrl,
   Max,
   Min,
+  MinLength,
   ValidateBy,
   ValidateIf,
   getMetadataStorage,
@@ -394,6 +395,62 @@ export class EnvVars {
   @Min(0)
   @Max(16)
   TRUST_PROXY_HOPS?: number;
+  // ---- Long polling (issue 12) ----
+  @Doc(
+    'Long polling',
+    '`25000`',
+    'how long `GET /v1/poll/:sid` is held when there is nothing to send; a session ends after 2 of these without a poll',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  @Max(120_000)
+  POLL_TIMEOUT_MS?: number;
+  @Doc('Long polling', '`5`', 'live long-polling sessions per user, across the cluster (429 beyond)')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  POLL_MAX_SESSIONS_PER_USER?: number;
+  @Doc('Long polling', '`256`', 'most frames in one poll response (the rest waits for the next poll)')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  POLL_MAX_RESPONSE_FRAMES?: number;
+  @Doc(
+    'Long polling',
+    '`1048576`',
+    'bytes of frames in one poll response (one larger frame still goes alone)',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024)
+  POLL_MAX_RESPONSE_BYTES?: number;
+  @Doc('Long polling', '`100`', 'client frames in one `POST /v1/poll/:sid` (413 beyond)')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  POLL_MAX_REQUEST_FRAMES?: number;
+  @Doc('Long polling', '`1048576`', 'body bytes of one `POST /v1/poll/...` (413 beyond)')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024)
+  POLL_MAX_BODY_BYTES?: number;
+  @Doc(
+    'Long polling',
+    '– (from `JWT_SECRET`, else random per process)',
+    'key that signs session ids so every gateway accepts them; set the same value on every node',
+  )
+  @IsOptional()
+  @IsString()
+  @MinLength(32)
+  POLL_SESSION_SECRET?: string;
+
   @Doc('Session', '`3 × HEARTBEAT_MS`', 'session entry and node registry TTL')
   @IsOptional()
   @Transform(toInt)

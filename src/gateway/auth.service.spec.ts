@@ -39,6 +39,20 @@ describe('AuthService', () => {
     expect(await verdict(auth, await token('HS384', key))).toBe('algorithm not allowed');
   });
 
+  it('takes the token from an Authorization: Bearer header (long polling)', async () => {
+    const { auth } = service({ JWT_SECRET: SECRET });
+    const jwt = await token('HS256', new TextEncoder().encode(SECRET));
+    const bearer = (value: string) =>
+      ({ url: '/v1/poll/open', headers: { authorization: value } }) as unknown as IncomingMessage;
+    const outcome = async (req: IncomingMessage) => {
+      const result = await auth.authenticate(req);
+      return 'principal' in result ? `ok:${result.principal.userId}` : result.failure;
+    };
+    expect(await outcome(bearer(`Bearer ${jwt}`))).toBe('ok:jane');
+    expect(await outcome(bearer(`Bearer ${jwt}x`))).toBe('invalid token');
+    expect(await outcome(bearer(`Basic ${jwt}`))).toBe('missing token');
+  });
+
   it('JWT_ALGORITHMS widens the allow-list', async () => {
     const { auth } = service({ JWT_SECRET: SECRET, JWT_ALGORITHMS: 'HS256,HS512' });
     const key = new TextEncoder().encode(SECRET);

@@ -52,7 +52,8 @@ const FAMILY: Record<string, RegExp> = {
 };
 
 /**
- * Authenticates the WebSocket upgrade request (`?token=` JWT, or `?user_id=` in dev mode).
+ * Authenticates the WebSocket upgrade request (`?token=` JWT, or `?user_id=` in dev mode), and the
+ * long-polling requests (`Authorization: Bearer <JWT>`, or `?user_id=` in dev mode).
  * Tokens: signature with an allowed algorithm (default: only the configured key's), `exp` required,
  * `nbf`/`iat` checked with a small clock tolerance, lifetime `exp - (iat ?? now)` bounded.
  */
@@ -117,7 +118,8 @@ export class AuthService implements OnModuleInit {
 
   private async check(req: IncomingMessage): Promise<AuthResult> {
     const url = new URL(req.url ?? '/', 'http://localhost');
-    const token = url.searchParams.get('token');
+    // `Authorization: Bearer` for HTTP clients (long polling); browsers' WebSockets can only use the URL.
+    const token = url.searchParams.get('token') ?? bearerOf(req);
     if (token && this.key) return this.verify(token);
     if (this.config.auth.mode === 'dev') {
       const userId = url.searchParams.get('user_id');
@@ -151,6 +153,13 @@ export class AuthService implements OnModuleInit {
       return { failure: 'invalid subject' };
     return { principal: { userId: payload.sub, expiresAt: exp * 1000 } };
   }
+}
+
+/** The token of an `Authorization: Bearer <token>` header, if any. */
+function bearerOf(req: IncomingMessage): string | null {
+  const header = req.headers?.authorization; // hand-built requests (tests) may have no headers
+  const m = typeof header === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  return m ? m[1] : null;
 }
 
 /** The JOSE algorithm a PEM key is meant for (the default allow-list). */

@@ -6,6 +6,7 @@ import { StoredDelivery } from '../outbox/outbox.store';
 import { AppConfig } from '../config/app-config';
 import { IngressLane, RefusalRange } from './ingress-lane';
 import { TokenBucket } from './token-bucket';
+import type { ConnectionSocket } from './connection-socket';
 
 /** What a connection needs from the outbox: the consumer defines the small interface it uses. */
 export interface DeliverySource {
@@ -42,7 +43,7 @@ export function messageFrame(cursor: string, envelopeJson: string): string {
 }
 
 /**
- * One WebSocket of one user, and the ordering and bounds of what is written to it.
+ * One WebSocket (or long-polling session, see ConnectionSocket) of one user, and the ordering and bounds of what is written to it.
  *
  * Invariants:
  * - `lastSeq` is the highest delivery seq written to this socket; deliveries go out in strictly
@@ -88,7 +89,7 @@ export class Connection {
     readonly id: string,
     readonly userId: string,
     readonly expiresAt: number | null,
-    private readonly ws: WebSocket,
+    private readonly ws: ConnectionSocket,
     private readonly source: DeliverySource,
     private readonly limits: ConnectionLimits,
     private readonly observer: ConnectionObserver = NO_OBSERVER,

@@ -13,9 +13,13 @@ import { IngressService } from './ingress.service';
 import { IngressPipeline } from './ingress-pipeline';
 import { ResumeService } from './resume.service';
 import { TailHub } from './tail.hub';
+import { PollController } from './poll/poll.controller';
+import { PollService } from './poll/poll.service';
 
 @Module({
   imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
+  // Long polling (issue 12): the same connections behind another transport.
+  controllers: [PollController],
   providers: [
     AuthService,
     AdmissionService,
@@ -27,6 +31,7 @@ import { TailHub } from './tail.hub';
     HeartbeatService,
     GatewayServer,
     TailHub,
+    PollService,
   ],
   // For the debug console (src/console), which reads them; the gateway never imports the console.
   // IngressPipeline: for the HTTP publish API (src/publish), the same checks and publish as a `send`.

@@ -15,6 +15,7 @@ import { MetricsService } from '../metrics/metrics.service';
 import { NodeStatus } from '../health/node-status';
 import { AdmissionService } from './admission.service';
 import { Connection, ConnectionObserver } from './connection';
+import type { ConnectionSocket } from './connection-socket';
 import { Containment } from './containment';
 import { EgressService } from './egress.service';
 import { decodeFrame, frameRef } from './frame.codec';
@@ -47,7 +48,7 @@ export class GatewayServer
   /** Set by Nest: every socket of this endpoint, with or without hello (the drain closes them all). */
   @WebSocketServer() private readonly server!: WsServer;
   /** The connection behind each socket; a WeakMap so a socket never outlives its entry here. */
-  private readonly connections = new WeakMap<WebSocket, { conn: Connection; ip: string }>();
+  private readonly connections = new WeakMap<ConnectionSocket, { conn: Connection; ip: string }>();
   private readonly boundary: Containment;
   /** Frames held during the greeting re-enter the dispatch here (one function for every connection). */
   private readonly handleHeld: HeldFrameHandler = (conn, text) => this.handleText(conn, text);
@@ -101,7 +102,7 @@ export class GatewayServer
   }
 
   /** Every frame of every socket (RelayWsAdapter's one listener). */
-  onFrame(ws: WebSocket, data: RawData, isBinary: boolean): void {
+  onFrame(ws: ConnectionSocket, data: RawData, isBinary: boolean): void {
     const entry = this.connections.get(ws);
     if (!entry) return;
     try {
@@ -112,7 +113,7 @@ export class GatewayServer
   }
 
   /** `code`: the socket's close code (Nest passes on the first argument of ws's `close` event). */
-  handleDisconnect(ws: WebSocket, code?: unknown): void {
+  handleDisconnect(ws: ConnectionSocket, code?: unknown): void {
     const entry = this.connections.get(ws);
     if (!entry) return;
     this.connections.delete(ws);
@@ -141,18 +142,24 @@ export class GatewayServer
     this.metrics.connectionsEnded.inc({ code: String(code), by: byServer ? 'server' : 'client' });
   }
 
-  private accept(ws: WebSocket, userId: string, expiresAt: number | null, ip: string): void {
+  /**
+   * A connection over another transport (long polling, src/gateway/poll): wired like an upgraded
+   * socket; its owner feeds frames to `onFrame` and reports its end to `handleDisconnect`.
+   */
+  attach(socket: ConnectionSocket, id: string, userId: string, expiresAt: number | null, ip: string): void {
+    this.accept(socket, userId, expiresAt, ip, id);
+  }
+
+  private accept(
+    ws: ConnectionSocket,
+    userId: string,
+    expiresAt: number | null,
+    ip: string,
+    // 96 random bits as one flat string: randomUUID()'s is a rope of 14 pieces (~450 B kept per connection).
+    id: string = randomBytes(12).toString('base64url'),
+  ): void {
     // The gateway config section carries every per-connection limit (ConnectionLimits).
-    const conn = new Connection(
-      // 96 random bits as one flat string: randomUUID()'s is a rope of 14 pieces (~450 B kept per connection).
-      randomBytes(12).toString('base64url'),
-      userId,
-      expiresAt,
-      ws,
-      this.outbox,
-      this.config.gateway,
-      this.observer,
-    );
+    const conn = new Connection(id, userId, expiresAt, ws, this.outbox, this.config.gateway, this.observer);
     this.metrics.connections.inc();
     this.metrics.connects.inc();
     this.admission.admitted(userId, ip);

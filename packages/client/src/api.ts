@@ -1,3 +1,5 @@
+import type { Transport } from './transport.js';
+import type { FetchLike } from './long-poll-socket.js';
 // The client's public shapes: options in, events and results out. relay-client.ts exports them
 // (index.ts takes them from there); the parts of the client import them from here.
 import type { RelayError } from './errors.js';
@@ -52,6 +54,18 @@ export interface ConnectOptions {
   maxFrameBytes?: number;
   /** Uniform random in [0, 1) used for jitter; injectable for tests. Default Math.random. */
   random?: () => number;
+  /**
+   * Transports to use, in order of preference. Default `['websocket', 'longpoll']`: WebSocket, and
+   * HTTP long polling (derived from `url`: `ws(s)://host/ws` -> `http(s)://host/v1/poll`) when
+   * WebSocket keeps failing. `['longpoll']` uses long polling only.
+   */
+  transports?: readonly Transport[];
+  /** WebSocket attempts in a row that fail before `welcome` before falling back to long polling. Default 2. */
+  fallbackAfter?: number;
+  /** While on long polling, try WebSocket again in the background this often. Default 30 000 ms. */
+  wsRetryMs?: number;
+  /** `fetch` for long polling. Default: globalThis.fetch (browsers, Node >= 18). */
+  fetch?: FetchLike;
 }
 
 /** A delivered message, as the application sees it. */
@@ -114,4 +128,6 @@ export interface ClientEvents {
   reset: ResetEvent;
   disconnect: DisconnectEvent;
   error: RelayError;
+  /** The transport now in use: on the first welcome and whenever a connection uses another one. */
+  transport: Transport;
 }

@@ -6,6 +6,10 @@ import type { ClientFrame, WelcomePayload } from './protocol.js';
 import { OPEN, abandon } from './socket.js';
 import type { WebSocketConstructor, WebSocketLike } from './socket.js';
 import { listenForWake } from './wake-signals.js';
+import { LongPollSocket } from './long-poll-socket.js';
+import type { FetchLike } from './long-poll-socket.js';
+import { TransportChoice, probeWebSocket, wsBlocked } from './transport.js';
+import type { Transport } from './transport.js';
 
 /**
  * The connection loop: one WebSocket at a time, opened with the right credentials, watched by the
@@ -41,6 +45,11 @@ export interface LoopOptions {
   healthyAfterMs: number;
   connectTimeoutMs: number;
   random: () => number;
+  /** Transport fallback (transport.ts): allowed transports, WebSocket failures before long polling, probe pace. */
+  transports: readonly Transport[];
+  fallbackAfter: number;
+  wsRetryMs: number;
+  fetch: FetchLike | undefined;
 }
 
 /** What the loop needs from the client around it. */
@@ -58,6 +67,10 @@ export interface LoopHost {
   setState(state: ConnectionState): void;
   disconnected(event: DisconnectEvent): void;
   error(err: RelayError): void;
+  /** A connection on another transport than the previous one reached welcome. */
+  transport(name: Transport): void;
+  /** The cursor the app has (for the background WebSocket probe's hello). */
+  cursor(): string | undefined;
 }
 
 export class ConnectionLoop {
@@ -90,6 +103,13 @@ export class ConnectionLoop {
   private resetOnCrash = false;
   private removeWakeListeners: (() => void) | undefined;
 
+  // Transport fallback: the choice, the transport of the current socket, the one last announced.
+  private readonly transports: TransportChoice;
+  private socketTransport: Transport = 'websocket';
+  private announced: Transport | undefined;
+  private probeTimer: Timer | undefined;
+  private probe: { cancel(): void } | undefined;
+
   private retryTimer: Timer | undefined;
   private connectTimer: Timer | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
@@ -101,6 +121,12 @@ export class ConnectionLoop {
     private readonly host: LoopHost,
   ) {
     this.backoff = this.newBackoff();
+    this.transports = new TransportChoice(options.transports, options.fallbackAfter);
+  }
+
+  /** The transport of the current (or next) connection. */
+  get transport(): Transport {
+    return this.transports.current;
   }
 
   get stopped(): boolean {
@@ -144,6 +170,7 @@ export class ConnectionLoop {
     this.clearConnectionTimers();
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
+    this.stopProbing();
     this.removeWakeListeners?.();
   }
 
@@ -169,6 +196,12 @@ export class ConnectionLoop {
     const heartbeatMs = p.heartbeat_ms || DEFAULT_HEARTBEAT_MS;
     this._session = { userId: p.user_id, nodeId: p.node_id, heartbeatMs, recovered: p.recovered };
     this.startHeartbeat(heartbeatMs);
+    this.transports.ended(this.socketTransport, true);
+    if (this.announced !== this.socketTransport) {
+      this.announced = this.socketTransport;
+      this.host.transport(this.socketTransport);
+    }
+    if (this.transports.shouldProbe) this.scheduleProbe();
     this.healthyTimer = setTimeout(() => {
       this.backoff.reset();
       this.provedHealthy = true;
@@ -213,14 +246,19 @@ export class ConnectionLoop {
     else if (this.options.userId !== undefined) url.searchParams.set('user_id', this.options.userId);
 
     let ws: WebSocketLike;
+    const transport = this.transports.current;
     try {
-      ws = new this.options.WebSocket(url.toString());
+      ws =
+        transport === 'longpoll'
+          ? new LongPollSocket(url.toString(), this.options.fetch!)
+          : new this.options.WebSocket(url.toString());
     } catch (err) {
       this.scheduleRetry(this.backoff.next());
       this.host.error(new RelayError('connection_error', `could not create the WebSocket: ${describe(err)}`));
       return;
     }
     this.ws = ws;
+    this.socketTransport = transport;
     this.tokenInUse = token;
     this.socketOpened = false;
     this.socketError = '';
@@ -291,6 +329,9 @@ export class ConnectionLoop {
     }
     if (unauthorized) this.rejectedToken = this.tokenInUse;
     this.host.lost(code);
+    // Enough WebSocket attempts in a row failed before welcome: go on over long polling at once.
+    const blocked = !unauthorized && wsBlocked(code, this.socketError, code === CLIENT_GAVE_UP);
+    const fellBack = this.transports.ended(this.socketTransport, wasWelcomed, blocked);
 
     // The server came back after a crash and went away again: start over from the minimum delay.
     if (wasWelcomed && this.resetOnCrash && ABNORMAL_CLOSES.has(code)) {
@@ -303,6 +344,8 @@ export class ConnectionLoop {
     let delay: number;
     if (code === CloseCode.draining && !this.drainRetried) {
       this.drainRetried = true;
+      delay = 0;
+    } else if (fellBack) {
       delay = 0;
     } else {
       delay = this.backoff.next();
@@ -318,6 +361,62 @@ export class ConnectionLoop {
         ),
       );
     }
+  }
+
+  /** While on long polling: try a WebSocket every wsRetryMs; once one reaches welcome, switch to it. */
+  private scheduleProbe(): void {
+    if (this.probeTimer !== undefined || this._stopped) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = undefined;
+      if (this._stopped || !this.transports.shouldProbe) return;
+      const url = new URL(this.options.url);
+      if (this.tokenInUse !== undefined) url.searchParams.set('token', this.tokenInUse);
+      else if (this.options.userId !== undefined) url.searchParams.set('user_id', this.options.userId);
+      const cursor = this.host.cursor();
+      const hello = JSON.stringify({
+        type: 'hello',
+        payload: cursor === undefined ? {} : { last_msg_id: cursor },
+      });
+      const probe = probeWebSocket(
+        this.options.WebSocket,
+        url.toString(),
+        hello,
+        this.options.connectTimeoutMs,
+      );
+      this.probe = probe;
+      void probe.result.then((ok) => {
+        if (this.probe !== probe) return;
+        this.probe = undefined;
+        if (this._stopped || !this.transports.shouldProbe) return;
+        if (!ok) return this.scheduleProbe();
+        this.transports.webSocketWorks();
+        this.switchTransport();
+      });
+    }, this.options.wsRetryMs);
+  }
+
+  private stopProbing(): void {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+    const probe = this.probe;
+    this.probe = undefined;
+    probe?.cancel();
+  }
+
+  /**
+   * Leaves the current connection for the chosen transport at once: like a lost connection (sends
+   * in flight go again after the next welcome, with the same refs), without back-off.
+   */
+  private switchTransport(): void {
+    const ws = this.ws;
+    if (!ws) return this.reconnectNow();
+    abandon(ws, 1000, 'switching transport');
+    this.ws = undefined;
+    this._welcomed = false;
+    this.clearConnectionTimers();
+    this.host.lost(1000);
+    this.host.setState('reconnecting');
+    void this.attempt();
   }
 
   private scheduleRetry(delay: number): void {

@@ -26,3 +26,5 @@ export type {
   WelcomePayload,
 } from './protocol.js';
 export type { WebSocketConstructor, WebSocketLike } from './socket.js';
+export type { Transport } from './transport.js';
+export type { FetchLike } from './long-poll-socket.js';

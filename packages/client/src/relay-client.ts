@@ -7,6 +7,10 @@ import { parseServerFrame } from './protocol.js';
 import type { WelcomePayload } from './protocol.js';
 import { SendQueue } from './send-queue.js';
 import { globalWebSocket } from './socket.js';
+import type { WebSocketConstructor } from './socket.js';
+import { TRANSPORTS } from './transport.js';
+import type { Transport } from './transport.js';
+import type { FetchLike } from './long-poll-socket.js';
 import { memoryStorage } from './storage.js';
 
 export type {
@@ -52,6 +56,8 @@ export class RelayClient extends Emitter<ClientEvents> {
       setState: (state) => this.setState(state),
       disconnected: (event) => this.emit('disconnect', event),
       error: (err) => this.emit('error', err),
+      transport: (name) => this.emit('transport', name),
+      cursor: () => this.delivery.lastCursor,
     });
     this.sends = new SendQueue(settings, this.loop);
     this.delivery = new Delivery(settings, this.loop, {
@@ -74,6 +80,11 @@ export class RelayClient extends Emitter<ClientEvents> {
   /** The last delivery cursor handed to the app (what the next hello resumes from). */
   get lastCursor(): string | undefined {
     return this.delivery.lastCursor;
+  }
+
+  /** The transport of the current (or next) connection: `websocket` or `longpoll`. */
+  get transport(): Transport {
+    return this.loop.transport;
   }
 
   /** Sends waiting for an ack. */
@@ -212,7 +223,14 @@ function resolveOptions(options: ConnectOptions) {
   if (options.token === undefined && options.getToken === undefined && options.userId === undefined) {
     throw new TypeError('connect: one of token, getToken or userId (dev mode) is required');
   }
-  const WebSocket = options.WebSocket ?? globalWebSocket();
+  const transports = resolveTransports(options.transports);
+  const fetchImpl = options.fetch ?? globalFetch();
+  if (transports.includes('longpoll') && !fetchImpl) {
+    throw new TypeError('connect: long polling needs fetch; pass one or leave longpoll out of transports');
+  }
+  // Long polling alone needs no WebSocket; the probe never runs then.
+  const WebSocket =
+    options.WebSocket ?? globalWebSocket() ?? (transports.includes('websocket') ? undefined : noWebSocket);
   if (!WebSocket) {
     throw new TypeError('connect: no global WebSocket; pass one, e.g. `WebSocket` from the ws package');
   }
@@ -234,8 +252,32 @@ function resolveOptions(options: ConnectOptions) {
     confirmIntervalMs: positive(options.confirmIntervalMs, 1000, 'confirmIntervalMs'),
     dedupeCapacity: positive(options.dedupeCapacity, 10_000, 'dedupeCapacity'),
     maxFrameBytes: positive(options.maxFrameBytes, 64 * 1024, 'maxFrameBytes'),
+    transports,
+    fallbackAfter: positive(options.fallbackAfter, 2, 'fallbackAfter'),
+    wsRetryMs: positive(options.wsRetryMs, 30_000, 'wsRetryMs'),
+    fetch: fetchImpl,
   };
 }
+
+function resolveTransports(given: readonly Transport[] | undefined): readonly Transport[] {
+  if (given === undefined) return TRANSPORTS;
+  const valid = Array.isArray(given) && given.length > 0 && given.every((t) => TRANSPORTS.includes(t));
+  if (!valid || new Set(given).size !== given.length) {
+    throw new TypeError(`connect: transports must list 'websocket' and/or 'longpoll' once each`);
+  }
+  return given;
+}
+
+function globalFetch(): FetchLike | undefined {
+  const f = (globalThis as unknown as { fetch?: FetchLike }).fetch;
+  return f ? (url, init) => f(url, init) : undefined;
+}
+
+const noWebSocket = class {
+  constructor() {
+    throw new Error('no WebSocket implementation');
+  }
+} as unknown as WebSocketConstructor;
 
 function positive(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;

@@ -128,6 +128,8 @@ export function fakeConnect(options: Partial<ConnectOptions> = {}): RelayClient 
     userId: 'u1',
     WebSocket: FakeWebSocket,
     random: () => 0.5,
+    // These suites drive one fake WebSocket; the long-polling fallback has its own tests.
+    transports: ['websocket'],
     ...options,
   });
 }

@@ -50,6 +50,27 @@ export const ERROR_CODES = [
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
+// ---- long polling (HTTP transport, docs/protocol.md "Long polling") ----
+
+/** Where the long-polling endpoints live: `POST {POLL_PATH}/open`, `GET|POST|DELETE {POLL_PATH}/:sid`. */
+export const POLL_PATH = '/v1/poll';
+
+/**
+ * `code` of a long-polling HTTP error body `{"code","message"}`, by HTTP status: the frame error
+ * codes where one fits, plus `unauthorized` (401) and `session_expired` (410: open a new session).
+ */
+export const POLL_ERROR_STATUS = {
+  bad_frame: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  session_expired: 410,
+  too_large: 413,
+  rate_limited: 429,
+  unavailable: 503,
+} as const;
+export type PollErrorCode = keyof typeof POLL_ERROR_STATUS;
+
 /** WebSocket close codes with a meaning in this protocol. */
 export const CLOSE = {
   /** Bad or expired credentials: the token expired while connected, or (browsers) it was refused. */
