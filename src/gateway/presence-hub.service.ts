@@ -1,0 +1,297 @@
+import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Config } from '../config/config.module';
+import { ClientFrame } from '../protocol/frames';
+import { MembershipCache } from '../presence/membership.cache';
+import { PresenceChange, PresenceState, PresenceStore } from '../presence/presence.store';
+import { EphemeralBatch, NodeChannel } from '../session/node-channel';
+import { MetricsService } from '../metrics/metrics.service';
+import { Connection } from './connection';
+import { ConnectionLifecycle, ConnectionRegistry } from './connection.registry';
+import { Containment } from './containment';
+import { TypingService } from './typing.service';
+
+type PresenceFrame = Extract<ClientFrame, { type: 'presence.subscribe' | 'presence.unsubscribe' }>;
+type PresenceItem = NonNullable<EphemeralBatch['presence']>[number];
+
+/** Users whose offline check one sweep call takes on. */
+const SWEEP_LIMIT = 500;
+
+/** One conversation a connection watches. `ready` once its snapshot is out (changes wait until then). */
+interface Subscription {
+  members: readonly string[];
+  ready: boolean;
+}
+
+/**
+ * v1.1 presence on this node (docs/architecture.md "Live features"), and the node's end of the
+ * ephemeral channel (typing batches go to TypingService).
+ *
+ * - Online: every connection opened or closed on this node, whatever its transport, reaches
+ *   `opened`/`closed` (ConnectionRegistry). The user's first connection here marks them online in
+ *   the store; their last one asks for the offline check after PRESENCE_GRACE_MS. Each heartbeat
+ *   refreshes this node's users (a crashed node's users go offline once the TTL passes) and
+ *   re-announces anyone the store lost. A sweep announces the offline checks that fell due.
+ * - Subscriptions: `watching` maps each member a local connection watches to those connections and
+ *   conversations, and the node registers itself as a watcher of that user in the store, so a change
+ *   costs one publish per watching node and one frame per watching subscription.
+ *
+ * Invariants (event loop only, no locks): a user is in `known` iff some local subscription watches
+ * them; `known` only moves to a higher version, so a change older than what a subscriber saw is
+ * dropped; a subscription gets its snapshot before any change (changes skip it until `ready`).
+ */
+@Injectable()
+export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger(PresenceHub.name);
+  private readonly boundary: Containment;
+  private readonly subs = new WeakMap<Connection, Map<string, Subscription>>();
+  /** member -> watching connection -> conversations. */
+  private readonly watching = new Map<string, Map<Connection, Set<string>>>();
+  /** The last state seen of every watched user. */
+  private readonly known = new Map<string, PresenceState>();
+  /** Users with a connection on this node. */
+  private readonly local = new Set<string>();
+  private timers: NodeJS.Timeout[] = [];
+  /** Timer work still running: a slow store makes the next tick skip, not pile up. */
+  private readonly busy = new Set<string>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly store: PresenceStore,
+    private readonly membership: MembershipCache,
+    private readonly channel: NodeChannel,
+    private readonly registry: ConnectionRegistry,
+    private readonly typing: TypingService,
+    metrics: MetricsService,
+  ) {
+    this.boundary = new Containment(metrics, this.logger);
+  }
+
+  onApplicationBootstrap(): void {
+    this.registry.observe(this);
+    this.channel.listenEphemeral((batch) =>
+      this.boundary.guard('ephemeral', null, () => this.onEphemeral(batch)),
+    );
+    const { heartbeatMs } = this.config.gateway;
+    const { presenceGraceMs } = this.config.live;
+    // Often enough that an offline is announced within a fraction of the grace (or TTL) of falling due.
+    const sweepMs = Math.max(50, Math.min(1_000, Math.min(presenceGraceMs, this.config.sessionTtlMs) / 4));
+    this.timers = [
+      setInterval(() => this.runOnce('presence.refresh', () => this.refresh()), heartbeatMs),
+      setInterval(() => this.runOnce('presence.sweep', () => this.sweep()), sweepMs),
+    ];
+    for (const t of this.timers) t.unref();
+  }
+
+  onApplicationShutdown(): void {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.channel.listenEphemeral(null);
+  }
+
+  // ---- connection lifecycle ----
+
+  opened(conn: Connection, userFirst: boolean): void {
+    if (!userFirst) return;
+    this.local.add(conn.userId);
+    this.run('presence.online', async () =>
+      this.announce(await this.store.connected(this.node, [conn.userId])),
+    );
+  }
+
+  closed(conn: Connection, userLast: boolean): void {
+    const subs = this.subs.get(conn);
+    if (subs) {
+      this.subs.delete(conn);
+      for (const [conversationId, sub] of subs) this.unindex(conn, conversationId, sub.members);
+    }
+    if (!userLast) return;
+    this.local.delete(conn.userId);
+    this.typing.lastConnectionClosed(conn.userId);
+    this.run('presence.left', () =>
+      this.store.left(this.node, [conn.userId], this.config.live.presenceGraceMs),
+    );
+  }
+
+  // ---- frames ----
+
+  handle(conn: Connection, frame: PresenceFrame): void {
+    const conversationId = frame.payload.conversation_id;
+    let subs = this.subs.get(conn);
+    if (frame.type === 'presence.unsubscribe') {
+      const sub = subs?.get(conversationId);
+      if (!sub) return;
+      subs!.delete(conversationId);
+      this.unindex(conn, conversationId, sub.members);
+      return;
+    }
+    const max = this.config.live.presenceMaxSubscriptions;
+    if (!subs?.has(conversationId) && (subs?.size ?? 0) >= max) {
+      return conn.sendError(
+        'rate_limited',
+        `at most ${max} presence subscriptions per connection`,
+        frame.msg_id,
+      );
+    }
+    if (!subs) this.subs.set(conn, (subs = new Map()));
+    void this.subscribe(conn, conversationId, frame.msg_id).catch((err: Error) => {
+      this.logger.warn(`presence subscribe failed: ${err.message}`);
+      const sub = this.subs.get(conn)?.get(conversationId);
+      if (sub && !sub.ready) {
+        this.subs.get(conn)!.delete(conversationId);
+        this.unindex(conn, conversationId, sub.members);
+      }
+      conn.sendError('unavailable', 'presence could not be read, try later', frame.msg_id);
+    });
+  }
+
+  private async subscribe(conn: Connection, conversationId: string, ref?: string): Promise<void> {
+    const membership = await this.membership.of(conversationId);
+    const members = membership.members;
+    if (!members) return conn.sendError('not_found', `conversation ${conversationId} does not exist`, ref);
+    if (!membership.has(conn.userId)) {
+      return conn.sendError('forbidden', `you are not a member of conversation ${conversationId}`, ref);
+    }
+    const max = this.config.live.presenceMaxMembers;
+    if (members.length > max) {
+      return conn.sendError(
+        'too_large',
+        `conversation ${conversationId} has ${members.length} members; presence covers at most ${max}`,
+        ref,
+      );
+    }
+    const subs = this.subs.get(conn);
+    if (!subs || !this.registry.all.has(conn)) return; // closed meanwhile
+    const previous = subs.get(conversationId);
+    if (previous) this.unindex(conn, conversationId, previous.members); // a re-subscribe: a fresh snapshot
+    if (!previous && subs.size >= this.config.live.presenceMaxSubscriptions) {
+      return conn.sendError('rate_limited', 'too many presence subscriptions', ref);
+    }
+    const sub: Subscription = { members, ready: false };
+    subs.set(conversationId, sub);
+    const fresh = this.index(conn, conversationId, members);
+    if (fresh.length > 0) {
+      const states = await this.store.watch(this.node, fresh);
+      for (const [user, state] of states) this.learn(user, state);
+    }
+    if (subs.get(conversationId) !== sub || !this.registry.all.has(conn)) return; // replaced or closed
+    sub.ready = true;
+    const online = members.filter((m) => this.known.get(m)?.online);
+    conn.sendRaw(JSON.stringify({ type: 'presence', payload: { conversation_id: conversationId, online } }));
+  }
+
+  // ---- the watcher index ----
+
+  /** Adds the subscription to the index; returns the members nobody here watched before. */
+  private index(conn: Connection, conversationId: string, members: readonly string[]): string[] {
+    const fresh: string[] = [];
+    for (const user of members) {
+      let conns = this.watching.get(user);
+      if (!conns) {
+        this.watching.set(user, (conns = new Map()));
+        fresh.push(user);
+      }
+      let convs = conns.get(conn);
+      if (!convs) conns.set(conn, (convs = new Set()));
+      convs.add(conversationId);
+    }
+    return fresh;
+  }
+
+  private unindex(conn: Connection, conversationId: string, members: readonly string[]): void {
+    const gone: string[] = [];
+    for (const user of members) {
+      const conns = this.watching.get(user);
+      const convs = conns?.get(conn);
+      if (!conns || !convs) continue;
+      convs.delete(conversationId);
+      if (convs.size === 0) conns.delete(conn);
+      if (conns.size === 0) {
+        this.watching.delete(user);
+        this.known.delete(user);
+        gone.push(user);
+      }
+    }
+    if (gone.length > 0) this.run('presence.unwatch', () => this.store.unwatch(this.node, gone));
+  }
+
+  /** Keeps the newer of what we knew and `state`; true if `state` was newer. */
+  private learn(user: string, state: PresenceState): boolean {
+    if (!this.watching.has(user)) return false;
+    const before = this.known.get(user);
+    if (before && before.version >= state.version) return false;
+    this.known.set(user, state);
+    return true;
+  }
+
+  // ---- changes ----
+
+  /** Sends each change to the nodes watching its user (one publish per node, all in one round trip). */
+  private async announce(changes: PresenceChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    const batches = new Map<string, EphemeralBatch>();
+    for (const c of changes) {
+      for (const node of c.watchers) {
+        let batch = batches.get(node);
+        if (!batch) batches.set(node, (batch = { kind: 'ephemeral', presence: [] }));
+        batch.presence!.push({ u: c.userId, on: c.online, v: c.version });
+      }
+    }
+    await this.channel.publishEphemeral(batches);
+  }
+
+  private onEphemeral(batch: EphemeralBatch): void {
+    if (batch.typing) this.typing.deliver(batch.typing);
+    if (batch.presence) for (const item of batch.presence) this.apply(item);
+  }
+
+  private apply(item: PresenceItem): void {
+    if (!this.learn(item.u, { online: item.on, version: item.v })) return;
+    const status = item.on ? 'online' : 'offline';
+    for (const [conn, convs] of this.watching.get(item.u) ?? []) {
+      const subs = this.subs.get(conn);
+      for (const conversationId of convs) {
+        if (!subs?.get(conversationId)?.ready) continue;
+        conn.sendRaw(
+          JSON.stringify({
+            type: 'presence',
+            payload: { conversation_id: conversationId, user_id: item.u, status },
+          }),
+        );
+      }
+    }
+  }
+
+  // ---- timers ----
+
+  /** Heartbeat: this node's users are still here, and it still watches what its subscribers see. */
+  private async refresh(): Promise<void> {
+    const [changes] = await Promise.all([
+      this.store.connected(this.node, [...this.local]),
+      this.store.rewatch(this.node, [...this.watching.keys()]),
+    ]);
+    await this.announce(changes);
+  }
+
+  private async sweep(): Promise<void> {
+    for (;;) {
+      const changes = await this.store.sweep(SWEEP_LIMIT);
+      await this.announce(changes);
+      if (changes.length < SWEEP_LIMIT) return;
+    }
+  }
+
+  private get node(): string {
+    return this.config.nodeId;
+  }
+
+  private runOnce(where: string, work: () => Promise<void>): void {
+    if (this.busy.has(where)) return;
+    this.busy.add(where);
+    this.run(where, () => work().finally(() => this.busy.delete(where)));
+  }
+
+  /** Fire and forget inside the boundary: a store outage costs a log line, never the process. */
+  private run(where: string, work: () => Promise<void>): void {
+    void work().catch((err: unknown) => this.logger.warn(`${where} failed: ${(err as Error)?.message}`));
+  }
+}
