@@ -1,3 +1,8 @@
+import { AddressInfo } from 'node:net';
+import WebSocket from 'ws';
+import { connect as sdkConnect, RelayClient } from '../../packages/client/src/index';
+import type { PresenceChange } from '../../packages/client/src/index';
+import { TcpProxy } from '../support/tcp-proxy';
 import { putConversation, startTestApp, TestApp } from '../support/test-app';
 import { waitFor } from '../support/wait-for';
 import { Frame, TestClient } from '../support/ws-client';
@@ -234,6 +239,75 @@ describe('live features: typing and presence (v1.1)', () => {
       expect((await fetch(`${t.http}/v1/presence`)).status).toBe(400);
       expect((await fetch(`${t.http}/v1/presence?user_id=bad%20id`)).status).toBe(400);
     });
+  });
+});
+
+describe('SDK: typing() and subscribePresence() against the server', () => {
+  let t: TestApp;
+  let proxy: TcpProxy;
+  const sdks: RelayClient[] = [];
+  const raws: TestClient[] = [];
+  const sdk = (user: string, viaProxy = false) => {
+    const port = viaProxy ? proxy.port : (t.app.getHttpServer().address() as AddressInfo).port;
+    const c = sdkConnect({
+      url: `ws://127.0.0.1:${port}/ws`,
+      userId: user,
+      WebSocket: WebSocket as never,
+      backoffBaseMs: 20,
+      backoffCapMs: 200,
+      typingIntervalMs: 2000,
+      typingIdleMs: 300,
+    });
+    sdks.push(c);
+    return c;
+  };
+
+  beforeAll(async () => {
+    t = await startTestApp({ PRESENCE_GRACE_MS: String(GRACE_MS) });
+    proxy = new TcpProxy((t.app.getHttpServer().address() as AddressInfo).port);
+    await proxy.start();
+  });
+  afterAll(async () => {
+    await Promise.all(sdks.map((c) => c.close()));
+    for (const r of raws) r.terminate();
+    await proxy.stop();
+    await t.close();
+  });
+
+  it('typing() on every keystroke relays one start, then stop once idle', async () => {
+    await putConversation(t.http, 'sdk-ty', ['sa', 'sb']);
+    const a = sdk('sa');
+    await a.whenOpen();
+    const { client: b } = await TestClient.connect(`${t.ws}?user_id=sb`);
+    raws.push(b);
+    for (let i = 0; i < 5; i++) a.typing('sdk-ty');
+    expect((await b.next((f) => f.type === 'typing')).payload?.state).toBe('start');
+    expect((await b.next((f) => f.type === 'typing')).payload?.state).toBe('stop'); // idle after 300 ms
+    expect(b.frames.filter((f) => f.type === 'typing')).toHaveLength(2);
+  });
+
+  it('subscribePresence() keeps the live set across a reconnect and reports what changed meanwhile', async () => {
+    await putConversation(t.http, 'sdk-pr', ['pa', 'pb', 'pc']);
+    const a = sdk('pa', true);
+    const sub = a.subscribePresence('sdk-pr');
+    await sub.whenReady();
+    expect([...sub.online]).toEqual(['pa']);
+    const changes: PresenceChange[] = [];
+    sub.on('change', (c) => changes.push(c));
+    const b = sdk('pb');
+    await waitFor(() => sub.online.has('pb'), 5_000, 'pb online');
+    expect(proxy.cut()).toBeGreaterThan(0);
+    const c = sdk('pc'); // comes online while pa is away
+    await c.whenOpen();
+    await b.close(); // goes offline (after the grace) while pa may be away
+    await waitFor(() => sub.online.has('pc') && !sub.online.has('pb'), 10_000, 'the set after the reconnect');
+    // Live or from the snapshot diff, depending on when the reconnect landed: each change once.
+    expect(changes.map((x) => `${x.userId}:${x.status}`).sort()).toEqual([
+      'pb:offline',
+      'pb:online',
+      'pc:online',
+    ]);
+    expect(a.state).toBe('open');
   });
 });
 
