@@ -108,11 +108,28 @@ for i = 6, #ARGV do
 end
 return out`;
 
+/**
+ * ARGV: node, now, ttl, key prefix, users... Registers the node as a watcher of each user (before
+ * reading it, see `watch`) and returns {on, version} per user.
+ */
+const WATCH_SCRIPT = `
+local out = {}
+for i = 5, #ARGV do
+  local w = ARGV[4] .. 'pw:' .. ARGV[i]
+  redis.call('HSET', w, ARGV[1], ARGV[2])
+  redis.call('PEXPIRE', w, ARGV[3])
+  local s = redis.call('HMGET', ARGV[4] .. 'pr:' .. ARGV[i], 'on', 'v')
+  out[#out + 1] = s[1] or ''
+  out[#out + 1] = s[2] or '0'
+end
+return out`;
+
 type Reply = string | null;
 interface Scripts {
   relayPresenceOnline(...args: (string | number)[]): Promise<Reply[] | null>;
   relayPresenceSweep(...args: (string | number)[]): Promise<[string, string, string[]][]>;
   relayTypingRoute(...args: (string | number)[]): Promise<string[] | null>;
+  relayPresenceWatch(...args: (string | number)[]): Promise<string[]>;
 }
 
 /**
@@ -147,6 +164,7 @@ export class RedisPresenceDriver extends PresenceStore {
     this.redis.defineCommand('relayPresenceOnline', { numberOfKeys: 3, lua: ONLINE_SCRIPT });
     this.redis.defineCommand('relayPresenceSweep', { numberOfKeys: 1, lua: SWEEP_SCRIPT });
     this.redis.defineCommand('relayTypingRoute', { numberOfKeys: 1, lua: TYPING_SCRIPT });
+    this.redis.defineCommand('relayPresenceWatch', { numberOfKeys: 0, lua: WATCH_SCRIPT });
     this.scripts = this.redis as unknown as Scripts;
   }
 
@@ -205,17 +223,18 @@ export class RedisPresenceDriver extends PresenceStore {
   }
 
   async watch(node: string, userIds: string[]): Promise<Map<string, PresenceState>> {
+    // Per user: the watch first, then the read, in one script per chunk. A flip that read the
+    // watchers before our HSET is in the state we read; one after it is sent to us too (and the
+    // gateway drops it by version).
     const now = this.now();
-    // Per user: the watch first, then the read, in one pipeline. A flip that read the watchers before
-    // our HSET is in the state we read; one after it is sent to us too (and dropped by version).
-    const replies = await this.chunked(userIds, (p, userId) =>
-      p
-        .hset(this.watchKey(userId), node, now)
-        .pexpire(this.watchKey(userId), this.ttlMs)
-        .hmget(this.presenceKey(userId), 'on', 'v'),
-    );
+    const chunks: Promise<string[]>[] = [];
+    for (let i = 0; i < userIds.length; i += CHUNK) {
+      const users = userIds.slice(i, i + CHUNK);
+      chunks.push(this.scripts.relayPresenceWatch(node, now, this.ttlMs, this.prefix, ...users));
+    }
+    const flat = (await Promise.all(chunks)).flat();
     const out = new Map<string, PresenceState>();
-    userIds.forEach((userId, i) => out.set(userId, state(replies[i * 3 + 2] as Reply[])));
+    userIds.forEach((userId, i) => out.set(userId, state([flat[2 * i] || null, flat[2 * i + 1]])));
     return out;
   }
 
