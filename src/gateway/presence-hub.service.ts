@@ -263,12 +263,17 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
 
   // ---- timers ----
 
-  /** Heartbeat: this node's users are still here, and it still watches what its subscribers see. */
+  /**
+   * Heartbeat: this node's users are still here, and it still watches what its subscribers see.
+   * Re-reading the watched users' state while refreshing the watches heals a change this node
+   * missed (a lost publish, a Redis restart that dropped the watchers): it is sent now, late but once.
+   */
   private async refresh(): Promise<void> {
-    const [changes] = await Promise.all([
+    const [changes, states] = await Promise.all([
       this.store.connected(this.node, [...this.local]),
-      this.store.rewatch(this.node, [...this.watching.keys()]),
+      this.store.watch(this.node, [...this.watching.keys()]),
     ]);
+    for (const [user, state] of states) this.apply({ u: user, on: state.online, v: state.version });
     await this.announce(changes);
   }
 

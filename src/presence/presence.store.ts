@@ -33,10 +33,8 @@ export abstract class PresenceStore {
   abstract left(node: string, userIds: string[], graceMs: number): Promise<void>;
   /** Users due for the offline check that have no live node: announced offline, each once cluster-wide. */
   abstract sweep(limit: number): Promise<PresenceChange[]>;
-  /** Registers (or refreshes) `node` as a watcher of the users and returns their announced state. */
+  /** Registers (or refreshes, each heartbeat) `node` as a watcher of the users and returns their announced state. */
   abstract watch(node: string, userIds: string[]): Promise<Map<string, PresenceState>>;
-  /** Refreshes `node`'s watches without reading (heartbeat). */
-  abstract rewatch(node: string, userIds: string[]): Promise<void>;
   abstract unwatch(node: string, userIds: string[]): Promise<void>;
   /** The announced state of each user (users never seen are offline, version 0). */
   abstract status(userIds: string[]): Promise<Map<string, PresenceState>>;

@@ -90,7 +90,7 @@ export function presenceStoreContract(driver: string, harness: () => PresenceSto
       await store.watch(gone, [ann]);
       await store.unwatch(gone, [ann]);
       clock += CONTRACT_TTL_MS - 10;
-      await store.rewatch(kept, [ann]);
+      await store.watch(kept, [ann]); // kept's heartbeat
       clock += 20;
       const [flip] = await store.connected(n, [ann]);
       expect(flip.watchers).toEqual([kept]);

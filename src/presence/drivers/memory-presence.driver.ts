@@ -80,17 +80,13 @@ export class MemoryPresenceDriver extends PresenceStore {
   }
 
   async watch(node: string, userIds: string[]): Promise<Map<string, PresenceState>> {
-    await this.rewatch(node, userIds);
-    return this.status(userIds);
-  }
-
-  async rewatch(node: string, userIds: string[]): Promise<void> {
     const now = this.now();
     for (const userId of userIds) {
       let nodes = this.watchers.get(userId);
       if (!nodes) this.watchers.set(userId, (nodes = new Map()));
       nodes.set(node, now);
     }
+    return this.status(userIds);
   }
 
   async unwatch(node: string, userIds: string[]): Promise<void> {

@@ -144,7 +144,7 @@ interface Scripts {
  *
  * Every status flip happens inside one script, so it is returned to exactly one caller. Timestamps
  * are the nodes' clocks (as in the session driver); versions are Redis time, so they grow across
- * nodes. Node refreshes and watches are written by heartbeats in one pipeline per chunk of users.
+ * nodes. Node refreshes and watches are written by heartbeats, one call per chunk of users.
  */
 export class RedisPresenceDriver extends PresenceStore {
   private readonly redis: Redis;
@@ -236,13 +236,6 @@ export class RedisPresenceDriver extends PresenceStore {
     const out = new Map<string, PresenceState>();
     userIds.forEach((userId, i) => out.set(userId, state([flat[2 * i] || null, flat[2 * i + 1]])));
     return out;
-  }
-
-  async rewatch(node: string, userIds: string[]): Promise<void> {
-    const now = this.now();
-    await this.chunked(userIds, (p, userId) =>
-      p.hset(this.watchKey(userId), node, now).pexpire(this.watchKey(userId), this.ttlMs),
-    );
   }
 
   async unwatch(node: string, userIds: string[]): Promise<void> {
