@@ -124,6 +124,12 @@ export class TypingService {
     }
     const recipients = membership.members.filter((m) => m !== userId);
     const routes = await this.store.typingRoute(userId, conversationId, state, recipients, typingIntervalMs);
+    if (state === 'start') {
+      // The store's slot runs from its claim, a little after `now`: time ours from here, so the next
+      // start this node lets through finds the slot free rather than throttled.
+      const e = convs.get(conversationId);
+      if (e) e.relayedAt = Date.now();
+    }
     if (!routes) return; // another node relayed this user's start within the interval
     const expires = state === 'start' ? typingExpiresMs : 0;
     const batches = new Map<string, EphemeralBatch>();

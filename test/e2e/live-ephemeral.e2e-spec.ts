@@ -106,6 +106,30 @@ describe('live features: typing and presence (v1.1)', () => {
       expect(b.frames.filter(isTyping).map((f) => f.payload?.state)).toEqual(['start', 'stop', 'start']);
     });
 
+    it('a typer who keeps sending start gets one relayed per 2 s interval', async () => {
+      const [ann, bob, conv] = [u('ann'), u('bob'), u('c')];
+      await putConversation(t.http, conv, [ann, bob]);
+      const a = await connect(ann);
+      const b = await connect(bob);
+      const arrivals: number[] = [];
+      b.ws.on('message', (data) => {
+        if ((JSON.parse(data.toString()) as Frame).type === 'typing') arrivals.push(Date.now());
+      });
+      // A keystroke every 100 ms (under the typing rate limit) until the second start shows.
+      await waitFor(
+        () => {
+          typing(a, conv, 'start');
+          return arrivals.length >= 2;
+        },
+        6_000,
+        'a second relayed start',
+        100,
+      );
+      expect(arrivals[1] - arrivals[0]).toBeGreaterThanOrEqual(1_900);
+      expect(arrivals[1] - arrivals[0]).toBeLessThan(3_000);
+      expect(a.frames.filter((f) => f.type === 'error')).toEqual([]);
+    });
+
     it("sends stop when the typer's last connection closes", async () => {
       const [ann, bob, conv] = [u('ann'), u('bob'), u('c')];
       await putConversation(t.http, conv, [ann, bob]);
