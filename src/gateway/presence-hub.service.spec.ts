@@ -123,6 +123,24 @@ describe('PresenceHub', () => {
     }
   });
 
+  it('an unsubscribe right behind the subscribe wins: no snapshot, nothing watched', async () => {
+    const { hub, registry, presenceFrames, refresh } = await setup();
+    try {
+      const ann = fakeConnection('a1', 'ann');
+      registry.add(ann.conn);
+      hub.handle(ann.conn, { type: 'presence.subscribe', payload: { conversation_id: 'c' } });
+      hub.handle(ann.conn, { type: 'presence.unsubscribe', payload: { conversation_id: 'c' } });
+      await flush();
+      await flush();
+      registry.add(fakeConnection('b1', 'bob').conn);
+      await flush();
+      await refresh();
+      expect(presenceFrames(ann)).toEqual([]);
+    } finally {
+      hub.onApplicationShutdown();
+    }
+  });
+
   it('refuses a subscription over the per-connection cap with rate_limited', async () => {
     const config = loadConfig({ NODE_ENV: 'test', PRESENCE_MAX_SUBSCRIPTIONS: '1' }) as Config;
     const directory = new MemoryDirectoryStoreDriver();

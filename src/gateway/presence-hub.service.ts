@@ -1,6 +1,6 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { Config } from '../config/config.module';
-import { ClientFrame } from '../protocol/frames';
+import { ClientFrame, ErrorCode } from '../protocol/frames';
 import { MembershipCache } from '../presence/membership.cache';
 import { PresenceChange, PresenceState, PresenceStore } from '../presence/presence.store';
 import { EphemeralBatch, NodeChannel } from '../session/node-channel';
@@ -117,15 +117,13 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
   handle(conn: Connection, frame: PresenceFrame): void {
     const conversationId = frame.payload.conversation_id;
     let subs = this.subs.get(conn);
+    const previous = subs?.get(conversationId);
     if (frame.type === 'presence.unsubscribe') {
-      const sub = subs?.get(conversationId);
-      if (!sub) return;
-      subs!.delete(conversationId);
-      this.unindex(conn, conversationId, sub.members);
+      if (previous) this.drop(conn, conversationId, previous);
       return;
     }
     const max = this.config.live.presenceMaxSubscriptions;
-    if (!subs?.has(conversationId) && (subs?.size ?? 0) >= max) {
+    if (!previous && (subs?.size ?? 0) >= max) {
       return conn.sendError(
         'rate_limited',
         `at most ${max} presence subscriptions per connection`,
@@ -133,50 +131,64 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
       );
     }
     if (!subs) this.subs.set(conn, (subs = new Map()));
-    void this.subscribe(conn, conversationId, frame.msg_id).catch((err: Error) => {
+    // The slot is taken now, in frame order: a later unsubscribe or re-subscribe replaces it, and the
+    // pending subscribe then notices and stops. A re-subscribe starts over with a fresh snapshot.
+    if (previous) this.unindex(conn, conversationId, previous.members);
+    const sub: Subscription = { members: [], ready: false };
+    subs.set(conversationId, sub);
+    void this.subscribe(conn, conversationId, sub, frame.msg_id).catch((err: Error) => {
       this.logger.warn(`presence subscribe failed: ${err.message}`);
-      const sub = this.subs.get(conn)?.get(conversationId);
-      if (sub && !sub.ready) {
-        this.subs.get(conn)!.delete(conversationId);
-        this.unindex(conn, conversationId, sub.members);
-      }
+      if (this.subs.get(conn)?.get(conversationId) !== sub) return;
+      this.drop(conn, conversationId, sub);
       conn.sendError('unavailable', 'presence could not be read, try later', frame.msg_id);
     });
   }
 
-  private async subscribe(conn: Connection, conversationId: string, ref?: string): Promise<void> {
+  private async subscribe(
+    conn: Connection,
+    conversationId: string,
+    sub: Subscription,
+    ref?: string,
+  ): Promise<void> {
     const membership = await this.membership.of(conversationId);
+    if (!this.holds(conn, conversationId, sub)) return; // unsubscribed, replaced or closed meanwhile
     const members = membership.members;
-    if (!members) return conn.sendError('not_found', `conversation ${conversationId} does not exist`, ref);
-    if (!membership.has(conn.userId)) {
-      return conn.sendError('forbidden', `you are not a member of conversation ${conversationId}`, ref);
-    }
-    const max = this.config.live.presenceMaxMembers;
-    if (members.length > max) {
-      return conn.sendError(
+    let refusal: [ErrorCode, string] | null = null;
+    if (!members) refusal = ['not_found', `conversation ${conversationId} does not exist`];
+    else if (!membership.has(conn.userId)) {
+      refusal = ['forbidden', `you are not a member of conversation ${conversationId}`];
+    } else if (members.length > this.config.live.presenceMaxMembers) {
+      const max = this.config.live.presenceMaxMembers;
+      refusal = [
         'too_large',
         `conversation ${conversationId} has ${members.length} members; presence covers at most ${max}`,
-        ref,
-      );
+      ];
     }
-    const subs = this.subs.get(conn);
-    if (!subs || !this.registry.all.has(conn)) return; // closed meanwhile
-    const previous = subs.get(conversationId);
-    if (previous) this.unindex(conn, conversationId, previous.members); // a re-subscribe: a fresh snapshot
-    if (!previous && subs.size >= this.config.live.presenceMaxSubscriptions) {
-      return conn.sendError('rate_limited', 'too many presence subscriptions', ref);
+    if (refusal || !members) {
+      this.drop(conn, conversationId, sub);
+      if (refusal) conn.sendError(refusal[0], refusal[1], ref);
+      return;
     }
-    const sub: Subscription = { members, ready: false };
-    subs.set(conversationId, sub);
+    sub.members = members;
     const fresh = this.index(conn, conversationId, members);
     if (fresh.length > 0) {
       const states = await this.store.watch(this.node, fresh);
       for (const [user, state] of states) this.learn(user, state);
     }
-    if (subs.get(conversationId) !== sub || !this.registry.all.has(conn)) return; // replaced or closed
+    if (!this.holds(conn, conversationId, sub)) return;
     sub.ready = true;
     const online = members.filter((m) => this.known.get(m)?.online);
     conn.sendRaw(JSON.stringify({ type: 'presence', payload: { conversation_id: conversationId, online } }));
+  }
+
+  private holds(conn: Connection, conversationId: string, sub: Subscription): boolean {
+    return this.subs.get(conn)?.get(conversationId) === sub && this.registry.all.has(conn);
+  }
+
+  private drop(conn: Connection, conversationId: string, sub: Subscription): void {
+    const subs = this.subs.get(conn);
+    if (subs?.get(conversationId) === sub) subs.delete(conversationId);
+    this.unindex(conn, conversationId, sub.members);
   }
 
   // ---- the watcher index ----
