@@ -15,6 +15,8 @@ type PresenceItem = NonNullable<EphemeralBatch['presence']>[number];
 
 /** Users whose offline check one sweep call takes on. */
 const SWEEP_LIMIT = 500;
+/** Members one connection's subscriptions may cover together, in PRESENCE_MAX_MEMBERS: bounds the index per connection. */
+const WATCHED_PER_CONNECTION = 5;
 
 /** One conversation a connection watches. `ready` once its snapshot is out (changes wait until then). */
 interface Subscription {
@@ -51,6 +53,7 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
   /** Users with a connection on this node. */
   private readonly local = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
+  private readonly maxWatched: number;
   /** Timer work still running: a slow store makes the next tick skip, not pile up. */
   private readonly busy = new Set<string>();
 
@@ -64,6 +67,7 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
     metrics: MetricsService,
   ) {
     this.boundary = new Containment(metrics, this.logger);
+    this.maxWatched = WATCHED_PER_CONNECTION * config.live.presenceMaxMembers;
   }
 
   onApplicationBootstrap(): void {
@@ -164,6 +168,12 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
         `conversation ${conversationId} has ${members.length} members; presence covers at most ${max}`,
       ];
     }
+    if (!refusal && members && this.watchedBy(conn) + members.length > this.maxWatched) {
+      refusal = [
+        'rate_limited',
+        `presence subscriptions of one connection cover at most ${this.maxWatched} members`,
+      ];
+    }
     if (refusal || !members) {
       this.drop(conn, conversationId, sub);
       if (refusal) conn.sendError(refusal[0], refusal[1], ref);
@@ -179,6 +189,13 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
     sub.ready = true;
     const online = members.filter((m) => this.known.get(m)?.online);
     conn.sendRaw(JSON.stringify({ type: 'presence', payload: { conversation_id: conversationId, online } }));
+  }
+
+  /** Members covered by the connection's subscriptions (at most PRESENCE_MAX_SUBSCRIPTIONS to add up). */
+  private watchedBy(conn: Connection): number {
+    let n = 0;
+    for (const sub of this.subs.get(conn)?.values() ?? []) n += sub.members.length;
+    return n;
   }
 
   private holds(conn: Connection, conversationId: string, sub: Subscription): boolean {

@@ -248,6 +248,25 @@ describe('live features: typing and presence (v1.1)', () => {
       expect((await a.next(errorOf('p4'))).payload?.code).toBe('bad_frame');
     });
 
+    it('bounds the members one connection watches: 5 × PRESENCE_MAX_MEMBERS', async () => {
+      const ann = u('ann');
+      const convs = [1, 2, 3, 4, 5, 6].map((i) => u(`g${i}`));
+      for (const c of convs)
+        await putConversation(t.http, c, [ann, ...[1, 2, 3, 4].map((i) => u(`${c}m${i}`))]);
+      const a = await connect(ann);
+      for (const c of convs.slice(0, 5)) {
+        subscribe(a, c);
+        await a.next(snapshotOf(c));
+      }
+      subscribe(a, convs[5], 'w6');
+      const refused = await a.next(errorOf('w6'));
+      expect(refused.payload).toMatchObject({ code: 'rate_limited' });
+      expect(refused.payload?.message).toContain('25 members');
+      a.send({ type: 'presence.unsubscribe', payload: { conversation_id: convs[0] } });
+      subscribe(a, convs[5]);
+      expect((await a.next(snapshotOf(convs[5]))).payload?.online).toEqual([ann]);
+    });
+
     it('GET /v1/presence answers the status of the users asked about', async () => {
       const [ann, bob] = [u('ann'), u('bob')];
       await connect(ann);
