@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import { connect as sdkConnect, RelayClient } from '../../packages/client/src/index';
 import type { PresenceChange } from '../../packages/client/src/index';
 import { TcpProxy } from '../support/tcp-proxy';
-import { putConversation, startTestApp, TestApp } from '../support/test-app';
+import { productionEngine, putConversation, startTestApp, TestApp } from '../support/test-app';
 import { waitFor } from '../support/wait-for';
 import { Frame, TestClient } from '../support/ws-client';
 
@@ -12,6 +12,9 @@ import { Frame, TestClient } from '../support/ws-client';
  * (both engines: this file is in the e2e-production list).
  */
 const GRACE_MS = 400;
+
+// Booting an app on the production engines (a fresh Kafka topic, a database) takes seconds under load.
+jest.setTimeout(productionEngine ? 60_000 : 30_000);
 
 describe('live features: typing and presence (v1.1)', () => {
   let t: TestApp;
