@@ -9,6 +9,7 @@ import { GatewayModule } from './gateway/gateway.module';
 import { HealthModule } from './health/health.module';
 import { NodeStatusModule } from './health/node-status';
 import { MetricsModule } from './metrics/metrics.module';
+import { PresenceModule } from './presence/presence.module';
 import { RouterModule } from './router/router.module';
 import { TracingShutdown } from './common/tracing';
 import { PublishModule } from './publish/publish.module';
@@ -28,6 +29,7 @@ export class AppModule {
         NodeStatusModule,
         HealthModule,
         DirectoryModule,
+        PresenceModule, // GET /v1/presence on every role, like the directory API
         ...(config.roles.has('gateway') ? [GatewayModule] : []),
         ...(config.roles.has('router') ? [RouterModule] : []),
         // Not loaded at all when off: /console is then a plain 404.

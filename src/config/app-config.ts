@@ -85,6 +85,14 @@ export interface AppConfig {
   /** The debug console at /console (src/console): on outside production unless DEBUG_CONSOLE=false. */
   console: { enabled: boolean };
   sessionTtlMs: number;
+  /** v1.1 typing and presence (src/presence, src/gateway/typing.service.ts, presence-hub.service.ts). */
+  live: {
+    typingExpiresMs: number;
+    typingIntervalMs: number;
+    presenceGraceMs: number;
+    presenceMaxMembers: number;
+    presenceMaxSubscriptions: number;
+  };
   shutdownTimeoutMs: number;
   outbox: { retentionSec: number; purgeIntervalMs: number; purgeChunk: number };
   directory: {
@@ -216,6 +224,13 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
     console: { enabled: e.DEBUG_CONSOLE ?? env !== 'production' },
     // Three missed heartbeats before a crashed node's sessions vanish on their own.
     sessionTtlMs: e.SESSION_TTL_MS ?? heartbeatMs * 3,
+    live: {
+      typingExpiresMs: e.TYPING_EXPIRES_MS ?? 6_000,
+      typingIntervalMs: e.TYPING_INTERVAL_MS ?? 2_000,
+      presenceGraceMs: e.PRESENCE_GRACE_MS ?? 5_000,
+      presenceMaxMembers: e.PRESENCE_MAX_MEMBERS ?? 1_000,
+      presenceMaxSubscriptions: e.PRESENCE_MAX_SUBSCRIPTIONS ?? 100,
+    },
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS ?? 10_000,
     outbox: {
       retentionSec: e.OUTBOX_RETENTION_SEC ?? 24 * 3600,

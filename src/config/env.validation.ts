@@ -457,6 +457,39 @@ export class EnvVars {
   @IsInt()
   @Min(1000)
   SESSION_TTL_MS?: number;
+
+  // ---- v1.1 ephemeral live features: typing and presence ----
+  @Doc('Live', '`6000`', 'how long a typing `start` lasts on the receiver (`expires_in_ms`)')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(500)
+  TYPING_EXPIRES_MS?: number;
+  @Doc('Live', '`2000`', 'at most one relayed typing `start` per user per conversation per this many ms')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(100)
+  TYPING_INTERVAL_MS?: number;
+  @Doc('Live', '`5000`', 'a user is announced offline this long after their last connection closed')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  PRESENCE_GRACE_MS?: number;
+  @Doc('Live', '`1000`', 'largest conversation a presence subscription accepts (`too_large` beyond)')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(10000)
+  PRESENCE_MAX_MEMBERS?: number;
+  @Doc('Live', '`100`', 'presence subscriptions per connection (`rate_limited` beyond)')
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  PRESENCE_MAX_SUBSCRIPTIONS?: number;
   @Doc('Process', '`10000`', 'bound on the SIGTERM drain; the process exits by then')
   @IsOptional()
   @Transform(toInt)

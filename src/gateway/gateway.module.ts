@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { BusModule } from '../bus/bus.module';
 import { DirectoryModule } from '../directory/directory.module';
 import { OutboxModule } from '../outbox/outbox.module';
+import { PresenceModule } from '../presence/presence.module';
 import { SessionModule } from '../session/session.module';
 import { AdmissionService } from './admission.service';
 import { AuthService } from './auth.service';
@@ -11,13 +12,15 @@ import { GatewayServer } from './gateway.server';
 import { HeartbeatService } from './heartbeat.service';
 import { IngressService } from './ingress.service';
 import { IngressPipeline } from './ingress-pipeline';
+import { PresenceHub } from './presence-hub.service';
 import { ResumeService } from './resume.service';
+import { TypingService } from './typing.service';
 import { TailHub } from './tail.hub';
 import { PollController } from './poll/poll.controller';
 import { PollService } from './poll/poll.service';
 
 @Module({
-  imports: [BusModule, DirectoryModule, OutboxModule, SessionModule],
+  imports: [BusModule, DirectoryModule, OutboxModule, SessionModule, PresenceModule],
   // Long polling (issue 12): the same connections behind another transport.
   controllers: [PollController],
   providers: [
@@ -32,6 +35,9 @@ import { PollService } from './poll/poll.service';
     GatewayServer,
     TailHub,
     PollService,
+    // v1.1 live features (ephemeral)
+    TypingService,
+    PresenceHub,
   ],
   // For the debug console (src/console), which reads them; the gateway never imports the console.
   // IngressPipeline: for the HTTP publish API (src/publish), the same checks and publish as a `send`.

@@ -21,6 +21,8 @@ import { EgressService } from './egress.service';
 import { decodeFrame, frameRef } from './frame.codec';
 import { HeartbeatService } from './heartbeat.service';
 import { IngressService } from './ingress.service';
+import { PresenceHub } from './presence-hub.service';
+import { TypingService } from './typing.service';
 import { FrameSink, verdictOf } from './relay-ws.adapter';
 import { HeldFrameHandler, ResumeService } from './resume.service';
 
@@ -73,6 +75,8 @@ export class GatewayServer
     private readonly resume: ResumeService,
     private readonly heartbeat: HeartbeatService,
     private readonly metrics: MetricsService,
+    private readonly typing: TypingService,
+    private readonly presence: PresenceHub,
   ) {
     this.boundary = new Containment(metrics, this.logger);
   }
@@ -228,6 +232,12 @@ export class GatewayServer
         return; // accepted; kept for receipts and metrics later
       case 'ping':
         return conn.sendRaw('{"type":"pong"}');
+      // v1.1 ephemeral live features
+      case 'typing':
+        return this.typing.handle(conn, frame);
+      case 'presence.subscribe':
+      case 'presence.unsubscribe':
+        return this.presence.handle(conn, frame);
     }
   }
 

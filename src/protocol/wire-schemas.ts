@@ -49,6 +49,37 @@ export const PUSH_BATCH_SCHEMA = {
   },
 } as const;
 
+/** A typing/presence batch between gateways (EphemeralBatch, src/session/node-channel.ts). */
+export const EPHEMERAL_BATCH_SCHEMA = {
+  type: 'object',
+  required: ['kind'],
+  properties: {
+    kind: { const: 'ephemeral' },
+    typing: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['c', 'u', 's', 'x', 't'],
+        properties: {
+          c: { type: 'string' },
+          u: { type: 'string' },
+          s: { enum: ['start', 'stop'] },
+          x: { type: 'integer', minimum: 0 },
+          t: { type: 'array', items: { type: 'string' } },
+        },
+      },
+    },
+    presence: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['u', 'on', 'v'],
+        properties: { u: { type: 'string' }, on: { type: 'boolean' }, v: { type: 'number' } },
+      },
+    },
+  },
+} as const;
+
 /** A send's reserved ack in the dedupe store (AckRecord, src/session/send-dedupe.ts). */
 export const ACK_RECORD_SCHEMA = {
   type: 'object',

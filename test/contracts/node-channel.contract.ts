@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
-import { NodeChannel, NodeSubscriber, PushBatch } from '../../src/session/node-channel';
+import { EphemeralBatch, NodeChannel, NodeSubscriber, PushBatch } from '../../src/session/node-channel';
 import { waitFor } from '../support/wait-for';
 
 /**
@@ -87,6 +87,36 @@ export function nodeChannelContract(driver: string, harness: () => NodeChannelHa
       expect(ra.batches).toEqual([...forA, batch('marker-a')]);
       expect(rb.batches).toEqual([...forB, batch('marker-b')]);
       expect(ra.resyncs + rb.resyncs).toBe(0); // subscribing is not a resync
+    });
+
+    it('v1.1: carries ephemeral batches to the listener of their node, in order, apart from push batches', async () => {
+      const net = h.network();
+      const channel = await net.channel();
+      const node = nodeId('gw');
+      const pushes = new Recorder();
+      const ephemeral: EphemeralBatch[] = [];
+      await channel.subscribe(node, pushes);
+      channel.listenEphemeral((b) => ephemeral.push(b));
+      const typing: EphemeralBatch = {
+        kind: 'ephemeral',
+        typing: [{ c: 'c1', u: 'ann', s: 'start', x: 6000, t: ['bob', 'cy'] }],
+      };
+      const presence: EphemeralBatch = { kind: 'ephemeral', presence: [{ u: 'ann', on: false, v: 17 }] };
+      await channel.publishEphemeral(new Map([[node, typing]]));
+      await channel.publishEphemeral(
+        new Map([
+          [node, presence],
+          [nodeId('other'), typing],
+        ]),
+      );
+      await channel.publish(new Map([[node, batch('after')]]));
+      await waitFor(() => pushes.batches.length === 1, 3_000, 'the push batch behind them');
+      await waitFor(() => ephemeral.length === 2, 3_000, 'both ephemeral batches');
+      expect(ephemeral).toEqual([typing, presence]);
+      expect(pushes.batches).toEqual([batch('after')]);
+      expect(pushes.resyncs).toBe(0);
+      channel.listenEphemeral(null);
+      await channel.unsubscribe();
     });
 
     it('keeps delivering after a subscriber threw', async () => {

@@ -3,6 +3,7 @@ import type { FetchLike } from './long-poll-socket.js';
 // The client's public shapes: options in, events and results out. relay-client.ts exports them
 // (index.ts takes them from there); the parts of the client import them from here.
 import type { RelayError } from './errors.js';
+import type { TypingEvent } from './typing.js';
 import type { WebSocketConstructor } from './socket.js';
 import type { CursorStorage } from './storage.js';
 
@@ -52,6 +53,10 @@ export interface ConnectOptions {
   dedupeCapacity?: number;
   /** Sends whose frame exceeds this many bytes reject `too_large` without being sent. Default 65 536 (the server's default). */
   maxFrameBytes?: number;
+  /** v1.1 typing(): a `start` is re-sent at most this often while typing. Default 2000 ms (the server's relay interval). */
+  typingIntervalMs?: number;
+  /** v1.1 typing(): no keystroke for this long sends `stop`. Default 3000 ms. */
+  typingIdleMs?: number;
   /** Uniform random in [0, 1) used for jitter; injectable for tests. Default Math.random. */
   random?: () => number;
   /**
@@ -130,4 +135,6 @@ export interface ClientEvents {
   error: RelayError;
   /** The transport now in use: on the first welcome and whenever a connection uses another one. */
   transport: Transport;
+  /** v1.1: another member started or stopped typing (a start also stops on its own when it expires). */
+  typing: TypingEvent;
 }

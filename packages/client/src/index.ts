@@ -7,9 +7,13 @@ export type {
   ConnectOptions,
   DisconnectEvent,
   Message,
+  PresenceChange,
+  PresenceEvents,
+  PresenceSubscription,
   ResetEvent,
   SendOptions,
   Session,
+  TypingEvent,
 } from './relay-client.js';
 export { RelayError } from './errors.js';
 export type { ClientErrorCode, RelayErrorCode } from './errors.js';
@@ -21,8 +25,10 @@ export type {
   ClientFrame,
   ErrorPayload,
   MessagePayload,
+  PresencePayload,
   ServerErrorCode,
   ServerFrame,
+  TypingPayload,
   WelcomePayload,
 } from './protocol.js';
 export type { WebSocketConstructor, WebSocketLike } from './socket.js';

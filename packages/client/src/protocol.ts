@@ -14,7 +14,9 @@ export type {
   ErrorPayload,
   ErrorCode as ServerErrorCode,
   MessagePayload,
+  PresencePayload,
   ServerFrame,
+  TypingPayload,
   WelcomePayload,
 } from './protocol.generated.js';
 
@@ -104,6 +106,40 @@ export function parseServerFrame(data: unknown): ParseResult {
     }
     case 'pong':
       return { ok: true, frame: { type: 'pong' } };
+    // v1.1 ephemeral frames
+    case 'typing':
+      if (!isObj(p) || !isStr(p.conversation_id) || !isStr(p.user_id)) return bad('payload incomplete');
+      if (p.state !== 'start' && p.state !== 'stop') return bad('payload.state unknown');
+      return {
+        ok: true,
+        frame: {
+          type: 'typing',
+          payload: {
+            conversation_id: p.conversation_id,
+            user_id: p.user_id,
+            state: p.state,
+            expires_in_ms: isNum(p.expires_in_ms) && p.expires_in_ms > 0 ? p.expires_in_ms : 0,
+          },
+        },
+      };
+    case 'presence':
+      if (!isObj(p) || !isStr(p.conversation_id)) return bad('payload.conversation_id missing');
+      if (Array.isArray(p.online)) {
+        const online = p.online.filter(isStr);
+        return {
+          ok: true,
+          frame: { type: 'presence', payload: { conversation_id: p.conversation_id, online } },
+        };
+      }
+      if (!isStr(p.user_id) || (p.status !== 'online' && p.status !== 'offline'))
+        return bad('payload incomplete');
+      return {
+        ok: true,
+        frame: {
+          type: 'presence',
+          payload: { conversation_id: p.conversation_id, user_id: p.user_id, status: p.status },
+        },
+      };
     default:
       return { ok: true, frame: undefined };
   }

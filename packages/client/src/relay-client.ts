@@ -3,6 +3,8 @@ import { ConnectionLoop } from './connection-loop.js';
 import { Delivery } from './delivery.js';
 import { Emitter } from './emitter.js';
 import { RelayError, describe } from './errors.js';
+import { PresenceSubscriptions } from './presence.js';
+import type { PresenceSubscription } from './presence.js';
 import { parseServerFrame } from './protocol.js';
 import type { WelcomePayload } from './protocol.js';
 import { SendQueue } from './send-queue.js';
@@ -12,6 +14,7 @@ import { TRANSPORTS } from './transport.js';
 import type { Transport } from './transport.js';
 import type { FetchLike } from './long-poll-socket.js';
 import { memoryStorage } from './storage.js';
+import { Typing } from './typing.js';
 
 export type {
   Ack,
@@ -24,6 +27,8 @@ export type {
   SendOptions,
   Session,
 } from './api.js';
+export type { PresenceChange, PresenceEvents, PresenceSubscription } from './presence.js';
+export type { TypingEvent } from './typing.js';
 
 /**
  * A connection to the relay that survives network failures. See README.md for the guarantees.
@@ -41,6 +46,9 @@ export class RelayClient extends Emitter<ClientEvents> {
   private readonly loop: ConnectionLoop;
   private readonly sends: SendQueue;
   private readonly delivery: Delivery;
+  // v1.1 ephemeral live features
+  private readonly typingState: Typing;
+  private readonly presence: PresenceSubscriptions;
   private _state: ConnectionState = 'connecting';
 
   /** Prefer connect(); constructing the client starts connecting, exactly like connect() does. */
@@ -54,7 +62,10 @@ export class RelayClient extends Emitter<ClientEvents> {
       lost: (code) => this.sends.lost(code),
       giveUp: (err) => this.shutdown(err),
       setState: (state) => this.setState(state),
-      disconnected: (event) => this.emit('disconnect', event),
+      disconnected: (event) => {
+        this.typingState.disconnected();
+        this.emit('disconnect', event);
+      },
       error: (err) => this.emit('error', err),
       transport: (name) => this.emit('transport', name),
       cursor: () => this.delivery.lastCursor,
@@ -64,6 +75,8 @@ export class RelayClient extends Emitter<ClientEvents> {
       deliver: (message) => this.emit('message', message),
       error: (err) => this.emit('error', err),
     });
+    this.typingState = new Typing(this.loop, settings, (event) => this.emit('typing', event));
+    this.presence = new PresenceSubscriptions(this.loop, (err) => this.emit('error', err));
     // Asynchronous from the first await on, so listeners attached right after connect() see everything.
     this.loop.start();
   }
@@ -123,6 +136,34 @@ export class RelayClient extends Emitter<ClientEvents> {
   }
 
   /**
+   * v1.1 typing indicator: call on every keystroke in a conversation. Sends `start` at once and again
+   * at most every `typingIntervalMs` while the user keeps typing, and `stop` after `typingIdleMs`
+   * without a call. Best effort: nothing is queued while offline.
+   */
+  typing(conversationId: string): void {
+    this.typingState.typing(conversationId);
+  }
+
+  /** v1.1: the user stopped typing (e.g. sent the message): sends `stop` now if a `start` went out. */
+  stopTyping(conversationId: string): void {
+    this.typingState.stop(conversationId);
+  }
+
+  /** v1.1: the other members typing in the conversation now (starts expire on their own). */
+  typingUsers(conversationId: string): string[] {
+    return this.typingState.typingUsers(conversationId);
+  }
+
+  /**
+   * v1.1 presence: the live set of the conversation's online members, with `change` events. The
+   * subscription is restored after every reconnect (a fresh snapshot; the differences are emitted as
+   * changes). One subscription per conversation: subscribing twice returns the same one.
+   */
+  subscribePresence(conversationId: string): PresenceSubscription {
+    return this.presence.subscribe(conversationId);
+  }
+
+  /**
    * Reconnects at once instead of waiting out the back-off (e.g. from a "retry now" button). A
    * no-op while open, while an attempt is under way, and once closed. Browsers do this by
    * themselves on the `online` event and when the tab becomes visible again.
@@ -147,6 +188,8 @@ export class RelayClient extends Emitter<ClientEvents> {
    */
   private shutdown(reason: RelayError): void {
     if (this.loop.stopped) return;
+    this.typingState.close();
+    this.presence.close();
     this.delivery.close();
     this.loop.stop();
     this.sends.close(reason);
@@ -174,8 +217,13 @@ export class RelayClient extends Emitter<ClientEvents> {
         return this.delivery.message(frame.msg_id, frame.payload);
       case 'ack':
         return this.sends.acked(frame.msg_id, frame.payload);
+      case 'typing':
+        return this.typingState.received(frame.payload);
+      case 'presence':
+        return this.presence.received(frame.payload);
       case 'error': {
         const { code, message } = frame.payload;
+        if (this.presence.refused(code, message, frame.msg_id)) return;
         if (!this.sends.refused(code, message, frame.msg_id)) {
           this.emit('error', new RelayError(code, message, frame.msg_id));
         }
@@ -195,6 +243,7 @@ export class RelayClient extends Emitter<ClientEvents> {
     this.loop.welcome(p);
     this.delivery.welcome(p);
     this.sends.resend();
+    this.presence.welcomed();
     this.setState('open');
     if (!p.recovered && !this.loop.stopped) this.emit('reset', { cursor: this.delivery.presentedCursor });
   }
@@ -256,6 +305,8 @@ function resolveOptions(options: ConnectOptions) {
     fallbackAfter: positive(options.fallbackAfter, 2, 'fallbackAfter'),
     wsRetryMs: positive(options.wsRetryMs, 30_000, 'wsRetryMs'),
     fetch: fetchImpl,
+    typingIntervalMs: positive(options.typingIntervalMs, 2000, 'typingIntervalMs'),
+    typingIdleMs: positive(options.typingIdleMs, 3000, 'typingIdleMs'),
   };
 }
 

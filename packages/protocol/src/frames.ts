@@ -14,7 +14,15 @@ export type ClientFrame =
   | { type: 'send'; msg_id: string; payload: { conversation_id: string; body: unknown } }
   /** Cumulative: `msg_id` is the last delivery cursor the client has. */
   | { type: 'confirm'; msg_id: string }
-  | { type: 'ping' };
+  | { type: 'ping' }
+  // v1.1 ephemeral frames (best effort, at most once; never stored). `msg_id`, when given, is echoed by errors.
+  /** The sender is typing (`start`, repeat while typing) or stopped (`stop`) in a conversation. */
+  | { type: 'typing'; msg_id?: string; payload: { conversation_id: string; state: TypingState } }
+  /** Snapshot of the conversation's online members, then one `presence` frame per change. */
+  | { type: 'presence.subscribe'; msg_id?: string; payload: { conversation_id: string } }
+  | { type: 'presence.unsubscribe'; msg_id?: string; payload: { conversation_id: string } };
+
+export type TypingState = 'start' | 'stop';
 
 // ---- server -> client ----
 
@@ -55,6 +63,22 @@ export interface ErrorPayload {
   message: string;
 }
 
+/** v1.1: another member typing. `expires_in_ms`: drop a `start` after this long unless renewed (0 on `stop`). */
+export interface TypingPayload {
+  conversation_id: string;
+  user_id: string;
+  state: TypingState;
+  expires_in_ms: number;
+}
+
+/**
+ * v1.1: a presence snapshot (`online`: the members online when the subscription started) or one
+ * change (`user_id` + `status`).
+ */
+export type PresencePayload =
+  | { conversation_id: string; online: string[] }
+  | { conversation_id: string; user_id: string; status: 'online' | 'offline' };
+
 export type ServerFrame =
   | { type: 'welcome'; payload: WelcomePayload }
   /** msg_id is the delivery cursor: opaque, strictly increasing per user. */
@@ -63,4 +87,6 @@ export type ServerFrame =
   | { type: 'ack'; msg_id: string; payload: AckPayload }
   /** msg_id is the client ref of the send that failed, when there is one. */
   | { type: 'error'; msg_id?: string; payload: ErrorPayload }
-  | { type: 'pong' };
+  | { type: 'pong' }
+  | { type: 'typing'; payload: TypingPayload }
+  | { type: 'presence'; payload: PresencePayload };

@@ -15,7 +15,10 @@ export type {
   ClientFrame,
   ErrorPayload,
   MessagePayload,
+  PresencePayload,
   ServerFrame,
+  TypingPayload,
+  TypingState,
   WelcomePayload,
 } from './frames.ts';
 
@@ -102,6 +105,25 @@ export const FRAME_SCHEMA = {
   },
 } as const;
 
+// ---- v1.1 live features (ephemeral) ----
+
+export const TYPING_STATES = ['start', 'stop'] as const;
+export const PRESENCE_STATUSES = ['online', 'offline'] as const;
+
+/** A frame whose payload names one conversation (presence.subscribe / presence.unsubscribe). */
+const CONVERSATION_FRAME_SCHEMA = {
+  type: 'object',
+  required: ['payload'],
+  properties: {
+    msg_id: { type: 'string', minLength: 1, maxLength: MAX_REF_LENGTH },
+    payload: {
+      type: 'object',
+      required: ['conversation_id'],
+      properties: { conversation_id: { type: 'string', pattern: ID_PATTERN_SOURCE } },
+    },
+  },
+} as const;
+
 /**
  * Per client frame type, checked after FRAME_SCHEMA; a type not listed is `unknown_type`, a frame
  * that fails its schema `bad_frame`. Unknown fields are ignored (no `additionalProperties: false`).
@@ -134,4 +156,22 @@ export const CLIENT_FRAME_SCHEMAS = {
     properties: { msg_id: { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH } },
   },
   ping: { type: 'object' },
+  // v1.1 ephemeral frames
+  typing: {
+    type: 'object',
+    required: ['payload'],
+    properties: {
+      msg_id: { type: 'string', minLength: 1, maxLength: MAX_REF_LENGTH },
+      payload: {
+        type: 'object',
+        required: ['conversation_id', 'state'],
+        properties: {
+          conversation_id: { type: 'string', pattern: ID_PATTERN_SOURCE },
+          state: { enum: TYPING_STATES },
+        },
+      },
+    },
+  },
+  'presence.subscribe': CONVERSATION_FRAME_SCHEMA,
+  'presence.unsubscribe': CONVERSATION_FRAME_SCHEMA,
 } as const satisfies Record<ClientFrame['type'], object>;

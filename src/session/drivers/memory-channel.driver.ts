@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
+import { EphemeralBatch, NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
 
 /** In-process channels; batches are handed over on a later tick, as they would arrive from Redis. */
 export class MemoryChannelDriver extends NodeChannel {
@@ -11,6 +11,21 @@ export class MemoryChannelDriver extends NodeChannel {
     for (const [node, batch] of batches) {
       const sub = this.subscribers.get(node);
       if (sub) setImmediate(() => this.deliver(sub, batch));
+    }
+  }
+
+  override async publishEphemeral(batches: Map<string, EphemeralBatch>): Promise<void> {
+    // One process: only our own node can be subscribed here.
+    for (const [node, batch] of batches) {
+      if (node === this.own) setImmediate(() => this.handOver(batch));
+    }
+  }
+
+  private handOver(batch: EphemeralBatch): void {
+    try {
+      this.deliverEphemeral(batch);
+    } catch (err) {
+      this.logger.error(`ephemeral batch handler failed: ${(err as Error).message}`);
     }
   }
 

@@ -1,8 +1,13 @@
 import { Logger } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { RedisConnections, closeRedis, execChecked } from '../../redis/redis.module';
-import { compileWireSchema, deliveriesInRange, PUSH_BATCH_SCHEMA } from '../../protocol/wire-schemas';
-import { NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
+import {
+  compileWireSchema,
+  deliveriesInRange,
+  EPHEMERAL_BATCH_SCHEMA,
+  PUSH_BATCH_SCHEMA,
+} from '../../protocol/wire-schemas';
+import { EphemeralBatch, NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
 
 /** Longest excerpt of a malformed message that goes into the log. */
 const LOG_EXCERPT = 120;
@@ -35,6 +40,13 @@ export class RedisChannelDriver extends NodeChannel {
   }
 
   async publish(batches: Map<string, PushBatch>): Promise<void> {
+    if (batches.size === 0) return;
+    const p = this.connections.command.pipeline();
+    for (const [node, batch] of batches) p.publish(this.channelOf(node), JSON.stringify(batch));
+    await execChecked(p);
+  }
+
+  override async publishEphemeral(batches: Map<string, EphemeralBatch>): Promise<void> {
     if (batches.size === 0) return;
     const p = this.connections.command.pipeline();
     for (const [node, batch] of batches) p.publish(this.channelOf(node), JSON.stringify(batch));
@@ -108,6 +120,18 @@ export class RedisChannelDriver extends NodeChannel {
     } catch {
       batch = undefined;
     }
+    if (isObject(batch) && batch.kind === 'ephemeral') {
+      if (!isEphemeralBatch(batch)) {
+        this.logger.warn(`ignoring malformed ephemeral batch: ${message.slice(0, LOG_EXCERPT)}`);
+        return;
+      }
+      try {
+        this.deliverEphemeral(batch);
+      } catch (err) {
+        this.logger.error(`ephemeral batch handler failed: ${(err as Error).message}`);
+      }
+      return;
+    }
     if (!isPushBatch(batch)) {
       this.logger.warn(`ignoring malformed push batch: ${message.slice(0, LOG_EXCERPT)}`);
       return;
@@ -141,6 +165,12 @@ export class RedisChannelDriver extends NodeChannel {
           : Promise.reject(new Error(`subscriber connection is ${sub.client.status}`))),
     ]);
   }
+}
+
+const isEphemeralBatch = compileWireSchema<EphemeralBatch>(EPHEMERAL_BATCH_SCHEMA);
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null;
 }
 
 const hasPushBatchShape = compileWireSchema<PushBatch>(PUSH_BATCH_SCHEMA);

@@ -1,0 +1,164 @@
+import { addRoute, PresenceChange, PresenceState, PresenceStore } from '../presence.store';
+
+interface UserPresence {
+  online: boolean;
+  version: number;
+  /** node -> last refresh (ms). */
+  nodes: Map<string, number>;
+}
+
+/**
+ * PresenceStore in one process (embedded engine), with the Redis driver's rules: node refreshes and
+ * watches expire after `ttlMs`, the offline check runs when due, versions only grow.
+ */
+export class MemoryPresenceDriver extends PresenceStore {
+  private readonly users = new Map<string, UserPresence>();
+  /** user -> node -> last watch refresh (ms). */
+  private readonly watchers = new Map<string, Map<string, number>>();
+  /** user -> when the offline check is due (ms). */
+  private readonly due = new Map<string, number>();
+  /** `${user}|${conversation}` -> start slot claimed until (ms). */
+  private readonly typingSlots = new Map<string, number>();
+  private lastVersion = 0;
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    super();
+  }
+
+  async connected(node: string, userIds: string[]): Promise<PresenceChange[]> {
+    const now = this.now();
+    const changes: PresenceChange[] = [];
+    for (const userId of userIds) {
+      const p = this.user(userId);
+      p.nodes.set(node, now);
+      this.due.set(userId, now + this.ttlMs);
+      if (p.online) continue;
+      p.online = true;
+      p.version = this.nextVersion(p.version);
+      changes.push({ userId, online: true, version: p.version, watchers: this.liveWatchers(userId, now) });
+    }
+    return changes;
+  }
+
+  async left(node: string, userIds: string[], graceMs: number): Promise<void> {
+    const at = this.now() + graceMs;
+    for (const userId of userIds) {
+      this.users.get(userId)?.nodes.delete(node);
+      this.due.set(userId, at);
+    }
+  }
+
+  async sweep(limit: number): Promise<PresenceChange[]> {
+    const now = this.now();
+    const cutoff = now - this.ttlMs;
+    const changes: PresenceChange[] = [];
+    let checked = 0;
+    for (const [userId, at] of [...this.due]) {
+      if (at > now) continue;
+      if (++checked > limit) break;
+      const p = this.users.get(userId);
+      let latest = 0;
+      for (const [node, t] of p?.nodes ?? []) {
+        if (t >= cutoff) latest = Math.max(latest, t);
+        else p!.nodes.delete(node);
+      }
+      if (latest > 0) {
+        this.due.set(userId, latest + this.ttlMs);
+        continue;
+      }
+      this.due.delete(userId);
+      if (!p?.online) continue;
+      // Forgotten once offline (bounded by the users online): versions keep growing without it.
+      this.users.delete(userId);
+      const version = this.nextVersion(p.version);
+      changes.push({ userId, online: false, version, watchers: this.liveWatchers(userId, now) });
+    }
+    return changes;
+  }
+
+  async watch(node: string, userIds: string[]): Promise<Map<string, PresenceState>> {
+    const now = this.now();
+    for (const userId of userIds) {
+      let nodes = this.watchers.get(userId);
+      if (!nodes) this.watchers.set(userId, (nodes = new Map()));
+      nodes.set(node, now);
+    }
+    return this.status(userIds);
+  }
+
+  async unwatch(node: string, userIds: string[]): Promise<void> {
+    for (const userId of userIds) {
+      const nodes = this.watchers.get(userId);
+      nodes?.delete(node);
+      if (nodes?.size === 0) this.watchers.delete(userId);
+    }
+  }
+
+  async status(userIds: string[]): Promise<Map<string, PresenceState>> {
+    const out = new Map<string, PresenceState>();
+    for (const userId of userIds) {
+      const p = this.users.get(userId);
+      out.set(userId, { online: p?.online ?? false, version: p?.version ?? 0 });
+    }
+    return out;
+  }
+
+  async typingRoute(
+    userId: string,
+    conversationId: string,
+    state: 'start' | 'stop',
+    recipients: string[],
+    intervalMs: number,
+  ): Promise<Map<string, string[]> | null> {
+    const now = this.now();
+    const slot = `${userId}|${conversationId}`;
+    if (state === 'start') {
+      if ((this.typingSlots.get(slot) ?? 0) > now) return null;
+      this.typingSlots.set(slot, now + intervalMs);
+      this.forgetExpiredSlots(now);
+    } else {
+      this.typingSlots.delete(slot);
+    }
+    const cutoff = now - this.ttlMs;
+    const routes = new Map<string, string[]>();
+    for (const user of recipients) {
+      for (const [node, t] of this.users.get(user)?.nodes ?? [])
+        if (t >= cutoff) addRoute(routes, node, user);
+    }
+    return routes;
+  }
+
+  async ping(): Promise<void> {}
+
+  private user(userId: string): UserPresence {
+    let p = this.users.get(userId);
+    if (!p) this.users.set(userId, (p = { online: false, version: 0, nodes: new Map() }));
+    return p;
+  }
+
+  /** Grows with time like the Redis driver's (microseconds), never repeats. */
+  private nextVersion(prev: number): number {
+    this.lastVersion = Math.max(this.now() * 1000, prev + 1, this.lastVersion + 1);
+    return this.lastVersion;
+  }
+
+  private liveWatchers(userId: string, now: number): string[] {
+    const nodes = this.watchers.get(userId);
+    if (!nodes) return [];
+    const out: string[] = [];
+    for (const [node, t] of nodes) {
+      if (t >= now - this.ttlMs) out.push(node);
+      else nodes.delete(node);
+    }
+    return out;
+  }
+
+  /** Keeps the slot map bounded by the typers of the last interval. */
+  private forgetExpiredSlots(now: number): void {
+    if (this.typingSlots.size < 1024) return;
+    for (const [slot, until] of this.typingSlots) if (until <= now) this.typingSlots.delete(slot);
+  }
+}
