@@ -24,6 +24,7 @@ const PORTS = [
   'protocol',
   'health',
   'metrics',
+  'receipts',
 ];
 
 /** A relative specifier from anywhere under src/ that lands in src/<dir> (`../x`, `../../x`, `./../x`). */

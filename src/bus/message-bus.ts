@@ -1,17 +1,21 @@
+import { BusRecord, ReceiptRecord } from '../protocol/bus-record';
 import { IngressMessage } from '../protocol/envelope';
+
+export type { BusRecord, PublishedRecord } from '../protocol/bus-record';
 
 /** A run of messages from one partition, in partition (= per-conversation) order. */
 export interface BusBatch {
   partition: number;
-  messages: IngressMessage[];
+  /** Records of every kind (src/protocol/bus-record.ts); the router skips kinds it does not know. */
+  messages: BusRecord[];
 }
 
 export type BatchHandler = (batch: BusBatch) => Promise<void>;
 
 /** A quarantined record, as the dead-letter topic (Kafka) or store (memory) keeps it. */
 export interface DeadLetter {
-  /** The message; the raw record value (or null) when it was not an IngressMessage at all. */
-  message: IngressMessage | string | null;
+  /** The record; the raw record value (or null) when it was not a bus record at all. */
+  message: BusRecord | string | null;
   /** Why it was quarantined: `<kind>: <error>` from the router, `malformed` from the Kafka driver. */
   reason: string;
   /** Ingress partition it came from. */
@@ -30,6 +34,8 @@ export interface DeadLetter {
  */
 export abstract class MessageBus {
   abstract publish(message: IngressMessage): Promise<void>;
+  /** v1.1: a receipt marker record, with publish's guarantees (same partition as its conversation's messages). */
+  abstract publishReceipt(record: ReceiptRecord): Promise<void>;
   abstract consume(handler: BatchHandler): Promise<void>;
   /** Lets the batch in progress finish and commit, then leaves the consumer group. */
   abstract stopConsuming(): Promise<void>;
@@ -38,7 +44,7 @@ export abstract class MessageBus {
    * once the dead letter is durable (Kafka: acks=all on the dead-letter topic). A failure must be
    * treated as an outage: the batch is not committed and comes again.
    */
-  abstract deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void>;
+  abstract deadLetter(message: BusRecord, reason: string, partition: number): Promise<void>;
   abstract ping(): Promise<void>;
   abstract close(): Promise<void>;
 }

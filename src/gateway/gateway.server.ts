@@ -22,6 +22,7 @@ import { HeartbeatService } from './heartbeat.service';
 import { IngressService } from './ingress.service';
 import { FrameSink, verdictOf } from './relay-ws.adapter';
 import { HeldFrameHandler, ResumeService } from './resume.service';
+import { ReceiptIngressService } from './receipt-ingress.service';
 
 /**
  * The WebSocket endpoint (`GET /ws` on the HTTP port), a Nest gateway served by RelayWsAdapter: the
@@ -67,6 +68,7 @@ export class GatewayServer
     private readonly resume: ResumeService,
     private readonly heartbeat: HeartbeatService,
     private readonly metrics: MetricsService,
+    private readonly receipts: ReceiptIngressService,
   ) {
     this.boundary = new Containment(metrics, this.logger);
   }
@@ -212,7 +214,9 @@ export class GatewayServer
       case 'send':
         return this.ingress.handleSend(conn, frame);
       case 'confirm':
-        return; // accepted; kept for receipts and metrics later
+        return this.receipts.handleConfirm(conn, frame); // v1.1: delivered receipts
+      case 'read':
+        return this.receipts.handleRead(conn, frame); // v1.1
       case 'ping':
         return conn.sendRaw('{"type":"pong"}');
     }

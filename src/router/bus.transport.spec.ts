@@ -11,6 +11,7 @@ class CapturingBus extends MessageBus {
   handler: BatchHandler | null = null;
   stopped = 0;
   async publish(): Promise<void> {}
+  async publishReceipt(): Promise<void> {}
   async consume(handler: BatchHandler): Promise<void> {
     this.handler = handler;
   }

@@ -14,7 +14,10 @@ export type ClientFrame =
   | { type: 'send'; msg_id: string; payload: { conversation_id: string; body: unknown } }
   /** Cumulative: `msg_id` is the last delivery cursor the client has. */
   | { type: 'confirm'; msg_id: string }
-  | { type: 'ping' };
+  | { type: 'ping' }
+  // ---- v1.1: durable receipts ----
+  /** "I have read everything up to `seq`" (a conversation order number, MessagePayload.seq). */
+  | { type: 'read'; payload: { conversation_id: string; seq: number } };
 
 // ---- server -> client ----
 
@@ -40,6 +43,24 @@ export interface MessagePayload {
   /** The server's acceptance time, milliseconds since the Unix epoch. */
   ts: number;
   body: unknown;
+  /**
+   * v1.1: the message's per-conversation order number: strictly increasing and gapless per
+   * conversation in ack order, the same in every recipient's copy and on every replay. Absent only
+   * on servers older than v1.1.
+   */
+  seq?: number;
+}
+
+/** v1.1: a member's delivered or read marker moved forward (durable, delivered like a message). */
+export interface ReceiptPayload {
+  conversation_id: string;
+  /** The member whose marker moved. */
+  user_id: string;
+  kind: 'delivered' | 'read';
+  /** The marker: every message of the conversation with `seq` up to this one is delivered/read. */
+  seq: number;
+  /** When the server accepted the marker, milliseconds since the Unix epoch. */
+  ts: number;
 }
 
 export interface AckPayload {
@@ -63,4 +84,6 @@ export type ServerFrame =
   | { type: 'ack'; msg_id: string; payload: AckPayload }
   /** msg_id is the client ref of the send that failed, when there is one. */
   | { type: 'error'; msg_id?: string; payload: ErrorPayload }
-  | { type: 'pong' };
+  | { type: 'pong' }
+  /** v1.1. msg_id is the delivery cursor (same sequence as `message`): confirm it like a message. */
+  | { type: 'receipt'; msg_id: string; payload: ReceiptPayload };

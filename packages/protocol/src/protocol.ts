@@ -15,6 +15,7 @@ export type {
   ClientFrame,
   ErrorPayload,
   MessagePayload,
+  ReceiptPayload,
   ServerFrame,
   WelcomePayload,
 } from './frames.ts';
@@ -113,4 +114,19 @@ export const CLIENT_FRAME_SCHEMAS = {
     properties: { msg_id: { type: 'string', minLength: 1, maxLength: MAX_ID_LENGTH } },
   },
   ping: { type: 'object' },
+  // v1.1: `seq` is a conversation order number (MessagePayload.seq); above the head it is clamped.
+  read: {
+    type: 'object',
+    required: ['payload'],
+    properties: {
+      payload: {
+        type: 'object',
+        required: ['conversation_id', 'seq'],
+        properties: {
+          conversation_id: { type: 'string', pattern: ID_PATTERN_SOURCE },
+          seq: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+        },
+      },
+    },
+  },
 } as const satisfies Record<ClientFrame['type'], object>;

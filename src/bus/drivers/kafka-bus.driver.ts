@@ -2,7 +2,7 @@ import { OnApplicationShutdown } from '@nestjs/common';
 import { Admin, ISocketFactory, Kafka, logLevel, Producer } from 'kafkajs';
 import { AppConfig } from '../../config/app-config';
 import { settledWithin } from '../../common/deadline';
-import { IngressMessage } from '../../protocol/envelope';
+import { BusRecord, PublishedRecord } from '../../protocol/bus-record';
 import { BatchHandler, MessageBus } from '../message-bus';
 import { ClientSlot } from './kafka-client-slot';
 import { KafkaConsumer } from './kafka-consumer';
@@ -141,8 +141,12 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     await this.producer.connected();
   }
 
-  publish(message: IngressMessage): Promise<void> {
+  publish(message: PublishedRecord): Promise<void> {
     return this.producing.publish(message);
+  }
+
+  publishReceipt(record: PublishedRecord): Promise<void> {
+    return this.producing.publish(record);
   }
 
   consume(handler: BatchHandler): Promise<void> {
@@ -153,7 +157,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     return this.consuming.stop();
   }
 
-  deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void> {
+  deadLetter(message: BusRecord, reason: string, partition: number): Promise<void> {
     return this.deadLetters.quarantine(message, reason, partition);
   }
 

@@ -1,8 +1,8 @@
 import { Logger } from '@nestjs/common';
 import { Batch, Consumer, ConsumerCrashEvent, EachBatchPayload, Kafka } from 'kafkajs';
 import { AppConfig } from '../../config/app-config';
-import { IngressMessage } from '../../protocol/envelope';
-import { isIngressMessage } from '../../protocol/wire-schemas';
+import { BusRecord } from '../../protocol/bus-record';
+import { isBusRecord } from '../../protocol/wire-schemas';
 import { BatchHandler } from '../message-bus';
 import { isRebalanceError } from './kafka-errors';
 
@@ -15,7 +15,7 @@ import { isRebalanceError } from './kafka-errors';
  * each run's offset is committed explicitly once the handler resolved, then resolved locally. A run
  * whose handler throws is neither committed nor resolved: the partition is paused and resumed after a
  * back-off, and the next fetch starts at the same offset, so the same messages come again (no consumer
- * crash, no rejoin, other partitions keep flowing). Records that are not IngressMessage JSON are
+ * crash, no rejoin, other partitions keep flowing). Records that are not BusRecord JSON are
  * dead-lettered before their run is committed.
  */
 
@@ -34,7 +34,7 @@ export interface KafkaConsumerOptions {
   onLag?: (partition: number, lag: number) => void;
 }
 
-/** A record of a run that is not IngressMessage JSON. */
+/** A record of a run that is not BusRecord JSON. */
 export interface MalformedRecord {
   key: Buffer | null;
   value: string | null;
@@ -44,14 +44,14 @@ export interface MalformedRecord {
 /** What the consumer needs from the dead-letter path (KafkaDeadLetters). */
 export interface ConsumerDeadLetters {
   /** The raw record a message was parsed from, for its dead letter should the router quarantine it. */
-  remember(message: IngressMessage, raw: string, offset: string): void;
+  remember(message: BusRecord, raw: string, offset: string): void;
   /** Resolves once the records are durable in the dead-letter topic. */
   writeMalformed(topic: string, partition: number, records: MalformedRecord[]): Promise<void>;
 }
 
 interface Run {
-  messages: IngressMessage[];
-  /** Records of this run that are not IngressMessage JSON: dead-lettered before the run is committed. */
+  messages: BusRecord[];
+  /** Records of this run that are not BusRecord JSON: dead-lettered before the run is committed. */
   malformed: MalformedRecord[];
   firstOffset: string;
   /** Offset of the last record this run covers (valid or skipped). */
@@ -266,7 +266,7 @@ export class KafkaConsumer {
       let valid = false;
       try {
         parsed = record.value ? JSON.parse(record.value.toString('utf8')) : undefined;
-        valid = isIngressMessage(parsed);
+        valid = isBusRecord(parsed);
       } catch {
         valid = false;
       }
@@ -276,12 +276,12 @@ export class KafkaConsumer {
       }
       const raw = record.value ? record.value.toString('utf8') : null;
       if (valid) {
-        current.messages.push(parsed as IngressMessage);
-        this.deadLetters.remember(parsed as IngressMessage, raw!, record.offset);
+        current.messages.push(parsed as BusRecord);
+        this.deadLetters.remember(parsed as BusRecord, raw!, record.offset);
       } else {
         current.malformed.push({ key: record.key, value: raw, offset: record.offset });
         this.logger.warn(
-          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not an IngressMessage JSON): moved to ${this.config.dlqTopic}`,
+          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not an BusRecord JSON): moved to ${this.config.dlqTopic}`,
         );
       }
       current.lastOffset = record.offset;
@@ -291,7 +291,7 @@ export class KafkaConsumer {
 
   /** Runs the handler, heartbeating meanwhile so a slow batch does not cost the group membership. */
   private async callHandler(
-    batch: { partition: number; messages: IngressMessage[] },
+    batch: { partition: number; messages: BusRecord[] },
     heartbeat: () => Promise<void>,
   ): Promise<void> {
     const handler = this.handler;

@@ -2,7 +2,7 @@ import { Kafka, Partitioners, Producer } from 'kafkajs';
 import { Batcher } from '../../common/batcher';
 import { settledWithin, withTimeout } from '../../common/deadline';
 import { AppConfig } from '../../config/app-config';
-import { IngressMessage } from '../../protocol/envelope';
+import { PublishedRecord } from '../../protocol/bus-record';
 import { ClientSlot } from './kafka-client-slot';
 
 /**
@@ -12,7 +12,7 @@ import { ClientSlot } from './kafka-client-slot';
  * One producer, acks=all, maxInFlightRequests=1, not idempotent; concurrent `publish` calls are
  * coalesced by a Batcher into one produce request at a time, each caller settling with the broker's
  * answer for the request that carried its message. Key = conversation_id (Java-compatible murmur2
- * partitioner), value = the whole IngressMessage as JSON.
+ * partitioner), value = the whole BusRecord as JSON.
  *
  * Order invariant: nothing is sent after a message whose publish failed (see failedThrough); after any
  * failed produce the producer is replaced by a fresh one (kafkajs keeps dead sockets).
@@ -29,7 +29,7 @@ export interface KafkaProducerOptions {
 }
 
 interface PendingPublish {
-  message: IngressMessage;
+  message: PublishedRecord;
   value: string;
   bytes: number;
   /** Set when the caller gave up (publish timed out): not sent if its flush has not started yet. */
@@ -89,7 +89,7 @@ export class KafkaProducer {
     this.producer.replace(producer);
   }
 
-  async publish(message: IngressMessage): Promise<void> {
+  async publish(message: PublishedRecord): Promise<void> {
     if (this.isClosed()) throw new Error('kafka bus is closed');
     const value = JSON.stringify(message);
     const item: PendingPublish = {

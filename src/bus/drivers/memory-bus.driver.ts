@@ -1,9 +1,9 @@
 import { Logger } from '@nestjs/common';
-import { IngressMessage } from '../../protocol/envelope';
+import { BusRecord, PublishedRecord } from '../../protocol/bus-record';
 import { BatchHandler, DeadLetter, MessageBus, partitionFor } from '../message-bus';
 
 interface Partition {
-  log: IngressMessage[]; // uncommitted tail; committed entries are dropped (no replay beyond commit needed in-process)
+  log: BusRecord[]; // uncommitted tail; committed entries are dropped (no replay beyond commit needed in-process)
   wake: (() => void) | null;
 }
 
@@ -38,7 +38,11 @@ export class MemoryBusDriver extends MessageBus {
     this.available = available;
   }
 
-  async publish(message: IngressMessage): Promise<void> {
+  publishReceipt(record: PublishedRecord): Promise<void> {
+    return this.publish(record);
+  }
+
+  async publish(message: PublishedRecord): Promise<void> {
     if (!this.available) throw new Error('memory bus unavailable');
     const p = this.partitions[partitionFor(message.conversation_id, this.partitions.length)];
     p.log.push(message);
@@ -68,7 +72,7 @@ export class MemoryBusDriver extends MessageBus {
     }
   }
 
-  async deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void> {
+  async deadLetter(message: BusRecord, reason: string, partition: number): Promise<void> {
     if (!this.available) throw new Error('memory bus unavailable');
     this.dead.push({ message, reason, partition, at: Date.now() });
     if (this.dead.length > this.maxDeadLetters) this.dead.splice(0, this.dead.length - this.maxDeadLetters);
