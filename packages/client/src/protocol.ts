@@ -14,6 +14,7 @@ export type {
   ErrorPayload,
   ErrorCode as ServerErrorCode,
   MessagePayload,
+  ReceiptPayload,
   ServerFrame,
   WelcomePayload,
 } from './protocol.generated.js';
@@ -76,6 +77,32 @@ export function parseServerFrame(data: unknown): ParseResult {
             from: String(p.from ?? ''),
             ts: isNum(p.ts) ? p.ts : 0,
             body: p.body,
+            // v1.1; older servers omit it.
+            ...(isNum(p.seq) ? { seq: p.seq } : {}),
+          },
+        },
+      };
+    case 'receipt':
+      if (!isStr(msgId)) return bad('msg_id (cursor) missing');
+      if (
+        !isObj(p) ||
+        !isStr(p.conversation_id) ||
+        !isStr(p.user_id) ||
+        (p.kind !== 'delivered' && p.kind !== 'read') ||
+        !isNum(p.seq)
+      )
+        return bad('payload incomplete');
+      return {
+        ok: true,
+        frame: {
+          type: 'receipt',
+          msg_id: msgId,
+          payload: {
+            conversation_id: p.conversation_id,
+            user_id: p.user_id,
+            kind: p.kind,
+            seq: p.seq,
+            ts: isNum(p.ts) ? p.ts : 0,
           },
         },
       };
