@@ -43,6 +43,7 @@ module.exports = {
         '<rootDir>/test/e2e/order.e2e-spec.ts',
         '<rootDir>/test/e2e/quarantine.e2e-spec.ts',
         '<rootDir>/test/e2e/console-api.e2e-spec.ts',
+        '<rootDir>/test/e2e/receipts.e2e-spec.ts',
       ],
       setupFiles: ['<rootDir>/test/support/production-engine.setup.ts'],
     },
