@@ -2,7 +2,6 @@ import { MessageBus } from '../../src/bus/message-bus';
 import { IngressMessage } from '../../src/protocol/envelope';
 import { signHs256 } from '../support/jwt';
 import { productionEngine, putConversation, startTestApp, TestApp } from '../support/test-app';
-import { waitFor } from '../support/wait-for';
 import { Frame, TestClient } from '../support/ws-client';
 
 /**
@@ -221,7 +220,7 @@ describe('v1.1 conversation seq and receipts', () => {
 
   it('in a conversation above RECEIPTS_FANOUT_MAX_MEMBERS sends a receipt only to the senders it covers', async () => {
     const names = ['alice', 'bob', 'carol', 'dave', 'erin'].map(user);
-    const [alice, bob, carol, dave, erin] = names;
+    const dave = names[3];
     const c = user('big');
     await putConversation(t.http, c, names); // 5 members > 4
     const [a, b, k, d, e] = await Promise.all(names.map((u) => connect(u)));
@@ -251,10 +250,8 @@ describe('v1.1 conversation seq and receipts', () => {
     expect(b.frames.filter(isReceipt).map(seqOf)).toEqual([2]);
     expect(k.frames.filter(isReceipt)).toEqual([]);
     expect(e.frames.filter(isReceipt)).toEqual([]);
-    expect(carol).toBeDefined();
     // Everyone can still read the markers over HTTP.
     expect((await receipts(c)).body.receipts).toEqual([{ user_id: dave, delivered: 3, read: 3 }]);
-    expect(erin).toBeDefined();
   });
 
   it('refuses read for non-members (forbidden), unknown conversations (not_found) and bad seqs (bad_frame)', async () => {
