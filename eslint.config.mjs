@@ -25,6 +25,7 @@ const PORTS = [
   'health',
   'metrics',
   'presence',
+  'receipts',
 ];
 
 /** A relative specifier from anywhere under src/ that lands in src/<dir> (`../x`, `../../x`, `./../x`). */

@@ -48,6 +48,7 @@ module.exports = {
         '<rootDir>/test/e2e/longpoll.e2e-spec.ts',
         '<rootDir>/test/e2e/sdk-longpoll.e2e-spec.ts',
         '<rootDir>/test/e2e/live-ephemeral.e2e-spec.ts',
+        '<rootDir>/test/e2e/receipts.e2e-spec.ts',
       ],
       setupFiles: ['<rootDir>/test/support/production-engine.setup.ts'],
     },

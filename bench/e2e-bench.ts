@@ -6,6 +6,7 @@
  *
  *   npm run bench                       # embedded engine
  *   ENGINE=production npm run bench     # production engines
+ *   BENCH_RECEIPTS=1 npm run bench      # v1.1: every receiver confirms and marks read (every 100 ms)
  */
 import { randomUUID } from 'node:crypto';
 import WebSocket from 'ws';
@@ -17,6 +18,9 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 5000);
 const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 20);
 const MEMBERS = Number(process.env.BENCH_MEMBERS ?? 5);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? 50); // unacked sends in flight per sender
+/** v1.1 receipts on: receivers confirm their latest cursor and send `read` for the latest seq, like the SDK. */
+const RECEIPTS = process.env.BENCH_RECEIPTS === '1';
+const RECEIPT_INTERVAL_MS = 100;
 
 function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -85,6 +89,8 @@ async function main(): Promise<void> {
 
   const senders: WebSocket[] = [];
   const receivers: WebSocket[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  let receiptsIn = 0;
   for (let c = 0; c < CONVERSATIONS; c++) {
     const members = Array.from({ length: MEMBERS }, (_, m) => `b${run}-c${c}-u${m}`);
     await fetch(`${httpBase}/v1/conversations/b${run}-${c}`, {
@@ -94,13 +100,34 @@ async function main(): Promise<void> {
     });
     for (const [m, user] of members.entries()) {
       const ws = await open(`${wsBase}?user_id=${user}`);
+      let cursor = '';
+      let seq = 0;
+      let told = '';
       ws.on('message', (d) => {
-        const f = JSON.parse(d.toString()) as { type: string; payload: { id: string; ts: number } };
+        const f = JSON.parse(d.toString()) as {
+          type: string;
+          msg_id: string;
+          payload: { id: string; ts: number; seq?: number };
+        };
+        if (f.type === 'receipt') receiptsIn++;
+        if (f.type === 'receipt' || f.type === 'message') cursor = f.msg_id;
         if (f.type !== 'message') return;
+        seq = Math.max(seq, f.payload.seq ?? 0);
         const t0 = sentAt.get(f.payload.id);
         if (t0 !== undefined) deliveryLat.push(performance.now() - t0);
         delivered++;
       });
+      if (RECEIPTS && m > 0) {
+        const conversation = `b${run}-${c}`;
+        timers.push(
+          setInterval(() => {
+            if (cursor === told || ws.readyState !== WebSocket.OPEN) return;
+            told = cursor;
+            ws.send(JSON.stringify({ type: 'confirm', msg_id: cursor }));
+            ws.send(JSON.stringify({ type: 'read', payload: { conversation_id: conversation, seq } }));
+          }, RECEIPT_INTERVAL_MS),
+        );
+      }
       (m === 0 ? senders : receivers).push(ws);
     }
   }
@@ -148,8 +175,9 @@ async function main(): Promise<void> {
   while (delivered < total * MEMBERS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   const doneAt = performance.now();
 
+  for (const t of timers) clearInterval(t);
   console.log(
-    `messages: ${total} in ${CONVERSATIONS} conversations of ${MEMBERS} members, window ${WINDOW}/sender`,
+    `messages: ${total} in ${CONVERSATIONS} conversations of ${MEMBERS} members, window ${WINDOW}/sender, receipts ${RECEIPTS ? `on (confirm + read every ${RECEIPT_INTERVAL_MS} ms per receiver; ${receiptsIn} receipt frames received)` : 'off'}`,
   );
   console.log(
     `acked: ${total} in ${(ackedAt - started).toFixed(0)} ms = ${((total / (ackedAt - started)) * 1000).toFixed(0)} msg/s`,

@@ -1,10 +1,14 @@
+import { BusRecord, PublishedRecord as RoutedRecord, ReceiptRecord } from '../protocol/bus-record';
 import { IngressMessage } from '../protocol/envelope';
 import { MembershipRecord, PresenceRecord, RawStreamRecord } from '../protocol/stream-records';
+
+export type { BusRecord } from '../protocol/bus-record';
 
 /** A run of messages from one partition, in partition (= per-conversation) order. */
 export interface BusBatch {
   partition: number;
-  messages: IngressMessage[];
+  /** Records of every kind (src/protocol/bus-record.ts); the router skips kinds it does not know. */
+  messages: BusRecord[];
 }
 
 export type BatchHandler = (batch: BusBatch) => Promise<void>;
@@ -12,7 +16,7 @@ export type BatchHandler = (batch: BusBatch) => Promise<void>;
 /** Records of the event stream other than messages (routers skip them); see publishRecord. */
 export type OtherStreamRecord = MembershipRecord | PresenceRecord;
 /** Anything a driver writes to the topic. */
-export type PublishedRecord = IngressMessage | OtherStreamRecord;
+export type PublishedRecord = RoutedRecord | OtherStreamRecord;
 
 /** A run of event-stream records (every kind, as JSON objects) from one partition, in order. */
 export interface RecordBatch {
@@ -28,8 +32,8 @@ export interface GroupSubscription {
 
 /** A quarantined record, as the dead-letter topic (Kafka) or store (memory) keeps it. */
 export interface DeadLetter {
-  /** The message; the raw record value (or null) when it was not an IngressMessage at all. */
-  message: IngressMessage | string | null;
+  /** The record; the raw record value (or null) when it was not a bus record at all. */
+  message: BusRecord | string | null;
   /** Why it was quarantined: `<kind>: <error>` from the router, `malformed` from the Kafka driver. */
   reason: string;
   /** Ingress partition it came from. */
@@ -53,7 +57,13 @@ export abstract class MessageBus {
    * and same partitioning as `publish` (keyed by conversation: ordered with its messages).
    */
   abstract publishRecord(record: OtherStreamRecord): Promise<void>;
-  /** The router's consumption (group KAFKA_GROUP_ID): message records only, other kinds are skipped. */
+  /** v1.1: a receipt marker record, with publish's guarantees (same partition as its conversation's messages). */
+  abstract publishReceipt(record: ReceiptRecord): Promise<void>;
+  /**
+   * The router's consumption (group KAFKA_GROUP_ID): messages and receipts. Stream-only kinds
+   * (membership, presence) are skipped by the driver; a kind this version does not know reaches the
+   * router, which skips it (src/protocol/bus-record.ts).
+   */
   abstract consume(handler: BatchHandler): Promise<void>;
   /**
    * Consumes every record of the topic with its own consumer group, independently of the router and
@@ -72,7 +82,7 @@ export abstract class MessageBus {
    * once the dead letter is durable (Kafka: acks=all on the dead-letter topic). A failure must be
    * treated as an outage: the batch is not committed and comes again.
    */
-  abstract deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void>;
+  abstract deadLetter(message: BusRecord, reason: string, partition: number): Promise<void>;
   abstract ping(): Promise<void>;
   abstract close(): Promise<void>;
 }

@@ -81,6 +81,8 @@ export interface AppConfig {
     sessionSecret: string | null;
   };
   router: { poisonMaxAttempts: number };
+  /** v1.1 receipts (docs/protocol.md "Receipts"). */
+  receipts: { fanoutMaxMembers: number; readRatePerSec: number; delivered: boolean };
   health: { dependencyGraceMs: number };
   /** The debug console at /console (src/console): on outside production unless DEBUG_CONSOLE=false. */
   console: { enabled: boolean };
@@ -220,6 +222,11 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       sessionSecret: e.POLL_SESSION_SECRET ?? null,
     },
     router: { poisonMaxAttempts: e.POISON_MAX_ATTEMPTS ?? 3 },
+    receipts: {
+      fanoutMaxMembers: e.RECEIPTS_FANOUT_MAX_MEMBERS ?? 100,
+      readRatePerSec: e.RECEIPTS_RATE_PER_SEC ?? 5,
+      delivered: e.RECEIPTS_DELIVERED ?? true,
+    },
     health: { dependencyGraceMs: e.READY_DEPENDENCY_GRACE_MS ?? 30_000 },
     console: { enabled: e.DEBUG_CONSOLE ?? env !== 'production' },
     // Three missed heartbeats before a crashed node's sessions vanish on their own.

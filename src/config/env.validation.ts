@@ -545,6 +545,36 @@ export class EnvVars {
   @Max(100_000)
   MAX_CONVERSATION_MEMBERS?: number;
 
+  // ---- v1.1 receipts (delivered/read markers) ----
+  @Doc(
+    'Receipts',
+    '`100`',
+    "conversations with more members get receipts only on the devices of the senders whose messages they cover (and the reader's)",
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  RECEIPTS_FANOUT_MAX_MEMBERS?: number;
+  @Doc(
+    'Receipts',
+    '`5`',
+    '`read` frames per second per connection (burst 4x); more are answered `rate_limited`',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  RECEIPTS_RATE_PER_SEC?: number;
+  @Doc(
+    'Receipts',
+    '`true`',
+    'derive `delivered` receipts from `confirm` frames (`false`: read receipts only)',
+  )
+  @IsOptional()
+  @Transform(toBool)
+  RECEIPTS_DELIVERED?: boolean;
+
   @Doc('Router', '`3`', 'attempts of one message, dependencies answering, before the router dead-letters it')
   @IsOptional()
   @Transform(toInt)

@@ -3,6 +3,8 @@ import { WebSocket } from 'ws';
 import { CLOSE, errorFrame, ErrorCode } from '../protocol/frames';
 import { encodeCursor } from '../outbox/cursor';
 import { StoredDelivery } from '../outbox/outbox.store';
+import { deliveryFrame, OutboxEntry } from '../protocol/outbox-entry';
+import { DeliveredTracker } from './delivered-tracker';
 import { AppConfig } from '../config/app-config';
 import { IngressLane, RefusalRange } from './ingress-lane';
 import { TokenBucket } from './token-bucket';
@@ -63,6 +65,8 @@ export class Connection {
 
   /** Created by the first `send` (an idle connection never needs one): see `ingress`. */
   private lane: IngressLane | null = null;
+  /** v1.1: which conversation seqs the deliveries written so far cover (for delivered receipts); see `delivered`. */
+  private tracker: DeliveredTracker | null = null;
   readonly connectedAt = Date.now();
   private phase: ConnectionState = 'handshake';
   /** Frames received while hello is being answered; handled right after welcome (allocated on demand). */
@@ -81,7 +85,7 @@ export class Connection {
   /** True from construction until the first fill ends, and while any fill runs: pushes wait. */
   private filling = true;
   private fillRunning = false;
-  private pending: { seq: number; frame: string }[] | null = null;
+  private pending: { seq: number; frame: string; entry?: OutboxEntry }[] | null = null;
   /** The server started the closing handshake (or terminated): labels the close in metrics. */
   private serverClosed = false;
 
@@ -110,6 +114,11 @@ export class Connection {
   /** Publish order, in-flight publishes and refusals after a failure (IngressService drives it). */
   get ingress(): IngressLane {
     return (this.lane ??= new IngressLane());
+  }
+
+  /** Created by the first delivery it must track (an idle connection never needs one). */
+  get delivered(): DeliveredTracker {
+    return (this.tracker ??= new DeliveredTracker());
   }
 
   /** The ingress lane's open refusal ranges (read-only). */
@@ -249,19 +258,19 @@ export class Connection {
   }
 
   /** A live delivery for this connection's user. */
-  push(seq: number, frame: string): void {
+  push(seq: number, frame: string, entry?: OutboxEntry): void {
     if (this.phase === 'closed') return;
     if (this.filling) {
-      (this.pending ??= []).push({ seq, frame });
+      (this.pending ??= []).push({ seq, frame, entry });
       return;
     }
     if (seq <= this.lastSeq) return;
     if (seq !== this.lastSeq + 1) {
-      (this.pending ??= []).push({ seq, frame });
+      (this.pending ??= []).push({ seq, frame, entry });
       void this.fill();
       return;
     }
-    this.write(seq, frame);
+    this.write(seq, frame, entry);
   }
 
   /** The channel may have lost pushes: catch up from the outbox. */
@@ -295,9 +304,10 @@ export class Connection {
     this.expiryTimer.unref();
   }
 
-  private write(seq: number, frame: string): void {
+  private write(seq: number, frame: string, entry?: OutboxEntry): void {
     this.sendRaw(frame);
     this.lastSeq = seq;
+    if (entry) this.delivered.wrote(seq, entry, this.userId);
   }
 
   private async fill(): Promise<void> {
@@ -315,10 +325,7 @@ export class Connection {
           for (; i < rows.length && this.ws.bufferedAmount <= this.softBuffer(); i++) {
             const row = rows[i];
             if (row.seq <= this.lastSeq) continue;
-            this.write(
-              row.seq,
-              messageFrame(encodeCursor(this.epoch, row.seq), JSON.stringify(row.envelope)),
-            );
+            this.write(row.seq, deliveryFrame(encodeCursor(this.epoch, row.seq), row.envelope), row.envelope);
           }
           this.uncork();
           await this.waitForSocket();
@@ -344,7 +351,7 @@ export class Connection {
     for (const p of queued) {
       if (p.seq <= this.lastSeq) continue;
       if (p.seq !== this.lastSeq + 1) return false;
-      this.write(p.seq, p.frame);
+      this.write(p.seq, p.frame, p.entry);
     }
     return true;
   }

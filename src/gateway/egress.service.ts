@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { Config } from '../config/config.module';
-import { Connection, messageFrame } from './connection';
+import { Connection } from './connection';
+import { deliveryFrame, entryPayloadJson, entryTs, isReceiptEntry } from '../protocol/outbox-entry';
 import { ConnectionRegistry } from './connection.registry';
 import { encodeCursor } from '../outbox/cursor';
 import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel';
@@ -96,10 +97,12 @@ export class EgressService implements NodeSubscriber {
         const conns = this.registry.forUser(d.u);
         if (!conns) continue;
         // Send -> live write, once per delivery (a connection still filling writes it a little later).
-        this.gatewayLatency.observe(Math.max(0, now - batch.envelopes[d.e].ts) / 1000);
-        const frame = messageFrame(
+        const entry = batch.envelopes[d.e];
+        this.gatewayLatency.observe(Math.max(0, now - entryTs(entry)) / 1000);
+        const frame = deliveryFrame(
           encodeCursor(batch.epoch, d.s),
-          (json[d.e] ??= JSON.stringify(batch.envelopes[d.e])),
+          entry,
+          (json[d.e] ??= entryPayloadJson(entry)),
         );
         for (const conn of conns) {
           try {
@@ -107,7 +110,7 @@ export class EgressService implements NodeSubscriber {
               conn.cork();
               corked.add(conn);
             }
-            conn.push(d.s, frame);
+            conn.push(d.s, frame, entry);
           } catch (err) {
             this.boundary.contain('egress.connection', err, conn, { msg: batch.envelopes[d.e]?.id });
           }
@@ -120,6 +123,7 @@ export class EgressService implements NodeSubscriber {
 
   private publishToTail(batch: PushBatch, d: PushBatch['deliveries'][number]): void {
     const env = batch.envelopes[d.e];
+    if (isReceiptEntry(env)) return; // the console tails messages
     if (!this.tail.wants(env.conversation_id, d.u)) return;
     this.tail.publish({
       kind: 'delivery',

@@ -3,6 +3,7 @@ import { BusModule } from '../bus/bus.module';
 import { DirectoryModule } from '../directory/directory.module';
 import { OutboxModule } from '../outbox/outbox.module';
 import { PresenceModule } from '../presence/presence.module';
+import { ReceiptsModule } from '../receipts/receipts.module';
 import { SessionModule } from '../session/session.module';
 import { AdmissionService } from './admission.service';
 import { AuthService } from './auth.service';
@@ -15,14 +16,16 @@ import { IngressPipeline } from './ingress-pipeline';
 import { PresenceHub } from './presence-hub.service';
 import { ResumeService } from './resume.service';
 import { TypingService } from './typing.service';
+import { ReceiptIngressService } from './receipt-ingress.service';
+import { ReceiptsController } from './receipts.controller';
 import { TailHub } from './tail.hub';
 import { PollController } from './poll/poll.controller';
 import { PollService } from './poll/poll.service';
 
 @Module({
-  imports: [BusModule, DirectoryModule, OutboxModule, SessionModule, PresenceModule],
-  // Long polling (issue 12): the same connections behind another transport.
-  controllers: [PollController],
+  imports: [BusModule, DirectoryModule, OutboxModule, PresenceModule, ReceiptsModule, SessionModule],
+  // Long polling (issue 12) and v1.1 receipts over HTTP.
+  controllers: [PollController, ReceiptsController],
   providers: [
     AuthService,
     AdmissionService,
@@ -38,6 +41,7 @@ import { PollService } from './poll/poll.service';
     // v1.1 live features (ephemeral)
     TypingService,
     PresenceHub,
+    ReceiptIngressService,
   ],
   // For the debug console (src/console), which reads them; the gateway never imports the console.
   // IngressPipeline: for the HTTP publish API (src/publish), the same checks and publish as a `send`.

@@ -25,6 +25,7 @@ import { PresenceHub } from './presence-hub.service';
 import { TypingService } from './typing.service';
 import { FrameSink, verdictOf } from './relay-ws.adapter';
 import { HeldFrameHandler, ResumeService } from './resume.service';
+import { ReceiptIngressService } from './receipt-ingress.service';
 
 /**
  * The WebSocket endpoint (`GET /ws` on the HTTP port), a Nest gateway served by RelayWsAdapter: the
@@ -77,6 +78,7 @@ export class GatewayServer
     private readonly metrics: MetricsService,
     private readonly typing: TypingService,
     private readonly presence: PresenceHub,
+    private readonly receipts: ReceiptIngressService,
   ) {
     this.boundary = new Containment(metrics, this.logger);
   }
@@ -229,7 +231,9 @@ export class GatewayServer
       case 'send':
         return this.ingress.handleSend(conn, frame);
       case 'confirm':
-        return; // accepted; kept for receipts and metrics later
+        return this.receipts.handleConfirm(conn, frame); // v1.1: delivered receipts
+      case 'read':
+        return this.receipts.handleRead(conn, frame); // v1.1
       case 'ping':
         return conn.sendRaw('{"type":"pong"}');
       // v1.1 ephemeral live features

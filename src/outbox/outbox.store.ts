@@ -1,15 +1,17 @@
-import { Envelope } from '../protocol/envelope';
+import { OutboxEntry } from '../protocol/outbox-entry';
 import { RetentionState } from './cursor';
 
 export interface NewDelivery {
   userId: string;
-  envelope: Envelope;
+  /** A message (its `seq` is assigned by the store) or a receipt. */
+  envelope: OutboxEntry;
 }
 
 export interface StoredDelivery {
   userId: string;
   seq: number;
-  envelope: Envelope;
+  /** As stored: a message carries its conversation order number in `seq`. */
+  envelope: OutboxEntry;
 }
 
 /** A cheap look at the outbox's size for gauges (not exact on every driver: see each field). */
@@ -29,6 +31,12 @@ export interface OutboxStats {
  * - seqs are gapless per user and allocated in commit order: when seq N of a user is visible,
  *   every seq < N of that user is visible too. Deliveries in one call get seqs in input order.
  * - reads return only deliveries whose `expires_at` is in the future, in seq order.
+ * - Each entry is stored once however many recipients it has (bytes written do not scale with
+ *   payload x members); deliveries are small rows pointing at it.
+ * - Messages (entries that are not receipts) get a per-conversation order number, `envelope.seq`,
+ *   allocated with the same rules as user seqs: gapless per conversation, in input order within a
+ *   call, in commit order across calls, and kept by an idempotent re-append (a redelivered message
+ *   keeps its first number, whatever the caller passed). Receipts get none.
  */
 export abstract class OutboxStore {
   /** Storage generation; changes when the store is wiped, which invalidates every cursor. */
@@ -37,7 +45,19 @@ export abstract class OutboxStore {
   abstract append(deliveries: NewDelivery[]): Promise<StoredDelivery[]>;
   abstract readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredDelivery[]>;
   abstract retention(userId: string, afterSeq: number): Promise<RetentionState>;
-  /** Deletes up to `limit` expired deliveries; returns how many went. */
+  /** Highest message order number per conversation (0, or absent, when it has none). */
+  abstract conversationHeads(conversationIds: string[]): Promise<Map<string, number>>;
+  /**
+   * Distinct senders of the retained messages of a conversation with afterSeq < seq <= uptoSeq,
+   * looking at no more than the newest `limit` messages of that range (a bounded scan).
+   */
+  abstract senders(
+    conversationId: string,
+    afterSeq: number,
+    uptoSeq: number,
+    limit: number,
+  ): Promise<string[]>;
+  /** Deletes up to `limit` expired deliveries (and entries no delivery needs); returns how many went. */
   abstract purgeExpired(limit: number): Promise<number>;
   /** Size gauges; must stay cheap (the router calls it on every purge tick). */
   abstract stats(): Promise<OutboxStats>;

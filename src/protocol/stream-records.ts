@@ -64,3 +64,13 @@ export function isMessageKind(record: object): boolean {
   const kind = (record as { kind?: unknown }).kind;
   return kind === undefined || kind === 'message';
 }
+
+/**
+ * Kinds written for the stream's readers only (membership changes, presence): routers' consumers
+ * commit past them. Every other kind reaches the router, which routes messages and receipts and skips
+ * what it does not know (src/protocol/bus-record.ts).
+ */
+export function isStreamOnlyKind(record: object): boolean {
+  const kind = (record as { kind?: unknown }).kind;
+  return kind === 'membership' || kind === 'presence';
+}

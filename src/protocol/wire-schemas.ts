@@ -1,4 +1,5 @@
 import Ajv from 'ajv';
+import { BusRecord } from './bus-record';
 import { IngressMessage } from './envelope';
 
 /**
@@ -24,6 +25,21 @@ export const INGRESS_MESSAGE_SCHEMA = {
     from: { type: 'string' },
     ts: { type: 'number' },
     ref: { type: 'string' },
+  },
+} as const;
+
+/** A receipt marker record (ReceiptRecord, src/protocol/bus-record.ts). */
+export const RECEIPT_RECORD_SCHEMA = {
+  type: 'object',
+  required: ['kind', 'id', 'conversation_id', 'user_id', 'marker', 'seq', 'ts'],
+  properties: {
+    kind: { const: 'receipt' },
+    id: { type: 'string' },
+    conversation_id: { type: 'string' },
+    user_id: { type: 'string' },
+    marker: { enum: ['delivered', 'read'] },
+    seq: { type: 'integer', minimum: 1 },
+    ts: { type: 'number' },
   },
 } as const;
 
@@ -95,6 +111,26 @@ const validateIngressMessage = compileWireSchema<IngressMessage>(INGRESS_MESSAGE
 
 export function isIngressMessage(v: unknown): v is IngressMessage {
   return validateIngressMessage(v);
+}
+
+const validateReceiptRecord = compileWireSchema(RECEIPT_RECORD_SCHEMA);
+
+/**
+ * A bus record this node can hand to a router: a valid message or receipt, or an object of a kind it
+ * does not know (the router skips those). A known kind that fails its schema is malformed.
+ */
+export function isBusRecord(v: unknown): v is BusRecord {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const kind = (v as { kind?: unknown }).kind;
+  if (kind === undefined || kind === 'message') return validateIngressMessage(v);
+  if (kind === 'receipt') return validateReceiptRecord(v);
+  const { id, conversation_id } = v as { id?: unknown; conversation_id?: unknown };
+  return (
+    typeof kind === 'string' &&
+    kind.length > 0 &&
+    typeof id === 'string' &&
+    typeof conversation_id === 'string'
+  );
 }
 
 /** What PUSH_BATCH_SCHEMA cannot say: every delivery points at an envelope of its batch. */

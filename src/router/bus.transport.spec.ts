@@ -15,6 +15,7 @@ class CapturingBus extends MessageBus {
   async consumeAsGroup(): Promise<{ stop(): Promise<void> }> {
     return { stop: async () => undefined };
   }
+  async publishReceipt(): Promise<void> {}
   async consume(handler: BatchHandler): Promise<void> {
     this.handler = handler;
   }

@@ -9,6 +9,8 @@ import { IngressMessage } from '../protocol/envelope';
 import { MemorySessionDriver } from '../session/drivers/memory-session.driver';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { RouterService } from './router.service';
+import { ReceiptRouting } from './receipt-routing';
+import { MemoryMarkerStoreDriver } from '../receipts/drivers/memory-marker-store.driver';
 
 /** A channel that records what would be published and can be made to fail. */
 class RecordingChannel extends NodeChannel {
@@ -41,9 +43,9 @@ async function setup(poisonMaxAttempts = 3) {
   const bus = new MemoryBusDriver(1);
   const directory = new BuiltinDirectoryDriver(store);
   const metrics = new MetricsService();
-  const router = new RouterService(bus, directory, outbox, sessions, channel, metrics, {
-    router: { poisonMaxAttempts },
-  } as Config);
+  const config = { router: { poisonMaxAttempts }, receipts: { fanoutMaxMembers: 100 } } as Config;
+  const receipts = new ReceiptRouting(outbox, new MemoryMarkerStoreDriver(), config);
+  const router = new RouterService(bus, directory, outbox, sessions, channel, metrics, config, receipts);
   const now = Date.now();
   await sessions.registerNode('n1');
   await sessions.registerNode('n2');

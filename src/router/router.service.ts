@@ -6,7 +6,16 @@ import { Config } from '../config/config.module';
 import { ConversationDirectory } from '../directory/conversation-directory';
 import { MetricsService } from '../metrics/metrics.service';
 import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox/outbox.store';
-import { Envelope, IngressMessage } from '../protocol/envelope';
+import { Envelope } from '../protocol/envelope';
+import {
+  BusRecord,
+  isMessageRecord,
+  isReceiptRecord,
+  ReceiptRecord,
+  recordKind,
+} from '../protocol/bus-record';
+import { IngressMessage } from '../protocol/envelope';
+import { ReceiptRouting } from './receipt-routing';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { SessionEntry, SessionMap } from '../session/session-map';
 import type { Span } from '@opentelemetry/api';
@@ -60,6 +69,8 @@ export class RouterService implements BeforeApplicationShutdown {
   private resyncTimer: NodeJS.Timeout | undefined;
   /** One debug line per routed message: checked once per batch, not per message. */
   private readonly debug: boolean;
+  /** Records of kinds this version does not know, skipped so far, by kind (logged on the first of each). */
+  private readonly skipped = new Map<string, number>();
 
   constructor(
     private readonly bus: MessageBus,
@@ -69,6 +80,7 @@ export class RouterService implements BeforeApplicationShutdown {
     private readonly channel: NodeChannel,
     private readonly metrics: MetricsService,
     private readonly config: Config,
+    private readonly receipts: ReceiptRouting,
   ) {
     this.debug = ['debug', 'verbose'].includes(config.logLevel);
   }
@@ -113,14 +125,16 @@ export class RouterService implements BeforeApplicationShutdown {
     }
   }
 
-  private async quarantine(m: IngressMessage, err: unknown, partition: number, attempts: number) {
+  private async quarantine(m: BusRecord, err: unknown, partition: number, attempts: number) {
     const reason = poisonReason(err);
     const detail = describeError(rootError(err));
     await this.bus.deadLetter(m, `${reason}: ${detail}`, partition); // throws: an outage, the batch comes again
     this.metrics.deadLetters.inc({ reason });
+    const id = cut(String(m.id));
+    const conversation = cut(String(m.conversation_id));
     this.logger.warn(
-      `quarantined message ${cut(m.id)} of conversation ${cut(m.conversation_id)} (partition ${partition}) after ${attempts} attempts: ${reason}: ${detail}`,
-      { msg: cut(m.id), conversation: cut(m.conversation_id), partition },
+      `quarantined ${recordKind(m)} ${id} of conversation ${conversation} (partition ${partition}) after ${attempts} attempts: ${reason}: ${detail}`,
+      { msg: id, conversation, partition },
     );
   }
 
@@ -135,9 +149,17 @@ export class RouterService implements BeforeApplicationShutdown {
   }
 
   /** routeMessages inside one router span per traced message (tracing on), ended once pushed. */
-  private async routeMessages(messages: IngressMessage[]): Promise<void> {
+  private async routeMessages(records: BusRecord[]): Promise<void> {
+    const messages: IngressMessage[] = [];
+    const receipts: ReceiptRecord[] = [];
+    for (const r of records) {
+      if (isMessageRecord(r)) messages.push(r);
+      else if (isReceiptRecord(r)) receipts.push(r);
+      else this.skip(r);
+    }
+    if (messages.length === 0 && receipts.length === 0) return;
     const tracer = messageTracer();
-    if (!tracer) return this.routeStages(messages, null);
+    if (!tracer) return this.routeStages(messages, receipts, null);
     const spans = new Map<string, Span>();
     for (const m of messages) {
       if (typeof m.trace !== 'string' || spans.has(m.id)) continue;
@@ -154,7 +176,7 @@ export class RouterService implements BeforeApplicationShutdown {
     }
     let failure: unknown;
     try {
-      await this.routeStages(messages, spans.size > 0 ? spans : null);
+      await this.routeStages(messages, receipts, spans.size > 0 ? spans : null);
     } catch (err) {
       failure = err;
       throw err;
@@ -163,9 +185,27 @@ export class RouterService implements BeforeApplicationShutdown {
     }
   }
 
-  /** Directory, outbox (write-ahead), push. Throws a RoutingError naming the stage that failed. */
-  private async routeStages(messages: IngressMessage[], spans: Map<string, Span> | null): Promise<void> {
-    const conversationIds = [...new Set(messages.map((m) => m.conversation_id))];
+  /** A record of a kind this version does not know: committed past (BUS-RECORDS), counted, logged once per kind. */
+  private skip(r: BusRecord): void {
+    const kind = recordKind(r);
+    const n = (this.skipped.get(kind) ?? 0) + 1;
+    if (n === 1 && this.skipped.size >= 100) return; // a bounded set of kinds is remembered
+    this.skipped.set(kind, n);
+    if (n === 1) this.logger.warn(`skipping bus records of unknown kind "${kind}" (a newer writer's)`);
+  }
+
+  /**
+   * Directory, outbox (write-ahead), receipts (after the messages they may cover), push. Throws a
+   * RoutingError naming the stage that failed.
+   */
+  private async routeStages(
+    messages: IngressMessage[],
+    receipts: ReceiptRecord[],
+    spans: Map<string, Span> | null,
+  ): Promise<void> {
+    const conversationIds = [
+      ...new Set([...messages.map((m) => m.conversation_id), ...receipts.map((r) => r.conversation_id)]),
+    ];
     let members: Map<string, string[] | null>;
     try {
       members = await this.directory.members(conversationIds);
@@ -196,7 +236,6 @@ export class RouterService implements BeforeApplicationShutdown {
       }
       for (const userId of users) deliveries.push({ userId, envelope });
     }
-    if (deliveries.length === 0) return;
     // Huge fan-outs are written in several transactions so no single one holds thousands of users'
     // seq locks for long; appends are idempotent, so a crash between them is safe to redeliver.
     const stored: StoredDelivery[] = [];
@@ -207,6 +246,8 @@ export class RouterService implements BeforeApplicationShutdown {
     } catch (err) {
       throw new RoutingError('outbox', err);
     }
+    if (receipts.length > 0) stored.push(...(await this.receipts.route(receipts, members)));
+    if (stored.length === 0) return;
     this.metrics.deliveries.inc(stored.length);
     // Send -> outbox commit, once per message that was delivered to anyone.
     const committed = Date.now();

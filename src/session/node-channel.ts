@@ -1,4 +1,4 @@
-import { Envelope } from '../protocol/envelope';
+import { OutboxEntry } from '../protocol/outbox-entry';
 
 /**
  * What the router pushes to one gateway node for one routed batch. Envelopes appear once per node
@@ -6,7 +6,8 @@ import { Envelope } from '../protocol/envelope';
  */
 export interface PushBatch {
   epoch: string;
-  envelopes: Envelope[];
+  /** Messages and receipts (src/protocol/outbox-entry.ts). */
+  envelopes: OutboxEntry[];
   /** u: user id, s: the user's delivery seq, e: index into envelopes. */
   deliveries: { u: string; s: number; e: number }[];
   /** Per envelope (same index), the router span's W3C traceparent; only while tracing is on (not schema-checked). */

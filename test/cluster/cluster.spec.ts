@@ -166,7 +166,7 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
     // The outbox holds each (recipient, message) once despite the redelivered batch.
     const db = await createConnection({ host: '127.0.0.1', user: 'root', database });
     const [rows] = await db.query(
-      'SELECT user_id, COUNT(*) AS n, COUNT(DISTINCT message_id) AS distinct_ids, MAX(seq) AS head FROM outbox WHERE user_id IN (?, ?) GROUP BY user_id',
+      'SELECT user_id, COUNT(*) AS n, COUNT(DISTINCT entry_id) AS distinct_ids, MAX(seq) AS head FROM outbox_delivery WHERE user_id IN (?, ?) GROUP BY user_id',
       ['fay', 'gus'],
     );
     await db.end();

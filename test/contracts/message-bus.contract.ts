@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BusBatch, DeadLetter, MessageBus } from '../../src/bus/message-bus';
+import { BusRecord } from '../../src/protocol/bus-record';
 import { IngressMessage } from '../../src/protocol/envelope';
 import { MembershipRecord } from '../../src/protocol/stream-records';
 import { waitFor } from '../support/wait-for';
@@ -35,12 +36,12 @@ function msg(conversation_id: string, body: unknown = { n: n + 1 }): IngressMess
 }
 
 const conversation = (tag: string): string => `c-${tag}-${randomUUID().slice(0, 8)}`;
-const ids = (messages: IngressMessage[]): string[] => messages.map((m) => m.id);
+const ids = (messages: BusRecord[]): string[] => messages.map((m) => m.id);
 
 /** Records every batch a handler got. */
 function recorder() {
   const batches: BusBatch[] = [];
-  const messages: IngressMessage[] = [];
+  const messages: BusRecord[] = [];
   const handler = async (batch: BusBatch): Promise<void> => {
     batches.push(batch);
     messages.push(...batch.messages);

@@ -1,5 +1,6 @@
 import { NewDelivery, OutboxStore, StoredDelivery } from '../../src/outbox/outbox.store';
 import { Envelope } from '../../src/protocol/envelope';
+import { isReceiptEntry, OutboxEntry, ReceiptEnvelope } from '../../src/protocol/outbox-entry';
 
 /**
  * What every OutboxStore driver promises (src/outbox/outbox.store.ts): atomic, idempotent appends;
@@ -20,9 +21,26 @@ export interface OutboxHarness {
   dispose(): Promise<void>;
 }
 
-function env(id: string, body: unknown = { text: `hello ${id}` }): Envelope {
-  return { id, conversation_id: 'c1', from: 'alice', ts: 1_700_000_000_000, body };
+function env(
+  id: string,
+  body: unknown = { text: `hello ${id}` },
+  conversation = 'c1',
+  from = 'alice',
+): Envelope {
+  return { id, conversation_id: conversation, from, ts: 1_700_000_000_000, body };
 }
+
+function receipt(id: string, conversation: string, userId: string, seq: number): ReceiptEnvelope {
+  return {
+    type: 'receipt',
+    id,
+    conversation_id: conversation,
+    payload: { conversation_id: conversation, user_id: userId, kind: 'read', seq, ts: 1_700_000_000_001 },
+  };
+}
+
+/** The conversation seq a stored message carries (undefined for receipts). */
+const convSeq = (e: OutboxEntry): number | undefined => (isReceiptEntry(e) ? undefined : e.seq);
 
 const seqs = (stored: StoredDelivery[]): number[] => stored.map((d) => d.seq);
 const many = (userId: string, ids: string[]): NewDelivery[] =>
@@ -100,7 +118,10 @@ export function outboxStoreContract(driver: string, harness: () => OutboxHarness
       const store = await h.open();
       const e = env('m1', { text: 'héllo 👋 "quoted" \\ back', nested: { n: [1, 2.5, null, true] } });
       await store.append([{ userId: 'alice', envelope: e }]);
-      expect(await store.readAfter('alice', 0, 10)).toEqual([{ userId: 'alice', seq: 1, envelope: e }]);
+      // Verbatim, plus its conversation order number (v1.1).
+      expect(await store.readAfter('alice', 0, 10)).toEqual([
+        { userId: 'alice', seq: 1, envelope: { ...e, seq: 1 } },
+      ]);
 
       await store.append([
         { userId: 'Alice', envelope: env('m1') },
@@ -205,6 +226,97 @@ export function outboxStoreContract(driver: string, harness: () => OutboxHarness
       expect(await store.stats()).toEqual({ rows: 0, oldestAgeMs: null });
     });
 
+    it('numbers messages per conversation (payload.seq): gapless, in input order, the same for every recipient', async () => {
+      const store = await h.open();
+      const stored = await store.append([
+        { userId: 'a', envelope: env('x1', null, 'cx') },
+        { userId: 'b', envelope: env('x1', null, 'cx') },
+        { userId: 'a', envelope: env('y1', null, 'cy') },
+        { userId: 'b', envelope: env('x2', null, 'cx') },
+        { userId: 'a', envelope: env('x2', null, 'cx') },
+      ]);
+      expect(stored.map((d) => [d.userId, d.envelope.id, d.seq, convSeq(d.envelope)])).toEqual([
+        ['a', 'x1', 1, 1],
+        ['b', 'x1', 1, 1],
+        ['a', 'y1', 2, 1],
+        ['b', 'x2', 2, 2],
+        ['a', 'x2', 3, 2],
+      ]);
+      const next = await store.append([{ userId: 'c', envelope: env('x3', null, 'cx') }]);
+      expect(convSeq(next[0].envelope)).toBe(3);
+      expect((await store.readAfter('a', 0, 10)).map((d) => convSeq(d.envelope))).toEqual([1, 1, 2]);
+      expect(await store.conversationHeads(['cx', 'cy', 'nothing'])).toEqual(
+        new Map([
+          ['cx', 3],
+          ['cy', 1],
+          ['nothing', 0],
+        ]),
+      );
+    });
+
+    it('keeps the first conversation seq when a message is appended again (redelivery), also for new recipients', async () => {
+      const store = await h.open();
+      await store.append([{ userId: 'a', envelope: env('m1', null, 'cz') }]);
+      await store.append([{ userId: 'a', envelope: env('m2', null, 'cz') }]);
+      // A redelivered batch: the caller's envelope has no seq (or a wrong one); the stored one wins.
+      const again = await store.append([
+        { userId: 'a', envelope: { ...env('m1', null, 'cz'), seq: 99 } },
+        { userId: 'b', envelope: env('m1', null, 'cz') },
+        { userId: 'b', envelope: env('m3', null, 'cz') },
+      ]);
+      expect(again.map((d) => [d.userId, d.envelope.id, d.seq, convSeq(d.envelope)])).toEqual([
+        ['a', 'm1', 1, 1],
+        ['b', 'm1', 1, 1],
+        ['b', 'm3', 2, 3],
+      ]);
+      expect((await store.readAfter('b', 0, 10)).map((d) => convSeq(d.envelope))).toEqual([1, 3]);
+      expect((await store.conversationHeads(['cz'])).get('cz')).toBe(3);
+    });
+
+    it('stores receipts in the same per-user order as messages, without a conversation seq, idempotently', async () => {
+      const store = await h.open();
+      await store.append([
+        { userId: 'a', envelope: env('m1', null, 'cr', 'b') },
+        { userId: 'b', envelope: env('m1', null, 'cr', 'b') },
+      ]);
+      const r = receipt('r1', 'cr', 'a', 1);
+      const first = await store.append([
+        { userId: 'a', envelope: r },
+        { userId: 'b', envelope: r },
+      ]);
+      expect(first.map((d) => [d.userId, d.seq])).toEqual([
+        ['a', 2],
+        ['b', 2],
+      ]);
+      expect(await store.append([{ userId: 'b', envelope: r }])).toEqual([
+        { userId: 'b', seq: 2, envelope: r },
+      ]);
+      await store.append([{ userId: 'b', envelope: env('m2', null, 'cr', 'a') }]);
+      const read = await store.readAfter('b', 0, 10);
+      expect(read.map((d) => [d.seq, d.envelope.id, convSeq(d.envelope)])).toEqual([
+        [1, 'm1', 1],
+        [2, 'r1', undefined],
+        [3, 'm2', 2],
+      ]);
+      expect(read[1].envelope).toEqual(r);
+      expect((await store.conversationHeads(['cr'])).get('cr')).toBe(2); // receipts take no number
+    });
+
+    it('names the distinct senders of a conversation seq range, bounded to its newest messages', async () => {
+      const store = await h.open();
+      const senders = ['s1', 's2', 's1', 's3', 's2', 's4'];
+      await store.append(
+        senders.map((from, i) => ({ userId: 'u', envelope: env(`s-${i}`, null, 'cs', from) })),
+      );
+      const sorted = async (after: number, upto: number, limit: number) =>
+        (await store.senders('cs', after, upto, limit)).sort();
+      expect(await sorted(0, 6, 100)).toEqual(['s1', 's2', 's3', 's4']);
+      expect(await sorted(2, 4, 100)).toEqual(['s1', 's3']); // seqs 3..4
+      expect(await sorted(0, 6, 2)).toEqual(['s2', 's4']); // only seqs 5..6
+      expect(await sorted(6, 6, 100)).toEqual([]);
+      expect(await store.senders('nothing', 0, 10, 10)).toEqual([]);
+    });
+
     it('keeps seqs gapless, consistent and visible in order with several writers appending for the same users at once', async () => {
       const store = await h.open();
       const writers = [store, await h.peer(store), await h.peer(store)];
@@ -272,6 +384,23 @@ export function outboxStoreContract(driver: string, harness: () => OutboxHarness
         for (const d of rows) expect(returned.get(`${u} ${d.envelope.id}`)).toBe(d.seq);
         expect(last.get(u)).toBe(expected.size);
       }
+      // Conversation seqs: one per distinct message, gapless, the same in every user's copy, and in
+      // every user's log in increasing order (commit order).
+      const byMessage = new Map<string, number>();
+      for (const u of users) {
+        const numbers = (await store.readAfter(u, 0, 1000)).map((d) => {
+          const n = convSeq(d.envelope)!;
+          const prev = byMessage.get(d.envelope.id);
+          if (prev !== undefined && prev !== n) conflicts.push(`${d.envelope.id}: ${prev} vs ${n}`);
+          byMessage.set(d.envelope.id, n);
+          return n;
+        });
+        expect(numbers).toEqual([...numbers].sort((x, y) => x - y));
+      }
+      expect(conflicts).toEqual([]);
+      expect([...byMessage.values()].sort((x, y) => x - y)).toEqual(
+        Array.from({ length: byMessage.size }, (_, i) => i + 1),
+      );
     });
   });
 }

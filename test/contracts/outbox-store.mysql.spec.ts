@@ -19,8 +19,9 @@ outboxStoreContract('mysql', () => {
   async function fresh(retentionSec: number): Promise<MysqlOutboxDriver> {
     db ??= contractDatabase('contract-outbox');
     main ??= await (await db).open();
-    await main.query('TRUNCATE TABLE outbox');
-    await main.query('TRUNCATE TABLE outbox_user_seq');
+    await main.query('TRUNCATE TABLE outbox_delivery');
+    await main.query('TRUNCATE TABLE outbox_entry');
+    await main.query('TRUNCATE TABLE outbox_head');
     const store = await new MysqlOutboxDriver(main, retentionSec).init();
     stores.set(store, main);
     return store;

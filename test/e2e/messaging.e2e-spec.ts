@@ -64,6 +64,7 @@ describe('messaging core (embedded engine)', () => {
         from: alice,
         ts: ack.payload!.ts,
         body: { text: 'hi bob' },
+        seq: 1, // v1.1: the conversation order number (an added field; v1 clients ignore it)
       });
     }
     const reply = await bo.sendMessage(c1, 'hello alice', 'b-1');

@@ -4,6 +4,7 @@ import { Admin, ConfigResourceTypes, ISocketFactory, Kafka, logLevel, Producer }
 import { Logger } from '@nestjs/common';
 import { KafkaBusConfig, KafkaBusDriver, KafkaBusOptions } from '../../src/bus/drivers/kafka-bus.driver';
 import { BusBatch, DeadLetter } from '../../src/bus/message-bus';
+import { BusRecord } from '../../src/protocol/bus-record';
 import { IngressMessage } from '../../src/protocol/envelope';
 import { waitFor } from '../support/wait-for';
 
@@ -98,7 +99,7 @@ const deepJson = (levels: number) => `${'['.repeat(levels)}0${']'.repeat(levels)
 /** A consumer handler that records every batch it gets. */
 function recorder() {
   const batches: BusBatch[] = [];
-  const messages: IngressMessage[] = [];
+  const messages: BusRecord[] = [];
   const handler = async (batch: BusBatch) => {
     batches.push(batch);
     messages.push(...batch.messages);

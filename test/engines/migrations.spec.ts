@@ -27,7 +27,17 @@ const SERVER = new URL(process.env.RELAY_TEST_MYSQL_URL ?? 'mysql://root@127.0.0
 const DATABASE = `relay_test_migrations_${randomUUID().replace(/-/g, '').slice(0, 8)}`;
 const URL_ = `mysql://${SERVER.username}${SERVER.password ? `:${SERVER.password}` : ''}@${SERVER.host}/${DATABASE}`;
 const NAMES = MIGRATIONS.map((m) => m.name);
-const TABLES = ['conversation', 'conversation_member', 'outbox', 'outbox_user_seq', 'relay_meta'];
+const TABLES = [
+  'conversation',
+  'conversation_member',
+  'outbox_delivery',
+  'outbox_entry',
+  'outbox_head',
+  'receipt_marker',
+  'relay_meta',
+];
+/** The tables of the v1 outbox (before 1767225600003). */
+const V1_TABLES = ['conversation', 'conversation_member', 'outbox', 'outbox_user_seq', 'relay_meta'];
 
 jest.setTimeout(60_000);
 
@@ -55,13 +65,15 @@ async function tables(): Promise<string[]> {
 }
 
 /** The outbox payload column: its type, collation and whether the server checks it is JSON. */
-async function payloadColumn(): Promise<{ type: string; collation: string | null; jsonChecked: boolean }> {
+async function payloadColumn(
+  table = 'outbox_entry',
+): Promise<{ type: string; collation: string | null; jsonChecked: boolean }> {
   const [cols] = await admin.query(
     `SELECT DATA_TYPE AS type, COLLATION_NAME AS collation FROM information_schema.COLUMNS
-     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'outbox' AND COLUMN_NAME = 'payload'`,
-    [DATABASE],
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = 'payload'`,
+    [DATABASE, table],
   );
-  const [created] = (await admin.query(`SHOW CREATE TABLE \`${DATABASE}\`.outbox`)) as unknown as [
+  const [created] = (await admin.query(`SHOW CREATE TABLE \`${DATABASE}\`.${table}`)) as unknown as [
     { 'Create Table': string }[],
   ];
   const definition = created[0]['Create Table'].split('\n').find((l) => l.includes('`payload`')) ?? '';
@@ -108,22 +120,29 @@ describe('migrations', () => {
     expect(await recorded()).toEqual(NAMES);
     expect(await migrationStatus(ds)).toEqual(NAMES.map((name) => ({ name, executed: true })));
 
-    const [indexes] = await admin.query(
-      `SELECT INDEX_NAME AS i, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS cols, MIN(NON_UNIQUE) AS nu
-       FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'outbox' GROUP BY INDEX_NAME ORDER BY INDEX_NAME`,
-      [DATABASE],
-    );
-    expect(
-      (indexes as { i: string; cols: string; nu: number }[]).map((r) => [r.i, r.cols, Number(r.nu)]),
-    ).toEqual([
-      ['ix_outbox_expires_at', 'expires_at', 1],
+    const indexes = async (table: string) => {
+      const [rows] = await admin.query(
+        `SELECT INDEX_NAME AS i, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS cols, MIN(NON_UNIQUE) AS nu
+         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? GROUP BY INDEX_NAME ORDER BY INDEX_NAME`,
+        [DATABASE, table],
+      );
+      return (rows as { i: string; cols: string; nu: number }[]).map((r) => [r.i, r.cols, Number(r.nu)]);
+    };
+    expect(await indexes('outbox_delivery')).toEqual([
+      ['ix_outbox_delivery_expires_at', 'expires_at', 1],
       ['PRIMARY', 'id', 0],
-      ['uq_outbox_user_message', 'user_id,message_id', 0],
-      ['uq_outbox_user_seq', 'user_id,seq', 0],
+      ['uq_outbox_delivery_user_entry', 'user_id,entry_id', 0],
+      ['uq_outbox_delivery_user_seq', 'user_id,seq', 0],
     ]);
+    expect(await indexes('outbox_entry')).toEqual([
+      ['ix_outbox_entry_expires_at', 'expires_at', 1],
+      ['PRIMARY', 'entry_id', 0],
+      ['uq_outbox_entry_conv_seq', 'conversation_id,conv_seq', 0],
+    ]);
+    expect(await indexes('outbox_head')).toEqual([['PRIMARY', 'scope,id', 0]]);
     const [collations] = await admin.query(
       `SELECT DISTINCT COLLATION_NAME AS c FROM information_schema.COLUMNS
-       WHERE TABLE_SCHEMA = ? AND COLUMN_NAME IN ('user_id', 'message_id', 'conversation_id') OR (TABLE_SCHEMA = ? AND TABLE_NAME = 'conversation' AND COLUMN_NAME = 'id')`,
+       WHERE TABLE_SCHEMA = ? AND COLUMN_NAME IN ('user_id', 'message_id', 'conversation_id', 'entry_id', 'sender') OR (TABLE_SCHEMA = ? AND TABLE_NAME = 'conversation' AND COLUMN_NAME = 'id')`,
       [DATABASE, DATABASE],
     );
     expect((collations as { c: string }[]).map((r) => r.c)).toEqual(['utf8mb4_nopad_bin']);
@@ -141,11 +160,11 @@ describe('migrations', () => {
     ]);
     expect(stored.seq).toBe(1);
     const [back] = await outbox.readAfter('a', 0, 10);
-    expect(back.envelope.body).toEqual(body);
+    expect(back.envelope).toMatchObject({ body, seq: 1 });
     // Running the migration again (as after a crash before its bookkeeping) changes nothing.
-    await admin.query(`DELETE FROM \`${DATABASE}\`.${MIGRATIONS_TABLE} WHERE name = ?`, [NAMES[2]]);
-    expect(await runMigrationsLocked(ds)).toEqual([NAMES[2]]);
-    expect((await outbox.readAfter('a', 0, 10))[0].envelope.body).toEqual(body);
+    await admin.query(`DELETE FROM \`${DATABASE}\`.${MIGRATIONS_TABLE} WHERE name = ?`, [NAMES[3]]);
+    expect(await runMigrationsLocked(ds)).toEqual([NAMES[3]]);
+    expect((await outbox.readAfter('a', 0, 10))[0].envelope).toMatchObject({ body, seq: 1 });
   });
 
   it('are safe when several nodes start at once: one applies them, the others wait and find nothing to do', async () => {
@@ -194,9 +213,13 @@ describe('migrations', () => {
   it('revert one at a time, newest first, and apply again', async () => {
     const ds = await open();
     await runMigrationsLocked(ds);
+    expect(await revertLastMigration(ds)).toBe(NAMES[4]); // receipt markers go
+    expect(await revertLastMigration(ds)).toBe(NAMES[3]); // the v1 outbox tables come back
+    expect(await tables()).toEqual(V1_TABLES);
+    expect(await payloadColumn('outbox')).toMatchObject({ jsonChecked: false });
     expect(await revertLastMigration(ds)).toBe(NAMES[2]); // payload back to JSON; tables stay
-    expect(await payloadColumn()).toMatchObject({ jsonChecked: true });
-    expect(await tables()).toEqual(TABLES);
+    expect(await payloadColumn('outbox')).toMatchObject({ jsonChecked: true });
+    expect(await tables()).toEqual(V1_TABLES);
     expect(await revertLastMigration(ds)).toBe(NAMES[1]);
     expect(await tables()).toEqual(['outbox', 'outbox_user_seq', 'relay_meta']);
     expect(await revertLastMigration(ds)).toBe(NAMES[0]);
@@ -216,6 +239,73 @@ describe('migrations', () => {
     await admin.query(`DROP TABLE \`${DATABASE}\`.${MIGRATIONS_TABLE}`);
     expect(await runMigrationsLocked(ds)).toEqual(NAMES);
     expect((await outbox.retention('a', 0)).head).toBe(1); // existing data untouched
+  });
+
+  it('move a v1 outbox into the shared-entry shape: same cursors and heads, messages numbered per conversation', async () => {
+    const ds = await open();
+    await runMigrationsLocked(ds);
+    await revertLastMigration(ds);
+    await revertLastMigration(ds); // back to the v1 outbox tables, empty
+    const db = `\`${DATABASE}\``;
+    const row = (user: string, seq: number, id: string, conversation: string, from: string) => [
+      user,
+      seq,
+      id,
+      JSON.stringify({ id, conversation_id: conversation, from, ts: 1, body: { text: id } }),
+    ];
+    // alice and bob share m1 and m3 of c1; bob also got m2 of c2. Heads are ahead of the rows (expired ones).
+    const rows = [
+      row('alice', 5, '01A', 'c1', 'bob'),
+      row('bob', 2, '01A', 'c1', 'bob'),
+      row('bob', 3, '01B', 'c2', 'carol'),
+      row('alice', 6, '01C', 'c1', 'alice'),
+      row('bob', 4, '01C', 'c1', 'alice'),
+    ];
+    await admin.query(
+      `INSERT INTO ${db}.outbox (user_id, seq, message_id, payload, created_at, expires_at)
+       VALUES ${rows.map(() => '(?, ?, ?, ?, NOW(3), NOW(3) + INTERVAL 1 HOUR)').join(', ')}`,
+      rows.flat(),
+    );
+    await admin.query(
+      `INSERT INTO ${db}.outbox_user_seq (user_id, seq) VALUES ('alice', 6), ('bob', 4), ('dave', 9)`,
+    );
+
+    expect(await runMigrationsLocked(ds)).toEqual([NAMES[3], NAMES[4]]);
+    expect(await tables()).toEqual(TABLES);
+    const [entries] = await admin.query(`SELECT COUNT(*) AS n FROM ${db}.outbox_entry`);
+    expect(Number((entries as { n: number }[])[0].n)).toBe(3); // each message once
+    const outbox = await new MysqlOutboxDriver(ds, 60).init();
+    const view = async (user: string) =>
+      (await outbox.readAfter(user, 0, 10)).map((d) => [
+        d.seq,
+        d.envelope.id,
+        'seq' in d.envelope ? d.envelope.seq : null,
+      ]);
+    expect(await view('alice')).toEqual([
+      [5, '01A', 1],
+      [6, '01C', 2],
+    ]);
+    expect(await view('bob')).toEqual([
+      [2, '01A', 1],
+      [3, '01B', 1],
+      [4, '01C', 2],
+    ]);
+    expect(await outbox.retention('dave', 0)).toEqual({ head: 9, firstRetainedAfter: null });
+    expect(await outbox.conversationHeads(['c1', 'c2'])).toEqual(
+      new Map([
+        ['c1', 2],
+        ['c2', 1],
+      ]),
+    );
+    // New appends continue every sequence, and a redelivered old message keeps its numbers.
+    const next = await outbox.append([
+      { userId: 'bob', envelope: { id: '01C', conversation_id: 'c1', from: 'alice', ts: 1, body: null } },
+      { userId: 'alice', envelope: { id: '01D', conversation_id: 'c1', from: 'bob', ts: 2, body: null } },
+    ]);
+    expect(next.map((d) => [d.userId, d.seq, 'seq' in d.envelope ? d.envelope.seq : null])).toEqual([
+      ['bob', 4, 2],
+      ['alice', 7, 3],
+    ]);
   });
 
   it('are required by the outbox: without them it refuses to start, with a hint', async () => {

@@ -45,20 +45,21 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await ds.query('TRUNCATE TABLE outbox');
-  await ds.query('TRUNCATE TABLE outbox_user_seq');
+  await ds.query('TRUNCATE TABLE outbox_delivery');
+  await ds.query('TRUNCATE TABLE outbox_entry');
+  await ds.query('TRUNCATE TABLE outbox_head');
 });
 
 async function rowsOf(userId: string): Promise<{ seq: number; message_id: string }[]> {
   const rows: { seq: number; message_id: string }[] = await ds.query(
-    'SELECT seq, message_id FROM outbox WHERE user_id = ? ORDER BY seq',
+    'SELECT seq, entry_id AS message_id FROM outbox_delivery WHERE user_id = ? ORDER BY seq',
     [userId],
   );
   return rows.map((r) => ({ seq: Number(r.seq), message_id: r.message_id }));
 }
 
 async function countRows(): Promise<number> {
-  const [{ n }]: { n: number | string }[] = await ds.query('SELECT COUNT(*) AS n FROM outbox');
+  const [{ n }]: { n: number | string }[] = await ds.query('SELECT COUNT(*) AS n FROM outbox_delivery');
   return Number(n);
 }
 
@@ -131,7 +132,7 @@ describe('MysqlOutboxDriver', () => {
     const e = env('m1', { text: 'héllo 👋 "quoted" \\ back', nested: { n: [1, 2.5, null, true] } });
     await outbox.append([{ userId: 'a', envelope: e }]);
     const [read] = await outbox.readAfter('a', 0, 10);
-    expect(read).toEqual({ userId: 'a', seq: 1, envelope: e });
+    expect(read).toEqual({ userId: 'a', seq: 1, envelope: { ...e, seq: 1 } });
   });
 
   it('treats user ids byte-exactly: case and trailing spaces make different users', async () => {
@@ -198,12 +199,12 @@ describe('MysqlOutboxDriver', () => {
 
   it('keeps nothing of an append that fails halfway', async () => {
     await outbox.append([{ userId: 'a', envelope: env('m1') }]);
-    // One row per statement: a's row is inserted, then b's payload cannot be serialised.
+    // One row per statement: m2's entry is inserted, then m3's payload cannot be serialised.
     const oneByOne = await new MysqlOutboxDriver(ds, LONG, { chunkRows: 1 }).init();
     await expect(
       oneByOne.append([
         { userId: 'a', envelope: env('m2') },
-        { userId: 'b', envelope: env('m2', { bad: BigInt(1) }) },
+        { userId: 'b', envelope: env('m3', { bad: BigInt(1) }) },
       ]),
     ).rejects.toThrow(/BigInt/);
     expect(await rowsOf('a')).toEqual([{ seq: 1, message_id: 'm1' }]);
@@ -281,8 +282,45 @@ describe('MysqlOutboxDriver', () => {
     expect(seqs(await outbox.append([{ userId: 'a', envelope: env('new') }]))).toEqual([10]);
   });
 
+  it('stores each payload once and writes a batch in 5 multi-row statements, however many members', async () => {
+    const statements: string[] = [];
+    const create = ds.createQueryRunner.bind(ds);
+    const spy = jest.spyOn(ds, 'createQueryRunner').mockImplementation((...args) => {
+      const qr = create(...args);
+      const query = qr.query.bind(qr);
+      qr.query = ((sql: string, params?: unknown[], structured?: boolean) => {
+        statements.push(sql.trim().split(/\s+/).slice(0, 3).join(' '));
+        return query(sql, params, structured as true);
+      }) as typeof qr.query;
+      return qr;
+    });
+    try {
+      const members = Array.from({ length: 200 }, (_, i) => `member${i}`);
+      const body = { text: 'x'.repeat(2_000) };
+      const batch: NewDelivery[] = ['m1', 'm2', 'm3'].flatMap((id) =>
+        members.map((userId) => ({ userId, envelope: env(id, body) })),
+      );
+      await outbox.append(batch);
+      expect(statements.filter((q) => !/^(START|COMMIT|SET)/i.test(q))).toHaveLength(5);
+      const [{ entries, bytes }]: { entries: number | string; bytes: number | string }[] = await ds.query(
+        'SELECT COUNT(*) AS entries, SUM(LENGTH(payload)) AS bytes FROM outbox_entry',
+      );
+      expect(Number(entries)).toBe(3);
+      expect(Number(bytes)).toBeLessThan(3 * 2_200); // not 600 copies
+      expect(await countRows()).toBe(600);
+
+      // A redelivery reads what exists (one more statement) and writes nothing.
+      statements.length = 0;
+      await outbox.append(batch);
+      expect(statements.filter((q) => /^INSERT INTO outbox_(entry|delivery)/i.test(q))).toEqual([]);
+      expect(await countRows()).toBe(600);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('runs a transaction that lost a deadlock again, from the start', async () => {
-    await ds.query(`INSERT INTO outbox_user_seq (user_id, seq) VALUES ('x', 0), ('y', 0)`);
+    await ds.query(`INSERT INTO outbox_head (scope, id, seq) VALUES ('u', 'x', 0), ('u', 'y', 0)`);
     // Both transactions hold their first row before either asks for its second: a true deadlock.
     let arrived = 0;
     let release!: () => void;
@@ -292,15 +330,15 @@ describe('MysqlOutboxDriver', () => {
       inTransaction(ds, async (qr) => {
         attempts[order]++;
         const [first, second] = order === 'xy' ? ['x', 'y'] : ['y', 'x'];
-        await qr.query('UPDATE outbox_user_seq SET seq = seq + 1 WHERE user_id = ?', [first]);
+        await qr.query(`UPDATE outbox_head SET seq = seq + 1 WHERE scope = 'u' AND id = ?`, [first]);
         if (attempts[order] === 1 && ++arrived === 2) release();
         await bothLocked;
-        await qr.query('UPDATE outbox_user_seq SET seq = seq + 1 WHERE user_id = ?', [second]);
+        await qr.query(`UPDATE outbox_head SET seq = seq + 1 WHERE scope = 'u' AND id = ?`, [second]);
       });
     await Promise.all([bump('xy'), bump('yx')]);
     expect(attempts.xy + attempts.yx).toBe(3); // the victim ran twice
     const rows: { seq: number }[] = await ds.query(
-      `SELECT seq FROM outbox_user_seq WHERE user_id IN ('x', 'y')`,
+      `SELECT seq FROM outbox_head WHERE scope = 'u' AND id IN ('x', 'y')`,
     );
     expect(rows.map((r) => Number(r.seq))).toEqual([2, 2]); // the victim's first attempt left nothing
   });

@@ -83,6 +83,24 @@ export interface Message {
   from: string;
   ts: number;
   body: unknown;
+  /**
+   * v1.1: the message's order number in its conversation: gapless and increasing in the order the
+   * server acked the messages, the same on every device. Absent from servers older than v1.1.
+   */
+  seq?: number;
+}
+
+/** v1.1: a member's delivered or read marker moved forward (delivered like a message, once, in order). */
+export interface Receipt {
+  /** The delivery cursor (it advances like a message's). */
+  cursor: string;
+  conversationId: string;
+  /** The member whose marker moved (possibly this user, from another device). */
+  userId: string;
+  kind: 'delivered' | 'read';
+  /** Every message of the conversation with `seq` up to this one is delivered to / read by the member. */
+  seq: number;
+  ts: number;
 }
 
 /** The server's acknowledgement of a send: the message is durable. */
@@ -130,6 +148,8 @@ export interface DisconnectEvent {
 export interface ClientEvents {
   state: ConnectionState;
   message: Message;
+  /** v1.1 */
+  receipt: Receipt;
   reset: ResetEvent;
   disconnect: DisconnectEvent;
   error: RelayError;

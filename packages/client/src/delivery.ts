@@ -1,7 +1,7 @@
-import type { Message } from './api.js';
+import type { Message, Receipt } from './api.js';
 import { Deduper } from './dedupe.js';
 import { RelayError, describe } from './errors.js';
-import type { ClientFrame, MessagePayload, WelcomePayload } from './protocol.js';
+import type { ClientFrame, MessagePayload, ReceiptPayload, WelcomePayload } from './protocol.js';
 import { CursorWriter } from './storage.js';
 import type { CursorStorage } from './storage.js';
 
@@ -38,6 +38,8 @@ export interface ConfirmWire {
 export interface DeliveryHost {
   /** Hands a message to the app; when this returns, the message counts as delivered. */
   deliver(message: Message): void;
+  /** v1.1: hands a receipt to the app; like deliver, it counts as delivered when this returns. */
+  receipt(receipt: Receipt): void;
   error(err: RelayError): void;
 }
 
@@ -118,9 +120,7 @@ export class Delivery {
 
   /** A `message` frame; `cursor` is its msg_id. */
   message(cursor: string, p: MessagePayload): void {
-    const verdict = this.dedupe.check(cursor, p.id, this.cursor);
-    if (verdict === 'skip') return;
-    if (verdict === 'deliver') {
+    this.take(cursor, p.id, () =>
       this.host.deliver({
         cursor,
         id: p.id,
@@ -128,8 +128,29 @@ export class Delivery {
         from: p.from,
         ts: p.ts,
         body: p.body,
-      });
-    }
+        ...(p.seq !== undefined ? { seq: p.seq } : {}),
+      }),
+    );
+  }
+
+  /** v1.1: a `receipt` frame shares the cursor sequence with messages (its key: what it says). */
+  receipt(cursor: string, p: ReceiptPayload): void {
+    this.take(cursor, `receipt ${p.conversation_id} ${p.user_id} ${p.kind} ${p.seq}`, () =>
+      this.host.receipt({
+        cursor,
+        conversationId: p.conversation_id,
+        userId: p.user_id,
+        kind: p.kind,
+        seq: p.seq,
+        ts: p.ts,
+      }),
+    );
+  }
+
+  private take(cursor: string, id: string, hand: () => void): void {
+    const verdict = this.dedupe.check(cursor, id, this.cursor);
+    if (verdict === 'skip') return;
+    if (verdict === 'deliver') hand();
     // Delivered (or a duplicate of something delivered): from here on it is covered by the cursor.
     this.cursor = cursor;
     this.writer.write(cursor);

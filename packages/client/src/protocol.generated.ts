@@ -46,7 +46,10 @@ export type ClientFrame =
   | { type: 'typing'; msg_id?: string; payload: { conversation_id: string; state: TypingState } }
   /** Snapshot of the conversation's online members, then one `presence` frame per change. */
   | { type: 'presence.subscribe'; msg_id?: string; payload: { conversation_id: string } }
-  | { type: 'presence.unsubscribe'; msg_id?: string; payload: { conversation_id: string } };
+  | { type: 'presence.unsubscribe'; msg_id?: string; payload: { conversation_id: string } }
+  // ---- v1.1: durable receipts ----
+  /** "I have read everything up to `seq`" (a conversation order number, MessagePayload.seq). */
+  | { type: 'read'; payload: { conversation_id: string; seq: number } };
 
 export type TypingState = 'start' | 'stop';
 
@@ -72,6 +75,24 @@ export interface MessagePayload {
   /** The server's acceptance time, milliseconds since the Unix epoch. */
   ts: number;
   body: unknown;
+  /**
+   * v1.1: the message's per-conversation order number: strictly increasing and gapless per
+   * conversation in ack order, the same in every recipient's copy and on every replay. Absent only
+   * on servers older than v1.1.
+   */
+  seq?: number;
+}
+
+/** v1.1: a member's delivered or read marker moved forward (durable, delivered like a message). */
+export interface ReceiptPayload {
+  conversation_id: string;
+  /** The member whose marker moved. */
+  user_id: string;
+  kind: 'delivered' | 'read';
+  /** The marker: every message of the conversation with `seq` up to this one is delivered/read. */
+  seq: number;
+  /** When the server accepted the marker, milliseconds since the Unix epoch. */
+  ts: number;
 }
 
 export interface AckPayload {
@@ -113,4 +134,6 @@ export type ServerFrame =
   | { type: 'error'; msg_id?: string; payload: ErrorPayload }
   | { type: 'pong' }
   | { type: 'typing'; payload: TypingPayload }
-  | { type: 'presence'; payload: PresencePayload };
+  | { type: 'presence'; payload: PresencePayload }
+  /** v1.1. msg_id is the delivery cursor (same sequence as `message`): confirm it like a message. */
+  | { type: 'receipt'; msg_id: string; payload: ReceiptPayload };

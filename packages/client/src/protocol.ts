@@ -15,6 +15,7 @@ export type {
   ErrorCode as ServerErrorCode,
   MessagePayload,
   PresencePayload,
+  ReceiptPayload,
   ServerFrame,
   TypingPayload,
   WelcomePayload,
@@ -78,6 +79,32 @@ export function parseServerFrame(data: unknown): ParseResult {
             from: String(p.from ?? ''),
             ts: isNum(p.ts) ? p.ts : 0,
             body: p.body,
+            // v1.1; older servers omit it.
+            ...(isNum(p.seq) ? { seq: p.seq } : {}),
+          },
+        },
+      };
+    case 'receipt':
+      if (!isStr(msgId)) return bad('msg_id (cursor) missing');
+      if (
+        !isObj(p) ||
+        !isStr(p.conversation_id) ||
+        !isStr(p.user_id) ||
+        (p.kind !== 'delivered' && p.kind !== 'read') ||
+        !isNum(p.seq)
+      )
+        return bad('payload incomplete');
+      return {
+        ok: true,
+        frame: {
+          type: 'receipt',
+          msg_id: msgId,
+          payload: {
+            conversation_id: p.conversation_id,
+            user_id: p.user_id,
+            kind: p.kind,
+            seq: p.seq,
+            ts: isNum(p.ts) ? p.ts : 0,
           },
         },
       };

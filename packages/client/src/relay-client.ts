@@ -23,12 +23,16 @@ export type {
   ConnectOptions,
   DisconnectEvent,
   Message,
+  Receipt,
   ResetEvent,
   SendOptions,
   Session,
 } from './api.js';
 export type { PresenceChange, PresenceEvents, PresenceSubscription } from './presence.js';
 export type { TypingEvent } from './typing.js';
+
+/** markRead frames wait this long so that a burst of calls (one per message read) becomes one frame per conversation. */
+const READ_COALESCE_MS = 200;
 
 /**
  * A connection to the relay that survives network failures. See README.md for the guarantees.
@@ -50,6 +54,9 @@ export class RelayClient extends Emitter<ClientEvents> {
   private readonly typingState: Typing;
   private readonly presence: PresenceSubscriptions;
   private _state: ConnectionState = 'connecting';
+  /** v1.1 markRead: the newest unsent read marker per conversation. */
+  private readonly reads = new Map<string, number>();
+  private readTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** Prefer connect(); constructing the client starts connecting, exactly like connect() does. */
   constructor(options: ConnectOptions) {
@@ -73,6 +80,7 @@ export class RelayClient extends Emitter<ClientEvents> {
     this.sends = new SendQueue(settings, this.loop);
     this.delivery = new Delivery(settings, this.loop, {
       deliver: (message) => this.emit('message', message),
+      receipt: (receipt) => this.emit('receipt', receipt),
       error: (err) => this.emit('error', err),
     });
     this.typingState = new Typing(this.loop, settings, (event) => this.emit('typing', event));
@@ -164,6 +172,36 @@ export class RelayClient extends Emitter<ClientEvents> {
   }
 
   /**
+   * v1.1: tells the server this user has read every message of the conversation up to `seq` (a
+   * message's `seq`). The other members (in large conversations: the senders of those messages) get
+   * a `receipt`. Coalesced per conversation (one frame per 200 ms, the newest seq) and kept while
+   * disconnected, then sent after the next welcome. Markers only move forward: a lower seq than one
+   * already sent changes nothing on the server.
+   */
+  markRead(conversationId: string, seq: number): void {
+    if (typeof conversationId !== 'string' || conversationId.length === 0) {
+      throw new TypeError('markRead: conversationId must be a non-empty string');
+    }
+    if (!Number.isSafeInteger(seq) || seq < 1)
+      throw new RangeError('markRead: seq must be a positive integer');
+    if (this._state === 'closed') return;
+    this.reads.set(conversationId, Math.max(seq, this.reads.get(conversationId) ?? 0));
+    this.readTimer ??= setTimeout(() => {
+      this.readTimer = undefined;
+      this.flushReads();
+    }, READ_COALESCE_MS);
+  }
+
+  /** Sends the pending read markers on a welcomed socket; what cannot be sent waits for the next welcome. */
+  private flushReads(): void {
+    if (!this.loop.welcomed) return;
+    for (const [conversationId, seq] of this.reads) {
+      if (!this.loop.transmit({ type: 'read', payload: { conversation_id: conversationId, seq } })) return;
+      this.reads.delete(conversationId);
+    }
+  }
+
+  /**
    * Reconnects at once instead of waiting out the back-off (e.g. from a "retry now" button). A
    * no-op while open, while an attempt is under way, and once closed. Browsers do this by
    * themselves on the `online` event and when the tab becomes visible again.
@@ -191,6 +229,8 @@ export class RelayClient extends Emitter<ClientEvents> {
     this.typingState.close();
     this.presence.close();
     this.delivery.close();
+    clearTimeout(this.readTimer);
+    this.readTimer = undefined;
     this.loop.stop();
     this.sends.close(reason);
     this.setState('closed');
@@ -215,6 +255,8 @@ export class RelayClient extends Emitter<ClientEvents> {
         return this.onWelcome(frame.payload);
       case 'message':
         return this.delivery.message(frame.msg_id, frame.payload);
+      case 'receipt':
+        return this.delivery.receipt(frame.msg_id, frame.payload);
       case 'ack':
         return this.sends.acked(frame.msg_id, frame.payload);
       case 'typing':
@@ -244,6 +286,7 @@ export class RelayClient extends Emitter<ClientEvents> {
     this.delivery.welcome(p);
     this.sends.resend();
     this.presence.welcomed();
+    this.flushReads();
     this.setState('open');
     if (!p.recovered && !this.loop.stopped) this.emit('reset', { cursor: this.delivery.presentedCursor });
   }

@@ -16,6 +16,7 @@ export type {
   ErrorPayload,
   MessagePayload,
   PresencePayload,
+  ReceiptPayload,
   ServerFrame,
   TypingPayload,
   TypingState,
@@ -174,4 +175,19 @@ export const CLIENT_FRAME_SCHEMAS = {
   },
   'presence.subscribe': CONVERSATION_FRAME_SCHEMA,
   'presence.unsubscribe': CONVERSATION_FRAME_SCHEMA,
+  // v1.1: `seq` is a conversation order number (MessagePayload.seq); above the head it is clamped.
+  read: {
+    type: 'object',
+    required: ['payload'],
+    properties: {
+      payload: {
+        type: 'object',
+        required: ['conversation_id', 'seq'],
+        properties: {
+          conversation_id: { type: 'string', pattern: ID_PATTERN_SOURCE },
+          seq: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER },
+        },
+      },
+    },
+  },
 } as const satisfies Record<ClientFrame['type'], object>;

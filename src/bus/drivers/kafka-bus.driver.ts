@@ -2,9 +2,16 @@ import { OnApplicationShutdown } from '@nestjs/common';
 import { Admin, ISocketFactory, Kafka, logLevel, Producer } from 'kafkajs';
 import { AppConfig } from '../../config/app-config';
 import { settledWithin } from '../../common/deadline';
-import { IngressMessage } from '../../protocol/envelope';
+import { BusRecord } from '../../protocol/bus-record';
 import { RawStreamRecord } from '../../protocol/stream-records';
-import { BatchHandler, GroupSubscription, MessageBus, OtherStreamRecord, RecordBatch } from '../message-bus';
+import {
+  BatchHandler,
+  GroupSubscription,
+  MessageBus,
+  OtherStreamRecord,
+  PublishedRecord,
+  RecordBatch,
+} from '../message-bus';
 import { ClientSlot } from './kafka-client-slot';
 import { ConsumerDeadLetters, KafkaConsumer, RecordFilter } from './kafka-consumer';
 import { KafkaDeadLetters } from './kafka-dead-letters';
@@ -145,7 +152,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     await this.producer.connected();
   }
 
-  publish(message: IngressMessage): Promise<void> {
+  publish(message: PublishedRecord): Promise<void> {
     return this.producing.publish(message);
   }
 
@@ -183,6 +190,10 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     };
   }
 
+  publishReceipt(record: PublishedRecord): Promise<void> {
+    return this.producing.publish(record);
+  }
+
   consume(handler: BatchHandler): Promise<void> {
     return this.consuming.consume(handler);
   }
@@ -191,7 +202,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
     return this.consuming.stop();
   }
 
-  deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void> {
+  deadLetter(message: BusRecord, reason: string, partition: number): Promise<void> {
     return this.deadLetters.quarantine(message, reason, partition);
   }
 

@@ -1,9 +1,9 @@
 import { Logger } from '@nestjs/common';
 import { Batch, Consumer, ConsumerCrashEvent, EachBatchPayload, Kafka } from 'kafkajs';
 import { AppConfig } from '../../config/app-config';
-import { IngressMessage } from '../../protocol/envelope';
-import { isIngressMessage } from '../../protocol/wire-schemas';
-import { isMessageKind } from '../../protocol/stream-records';
+import { BusRecord } from '../../protocol/bus-record';
+import { isStreamOnlyKind } from '../../protocol/stream-records';
+import { isBusRecord } from '../../protocol/wire-schemas';
 import { isRebalanceError } from './kafka-errors';
 
 /**
@@ -15,7 +15,7 @@ import { isRebalanceError } from './kafka-errors';
  * each run's offset is committed explicitly once the handler resolved, then resolved locally. A run
  * whose handler throws is neither committed nor resolved: the partition is paused and resumed after a
  * back-off, and the next fetch starts at the same offset, so the same messages come again (no consumer
- * crash, no rejoin, other partitions keep flowing). Records that are not IngressMessage JSON are
+ * crash, no rejoin, other partitions keep flowing). Records that are not BusRecord JSON are
  * dead-lettered before their run is committed.
  */
 
@@ -34,7 +34,7 @@ export interface KafkaConsumerOptions {
   onLag?: (partition: number, lag: number) => void;
 }
 
-/** A record of a run that is not IngressMessage JSON. */
+/** A record of a run that is not BusRecord JSON. */
 export interface MalformedRecord {
   key: Buffer | null;
   value: string | null;
@@ -42,7 +42,7 @@ export interface MalformedRecord {
 }
 
 /** What the consumer needs from the dead-letter path (KafkaDeadLetters). */
-export interface ConsumerDeadLetters<T = IngressMessage> {
+export interface ConsumerDeadLetters<T = BusRecord> {
   /** The raw record a message was parsed from, for its dead letter should the router quarantine it. */
   remember(message: T, raw: string, offset: string): void;
   /** Resolves once the records are durable in the dead-letter topic. */
@@ -50,8 +50,8 @@ export interface ConsumerDeadLetters<T = IngressMessage> {
 }
 
 /**
- * What a consumer accepts from the topic. The router's: IngressMessage records (records of other
- * kinds, e.g. membership changes on the event stream, are committed past and not handed over).
+ * What a consumer accepts from the topic. The router's: bus records (messages, receipts, kinds a newer
+ * writer added); the stream-only kinds (membership changes, presence) are committed past, not handed over.
  * A group consumer of the event stream (MessageBus.consumeAsGroup) takes every JSON object.
  */
 export interface RecordFilter<T> {
@@ -61,14 +61,14 @@ export interface RecordFilter<T> {
   skip(parsed: unknown): boolean;
 }
 
-export const ROUTER_RECORDS: RecordFilter<IngressMessage> = {
-  accept: (v): v is IngressMessage => isIngressMessage(v) && isMessageKind(v),
-  skip: (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && !isMessageKind(v),
+export const ROUTER_RECORDS: RecordFilter<BusRecord> = {
+  accept: (v): v is BusRecord => isBusRecord(v) && !isStreamOnlyKind(v),
+  skip: (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && isStreamOnlyKind(v),
 };
 
 interface Run<T> {
   messages: T[];
-  /** Records of this run that are not IngressMessage JSON: dead-lettered before the run is committed. */
+  /** Records of this run that the filter neither accepts nor skips: dead-lettered before the run is committed. */
   malformed: MalformedRecord[];
   firstOffset: string;
   /** Offset of the last record this run covers (valid or skipped). */
@@ -85,7 +85,7 @@ export function partitionLag(highWatermark: string, next: string): number {
   return lag > 0n ? Number(lag) : 0;
 }
 
-export class KafkaConsumer<T = IngressMessage> {
+export class KafkaConsumer<T = BusRecord> {
   private readonly logger = new Logger('KafkaBus');
   private consumer: Consumer | null = null;
   private handler: ((batch: { partition: number; messages: T[] }) => Promise<void>) | null = null;
@@ -303,7 +303,7 @@ export class KafkaConsumer<T = IngressMessage> {
       } else {
         current.malformed.push({ key: record.key, value: raw, offset: record.offset });
         this.logger.warn(
-          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not an IngressMessage JSON): moved to ${this.config.dlqTopic}`,
+          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not an BusRecord JSON): moved to ${this.config.dlqTopic}`,
         );
       }
       current.lastOffset = record.offset;

@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import { IngressMessage } from '../../protocol/envelope';
+import { BusRecord } from '../../protocol/bus-record';
 import { DeadLetter } from '../message-bus';
 import { MalformedRecord } from './kafka-consumer';
 
@@ -8,7 +8,7 @@ import { MalformedRecord } from './kafka-consumer';
  *
  * Dead letters go to `dlqTopic` (created at init with the ingress topic's partitions and retention;
  * key = conversation_id, value = {reason, partition, offset, at, message}): `quarantine` for the router's
- * `deadLetter`, and records that are not IngressMessage JSON, which the consumer moves there itself
+ * `deadLetter`, and records that are not BusRecord JSON, which the consumer moves there itself
  * (reason `malformed`, message = the raw value as a string) before it commits past them. Each consumed
  * message's raw record is remembered (weakly held), so its dead letter carries it verbatim.
  */
@@ -43,7 +43,7 @@ function deadLetterValue(
 }
 
 /** JSON of a message that did not come from a consumed record; its body is replaced if it cannot be serialised. */
-function serializeForDeadLetter(message: IngressMessage): string {
+function serializeForDeadLetter(message: BusRecord): string {
   try {
     return JSON.stringify(message);
   } catch (err) {
@@ -54,7 +54,7 @@ function serializeForDeadLetter(message: IngressMessage): string {
 export class KafkaDeadLetters {
   private readonly logger = new Logger('KafkaBus');
   /** Raw record of every message handed to the handler (weakly held): dead letters carry it verbatim. */
-  private readonly origins = new WeakMap<IngressMessage, RecordOrigin>();
+  private readonly origins = new WeakMap<BusRecord, RecordOrigin>();
 
   constructor(
     private readonly sink: DeadLetterSink,
@@ -62,16 +62,16 @@ export class KafkaDeadLetters {
     private readonly onDeadLetter?: (reason: string) => void,
   ) {}
 
-  remember(message: IngressMessage, raw: string, offset: string): void {
+  remember(message: BusRecord, raw: string, offset: string): void {
     this.origins.set(message, { raw, offset });
   }
 
   /** The router's `deadLetter`: the message's record as consumed, or its JSON if it was not consumed. */
-  async quarantine(message: IngressMessage, reason: string, partition: number): Promise<void> {
+  async quarantine(message: BusRecord, reason: string, partition: number): Promise<void> {
     const origin = this.origins.get(message);
     await this.sink.produceDeadLetters([
       {
-        key: message.conversation_id,
+        key: typeof message.conversation_id === 'string' ? message.conversation_id : null,
         value: deadLetterValue(origin?.raw ?? serializeForDeadLetter(message), {
           reason,
           partition,

@@ -13,7 +13,7 @@ import { ClientSlot } from './kafka-client-slot';
  * One producer, acks=all, maxInFlightRequests=1, not idempotent; concurrent `publish` calls are
  * coalesced by a Batcher into one produce request at a time, each caller settling with the broker's
  * answer for the request that carried its message. Key = conversation_id (Java-compatible murmur2
- * partitioner), value = the whole IngressMessage as JSON.
+ * partitioner), value = the whole BusRecord as JSON.
  *
  * Order invariant: nothing is sent after a message whose publish failed (see failedThrough); after any
  * failed produce the producer is replaced by a fresh one (kafkajs keeps dead sockets).

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
+import { BusRecord } from '../../protocol/bus-record';
 import { IngressMessage } from '../../protocol/envelope';
-import { isMessageKind, RawStreamRecord, streamKeyOf } from '../../protocol/stream-records';
+import { isStreamOnlyKind, RawStreamRecord, streamKeyOf } from '../../protocol/stream-records';
 import {
   BatchHandler,
   DeadLetter,
@@ -70,6 +71,10 @@ export class MemoryBusDriver extends MessageBus {
     return this.append(record);
   }
 
+  publishReceipt(record: PublishedRecord): Promise<void> {
+    return this.append(record);
+  }
+
   private async append(message: PublishedRecord): Promise<void> {
     if (!this.available) throw new Error('memory bus unavailable');
     const index = partitionFor(streamKeyOf(message), this.partitions.length);
@@ -79,8 +84,8 @@ export class MemoryBusDriver extends MessageBus {
 
   async consume(handler: BatchHandler): Promise<void> {
     this.start(ROUTER_GROUP, async (partition, records) => {
-      // Other kinds of stream records are not the router's: committed past.
-      const messages = records.filter((r) => isMessageKind(r)) as IngressMessage[];
+      // Stream-only kinds (membership, presence) are not the router's: committed past.
+      const messages = records.filter((r) => !isStreamOnlyKind(r)) as BusRecord[];
       if (messages.length > 0) await handler({ partition, messages });
     });
   }
@@ -151,7 +156,7 @@ export class MemoryBusDriver extends MessageBus {
     }
   }
 
-  async deadLetter(message: IngressMessage, reason: string, partition: number): Promise<void> {
+  async deadLetter(message: BusRecord, reason: string, partition: number): Promise<void> {
     if (!this.available) throw new Error('memory bus unavailable');
     this.dead.push({ message, reason, partition, at: Date.now() });
     if (this.dead.length > this.maxDeadLetters) this.dead.splice(0, this.dead.length - this.maxDeadLetters);

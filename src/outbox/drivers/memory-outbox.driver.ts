@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import { isReceiptEntry, OutboxEntry } from '../../protocol/outbox-entry';
 import { RetentionState } from '../cursor';
 import { NewDelivery, OutboxStats, OutboxStore, StoredDelivery } from '../outbox.store';
 
-interface Row extends StoredDelivery {
+interface Row {
+  userId: string;
+  seq: number;
+  entryId: string;
   expiresAt: number;
 }
 
@@ -12,10 +16,28 @@ interface UserLog {
   byMessage: Map<string, number>;
 }
 
-/** In-process outbox: one JS thread makes every append atomic, so seqs are trivially gapless. */
+/** One stored entry, shared by all its deliveries (`refs` of them still held). */
+interface Entry {
+  envelope: OutboxEntry;
+  expiresAt: number;
+  refs: number;
+}
+
+interface ConversationLog {
+  head: number;
+  /** conversation seq -> message id, while the message is held (for `senders`). */
+  bySeq: Map<number, string>;
+}
+
+/**
+ * In-process outbox: one JS thread makes every append atomic, so seqs (per user and per
+ * conversation) are trivially gapless. Entries are kept once and shared by their deliveries.
+ */
 export class MemoryOutboxDriver extends OutboxStore {
   private readonly generation = randomBytes(4).toString('hex');
   private readonly users = new Map<string, UserLog>();
+  private readonly entries = new Map<string, Entry>();
+  private readonly conversations = new Map<string, ConversationLog>();
 
   constructor(
     private readonly retentionMs: number,
@@ -37,12 +59,32 @@ export class MemoryOutboxDriver extends OutboxStore {
         this.users.set(userId, log);
       }
       const existing = log.byMessage.get(envelope.id);
-      if (existing !== undefined) return { userId, seq: existing, envelope };
+      if (existing !== undefined) {
+        return { userId, seq: existing, envelope: this.entries.get(envelope.id)?.envelope ?? envelope };
+      }
+      const entry = this.entryFor(envelope, expiresAt);
       const seq = ++log.head;
-      log.rows.push({ userId, seq, envelope, expiresAt });
+      log.rows.push({ userId, seq, entryId: envelope.id, expiresAt });
       log.byMessage.set(envelope.id, seq);
-      return { userId, seq, envelope };
+      entry.refs++;
+      entry.expiresAt = Math.max(entry.expiresAt, expiresAt);
+      return { userId, seq, envelope: entry.envelope };
     });
+  }
+
+  /** The stored entry, created on first sight; a new message takes its conversation's next seq. */
+  private entryFor(envelope: OutboxEntry, expiresAt: number): Entry {
+    let entry = this.entries.get(envelope.id);
+    if (entry) return entry;
+    let stored: OutboxEntry = envelope;
+    if (!isReceiptEntry(envelope)) {
+      let conv = this.conversations.get(envelope.conversation_id);
+      if (!conv) this.conversations.set(envelope.conversation_id, (conv = { head: 0, bySeq: new Map() }));
+      stored = { ...envelope, seq: ++conv.head };
+      conv.bySeq.set(conv.head, envelope.id);
+    }
+    this.entries.set(envelope.id, (entry = { envelope: stored, expiresAt, refs: 0 }));
+    return entry;
   }
 
   async readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredDelivery[]> {
@@ -53,7 +95,8 @@ export class MemoryOutboxDriver extends OutboxStore {
     const out: StoredDelivery[] = [];
     for (let i = start; i < log.rows.length && out.length < limit; i++) {
       const r = log.rows[i];
-      if (r.expiresAt > now) out.push({ userId: r.userId, seq: r.seq, envelope: r.envelope });
+      const entry = this.entries.get(r.entryId);
+      if (r.expiresAt > now && entry) out.push({ userId: r.userId, seq: r.seq, envelope: entry.envelope });
     }
     return out;
   }
@@ -68,19 +111,50 @@ export class MemoryOutboxDriver extends OutboxStore {
     return { head: log.head, firstRetainedAfter: null };
   }
 
+  async conversationHeads(conversationIds: string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const id of conversationIds) out.set(id, this.conversations.get(id)?.head ?? 0);
+    return out;
+  }
+
+  async senders(conversationId: string, afterSeq: number, uptoSeq: number, limit: number): Promise<string[]> {
+    const conv = this.conversations.get(conversationId);
+    if (!conv) return [];
+    const now = this.now();
+    const found = new Set<string>();
+    const from = Math.max(afterSeq + 1, uptoSeq - limit + 1);
+    for (let seq = Math.min(uptoSeq, conv.head); seq >= from; seq--) {
+      const id = conv.bySeq.get(seq);
+      const entry = id === undefined ? undefined : this.entries.get(id);
+      if (entry && entry.expiresAt > now && !isReceiptEntry(entry.envelope)) found.add(entry.envelope.from);
+    }
+    return [...found];
+  }
+
   async purgeExpired(limit: number): Promise<number> {
     const now = this.now();
     let purged = 0;
     for (const log of this.users.values()) {
       while (purged < limit && log.rows.length > 0 && log.rows[0].expiresAt <= now) {
         const row = log.rows.shift()!;
-        log.byMessage.delete(row.envelope.id);
+        log.byMessage.delete(row.entryId);
+        this.release(row.entryId);
         purged++;
       }
       // The log object (and its head) stays even when empty so cursors remain comparable.
       if (purged >= limit) break;
     }
     return purged;
+  }
+
+  /** The last delivery of an entry went: the entry goes too (conversation heads stay). */
+  private release(entryId: string): void {
+    const entry = this.entries.get(entryId);
+    if (!entry || --entry.refs > 0) return;
+    this.entries.delete(entryId);
+    const e = entry.envelope;
+    if (!isReceiptEntry(e) && e.seq !== undefined)
+      this.conversations.get(e.conversation_id)?.bySeq.delete(e.seq);
   }
 
   async stats(): Promise<OutboxStats> {

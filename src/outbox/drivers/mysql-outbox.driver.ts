@@ -3,32 +3,36 @@ import { DataSource, QueryRunner } from 'typeorm';
 import { ER_NO_SUCH_TABLE, mysqlErrno } from '../../database/mysql-errors';
 import { chunks, inTransaction, list, repeat, tuples } from '../../database/transaction';
 import { Envelope } from '../../protocol/envelope';
+import { isReceiptEntry, OutboxEntry } from '../../protocol/outbox-entry';
 import { RetentionState } from '../cursor';
 import { NewDelivery, OutboxStats, OutboxStore, StoredDelivery } from '../outbox.store';
 
 /**
- * MySQL/MariaDB outbox (tables from src/database/migrations: outbox, outbox_user_seq, relay_meta).
+ * MySQL/MariaDB outbox (tables from src/database/migrations: outbox_entry, outbox_delivery,
+ * outbox_head, relay_meta). Each entry (message or receipt) is one `outbox_entry` row however many
+ * recipients it has; each recipient gets a small `outbox_delivery` row pointing at it.
  *
  * How the OutboxStore contract holds with many routers writing at once:
  * 1. Atomic: one `append` is one transaction (READ COMMITTED); any failure rolls all of it back,
- *    the per-user heads included, so a failed append leaves no seq behind.
- * 2. Gapless, commit-ordered seqs: every writer of user U first takes the exclusive lock on U's row
- *    in outbox_user_seq (INSERT .. ON DUPLICATE KEY UPDATE creates the row or locks the existing
- *    one), reads the head, allocates head+1, head+2, .. in input order, inserts, moves the head
- *    and commits, which releases the lock. Writers of one user therefore run one after the other:
- *    the next one reads the head only after the previous one committed, so seq order is commit
- *    order, and a reader (one snapshot per statement) that sees seq N also sees every seq < N.
- *    Users are locked in sorted order, so writers with overlapping users queue instead of
- *    deadlocking on these locks; a deadlock InnoDB still reports (insert-intention/gap locks), or a
- *    lock wait timeout, runs the whole transaction again.
- * 3. Idempotent: existing (user_id, message_id) rows are looked up while holding the user's lock,
- *    so a redelivered delivery gets its original seq and nothing is written; repeats inside one
- *    call are folded before that. UNIQUE(user_id, message_id) backs this up.
- * 4. Expiry: expires_at is the database's NOW(3) + retention, and reads compare with the
- *    database's NOW(3): node clocks never matter. A writer inserts only after the previous writer
- *    of the user committed, so (for one retention) expires_at does not decrease along a user's
- *    seqs: expiry and purge remove a prefix of the log, never a hole in the middle. Heads live in
- *    outbox_user_seq, which purge never touches, so they survive expiry.
+ *    the heads included, so a failed append leaves no seq behind.
+ * 2. Gapless, commit-ordered seqs, per user and per conversation: every writer first takes the
+ *    exclusive locks on the `outbox_head` rows of the conversations of its messages and of its
+ *    recipients (INSERT .. ON DUPLICATE KEY UPDATE creates the row or locks the existing one), in
+ *    one global order (scope, id), then reads the heads, allocates head+1, head+2, .. in input
+ *    order, inserts, moves the heads and commits, which releases the locks. Writers of one user or
+ *    one conversation therefore run one after the other: seq order is commit order, and a reader
+ *    (one snapshot per statement) that sees seq N also sees every seq < N. A deadlock InnoDB still
+ *    reports (insert-intention/gap locks), or a lock wait timeout, runs the whole transaction again.
+ * 3. Idempotent: entries are looked up by id while holding those locks. A message already stored
+ *    keeps its conversation seq; only for entries already stored are existing (user, entry)
+ *    deliveries looked up (a new entry cannot have any), and those keep their seq. Repeats inside
+ *    one call are folded first. UNIQUE(user_id, entry_id) and the entry primary key back this up.
+ * 4. Expiry: expires_at is the database's NOW(3) + retention; reads compare with the database's
+ *    NOW(3): node clocks never matter. Along a user's seqs expires_at does not decrease (writers of
+ *    a user are serialised), so purge removes a prefix of each log. An entry expires no earlier than
+ *    its last delivery (a new delivery of a stored entry extends it). Heads are never purged.
+ * 5. Round trips per append (no redelivery): lock heads, read heads + known entries, insert entries,
+ *    insert deliveries, write heads; each a multi-row statement (<= chunkRows rows / chunkBytes).
  */
 
 export interface MysqlOutboxOptions {
@@ -43,12 +47,25 @@ export interface MysqlOutboxOptions {
 const EPOCH_KEY = 'outbox_epoch';
 const MAX_USER_ID = 128;
 const MAX_MESSAGE_ID = 64;
+const MAX_CONVERSATION_ID = 128;
 
+/** One entry of an append: stored once. */
+interface PendingEntry {
+  envelope: OutboxEntry;
+  /** Conversation order number (messages); 0 until known. */
+  convSeq: number;
+  /** Already stored (found by id in this transaction). */
+  known: boolean;
+}
+
+/** One (user, entry) delivery of an append. */
 interface Pending {
   userId: string;
-  envelope: Envelope;
+  entry: PendingEntry;
   seq: number; // 0 until known
 }
+
+type Scope = 'u' | 'c';
 
 export class MysqlOutboxDriver extends OutboxStore {
   private generation: string | null = null;
@@ -82,6 +99,7 @@ export class MysqlOutboxDriver extends OutboxStore {
         EPOCH_KEY,
       ]);
       this.generation = rows[0].value;
+      await this.ds.query(`SELECT 1 FROM outbox_head LIMIT 0`); // the v1.1 tables exist
     } catch (err) {
       if (mysqlErrno(err) === ER_NO_SUCH_TABLE) {
         throw new Error(
@@ -100,8 +118,10 @@ export class MysqlOutboxDriver extends OutboxStore {
 
   async append(deliveries: NewDelivery[]): Promise<StoredDelivery[]> {
     if (deliveries.length === 0) return [];
-    // Fold repeats of one (user, message) inside the call into one Pending; `ordered` lists the
-    // distinct ones in input order, which decides their seq order.
+    // Fold repeats of one (user, entry) inside the call into one Pending; `ordered` lists the
+    // distinct ones in input order, which decides their seq order; `entries` is in first-seen order,
+    // which decides the conversation seqs.
+    const entries = new Map<string, PendingEntry>();
     const byUser = new Map<string, Map<string, Pending>>();
     const slots: Pending[] = [];
     const ordered: Pending[] = [];
@@ -112,11 +132,16 @@ export class MysqlOutboxDriver extends OutboxStore {
       if (envelope.id.length === 0 || envelope.id.length > MAX_MESSAGE_ID) {
         throw new Error(`invalid outbox message id "${envelope.id}"`);
       }
+      if (envelope.conversation_id.length === 0 || envelope.conversation_id.length > MAX_CONVERSATION_ID) {
+        throw new Error(`invalid outbox conversation id "${envelope.conversation_id}"`);
+      }
+      let entry = entries.get(envelope.id);
+      if (!entry) entries.set(envelope.id, (entry = { envelope, convSeq: 0, known: false }));
       let messages = byUser.get(userId);
       if (!messages) byUser.set(userId, (messages = new Map()));
       let p = messages.get(envelope.id);
       if (!p) {
-        messages.set(envelope.id, (p = { userId, envelope, seq: 0 }));
+        messages.set(envelope.id, (p = { userId, entry, seq: 0 }));
         ordered.push(p);
       }
       slots.push(p);
@@ -125,124 +150,209 @@ export class MysqlOutboxDriver extends OutboxStore {
     await inTransaction(
       this.ds,
       async (qr) => {
-        for (const p of ordered) p.seq = 0; // a retried attempt starts from scratch
-        await this.appendTx(qr, byUser, ordered);
+        // A retried attempt starts from scratch.
+        for (const e of entries.values()) Object.assign(e, { convSeq: 0, known: false });
+        for (const p of ordered) p.seq = 0;
+        await this.appendTx(qr, entries, byUser, ordered);
       },
       { isolation: 'READ COMMITTED', retries: this.retries },
     );
-    return slots.map((p, i) => ({ userId: p.userId, seq: p.seq, envelope: deliveries[i].envelope }));
+    return slots.map((p) => ({ userId: p.userId, seq: p.seq, envelope: stored(p.entry) }));
   }
 
   private async appendTx(
     qr: QueryRunner,
+    entries: Map<string, PendingEntry>,
     byUser: Map<string, Map<string, Pending>>,
     ordered: Pending[],
   ): Promise<void> {
-    // (1) Lock the users' head rows, in one global order, and read the heads. The locks come from
-    // the upsert alone. The read is deliberately not `FOR UPDATE`: on a small table InnoDB serves
-    // an IN list by scanning the primary key and would lock (wait for) rows of other users on
-    // the way, out of order, which deadlocks writers of disjoint users. A READ COMMITTED read
-    // returns the latest committed head, and holding the row's lock means there is no newer one.
-    // (This needs READ COMMITTED: under REPEATABLE READ the snapshot of the first chunk's read
-    // would predate the locks of later chunks.)
+    // (1) Lock the head rows (conversations of the messages, then recipients), in one global order.
+    // The locks come from the upsert alone. The read in (2) is deliberately not `FOR UPDATE`: on a
+    // small table InnoDB serves an IN list by scanning the primary key and would lock (wait for) rows
+    // of others on the way, out of order, which deadlocks writers of disjoint users. A READ COMMITTED
+    // read returns the latest committed head, and holding the row's lock means there is no newer one.
+    const conversations = [
+      ...new Set(
+        [...entries.values()]
+          .filter((e) => !isReceiptEntry(e.envelope))
+          .map((e) => e.envelope.conversation_id),
+      ),
+    ].sort();
     const users = [...byUser.keys()].sort();
-    const heads = new Map<string, number>();
-    for (const part of chunks(users, this.chunkRows)) {
+    const keys: [Scope, string][] = [
+      ...conversations.map((c): [Scope, string] => ['c', c]),
+      ...users.map((u): [Scope, string] => ['u', u]),
+    ];
+    for (const part of chunks(keys, this.chunkRows)) {
       await qr.query(
-        `INSERT INTO outbox_user_seq (user_id, seq) VALUES ${repeat('(?, 0)', part.length)}
+        `INSERT INTO outbox_head (scope, id, seq) VALUES ${repeat('(?, ?, 0)', part.length)}
          ON DUPLICATE KEY UPDATE seq = seq`,
-        part,
+        part.flat(),
       );
-      const rows: { user_id: string; seq: number | string }[] = await qr.query(
-        `SELECT user_id, seq FROM outbox_user_seq WHERE user_id IN (${list(part.length)})`,
-        part,
-      );
-      for (const r of rows) heads.set(r.user_id, Number(r.seq));
     }
-    for (const u of users) if (!heads.has(u)) throw new Error(`outbox head row of user ${u} vanished`);
 
-    // (2) Deliveries already stored keep their seq (a user with head 0 has none).
-    const candidates = ordered.filter((p) => heads.get(p.userId)! > 0);
-    for (const part of chunks(candidates, this.chunkRows)) {
-      const rows: { user_id: string; message_id: string; seq: number | string }[] = await qr.query(
-        `SELECT user_id, message_id, seq FROM outbox WHERE (user_id, message_id) IN (${tuples(part.length, 2)})`,
-        part.flatMap((p) => [p.userId, p.envelope.id]),
+    // (2) One read for the heads and the entries already stored.
+    const heads = { c: new Map<string, number>(), u: new Map<string, number>() };
+    const reads: { sql: string; params: unknown[] }[] = [];
+    for (const part of chunks(conversations, this.chunkRows)) {
+      reads.push({
+        sql: `SELECT scope, id, seq FROM outbox_head WHERE scope = 'c' AND id IN (${list(part.length)})`,
+        params: part,
+      });
+    }
+    for (const part of chunks(users, this.chunkRows)) {
+      reads.push({
+        sql: `SELECT scope, id, seq FROM outbox_head WHERE scope = 'u' AND id IN (${list(part.length)})`,
+        params: part,
+      });
+    }
+    for (const part of chunks([...entries.keys()], this.chunkRows)) {
+      reads.push({
+        sql: `SELECT 'e' AS scope, entry_id AS id, COALESCE(conv_seq, 0) AS seq FROM outbox_entry WHERE entry_id IN (${list(part.length)})`,
+        params: part,
+      });
+    }
+    for (const group of chunks(reads, 4)) {
+      const rows: { scope: string; id: string; seq: number | string }[] = await qr.query(
+        group.map((r) => `(${r.sql})`).join(' UNION ALL '),
+        group.flatMap((r) => r.params),
       );
       for (const r of rows) {
-        const p = byUser.get(r.user_id)?.get(r.message_id);
+        if (r.scope === 'e') {
+          const e = entries.get(r.id);
+          if (e) Object.assign(e, { known: true, convSeq: Number(r.seq) });
+        } else heads[r.scope as Scope].set(r.id, Number(r.seq));
+      }
+    }
+    for (const u of users) if (!heads.u.has(u)) throw new Error(`outbox head row of user ${u} vanished`);
+    for (const c of conversations)
+      if (!heads.c.has(c)) throw new Error(`outbox head row of conversation ${c} vanished`);
+
+    // (3) Deliveries of entries already stored keep their seq (redelivery only: a new entry has none).
+    const candidates = ordered.filter((p) => p.entry.known);
+    for (const part of chunks(candidates, this.chunkRows)) {
+      const rows: { user_id: string; entry_id: string; seq: number | string }[] = await qr.query(
+        `SELECT user_id, entry_id, seq FROM outbox_delivery WHERE (user_id, entry_id) IN (${tuples(part.length, 2)})`,
+        part.flatMap((p) => [p.userId, p.entry.envelope.id]),
+      );
+      for (const r of rows) {
+        const p = byUser.get(r.user_id)?.get(r.entry_id);
         if (p) p.seq = Number(r.seq);
       }
     }
 
-    // (3) New deliveries get head+1, head+2, .. in input order.
+    // (4) New messages get their conversation's next seqs in first-seen order, new deliveries
+    // their user's, in input order.
+    const freshEntries: PendingEntry[] = [];
+    for (const e of entries.values()) {
+      if (e.known) continue;
+      freshEntries.push(e);
+      if (isReceiptEntry(e.envelope)) continue;
+      const c = e.envelope.conversation_id;
+      e.convSeq = heads.c.get(c)! + 1;
+      heads.c.set(c, e.convSeq);
+    }
     const fresh: Pending[] = [];
+    const extended = new Set<string>(); // stored entries that get new deliveries: expiry moves on
     for (const p of ordered) {
       if (p.seq > 0) continue;
-      const seq = heads.get(p.userId)! + 1;
-      heads.set(p.userId, seq);
+      const seq = heads.u.get(p.userId)! + 1;
+      heads.u.set(p.userId, seq);
       p.seq = seq;
       fresh.push(p);
+      if (p.entry.known) extended.add(p.entry.envelope.id);
     }
-    if (fresh.length === 0) return;
 
-    // (4) Multi-row inserts, bounded in rows and bytes.
-    const payloads = new Map<Envelope, string>(); // fan-out: one serialisation per message
-    const payloadOf = (e: Envelope) => {
-      let json = payloads.get(e);
-      if (json === undefined) payloads.set(e, (json = JSON.stringify(e)));
-      return json;
-    };
-    const row = `(?, ?, ?, ?, NOW(3), NOW(3) + INTERVAL ${this.retentionSec} SECOND)`;
-    let batch: unknown[] = [];
-    let rows = 0;
-    let bytes = 0;
-    const flush = async () => {
-      if (rows === 0) return;
+    // (5) Entries, once each, then the deliveries: multi-row inserts bounded in rows and bytes.
+    const expires = `NOW(3) + INTERVAL ${this.retentionSec} SECOND`;
+    await this.insertChunked(
+      qr,
+      `INSERT INTO outbox_entry (entry_id, conversation_id, conv_seq, sender, payload, created_at, expires_at) VALUES `,
+      `(?, ?, ?, ?, ?, NOW(3), ${expires})`,
+      freshEntries.map((e) => {
+        const payload = payloadOf(e.envelope);
+        const sender = isReceiptEntry(e.envelope) ? null : e.envelope.from;
+        return {
+          params: [e.envelope.id, e.envelope.conversation_id, e.convSeq || null, sender, payload],
+          bytes: payload.length + 256,
+        };
+      }),
+    );
+    for (const part of chunks([...extended], this.chunkRows)) {
       await qr.query(
-        `INSERT INTO outbox (user_id, seq, message_id, payload, created_at, expires_at) VALUES ${repeat(row, rows)}`,
-        batch,
+        `UPDATE outbox_entry SET expires_at = GREATEST(expires_at, ${expires}) WHERE entry_id IN (${list(part.length)})`,
+        part,
       );
-      batch = [];
-      rows = 0;
-      bytes = 0;
-    };
-    for (const p of fresh) {
-      const payload = payloadOf(p.envelope);
-      if (rows > 0 && (rows >= this.chunkRows || bytes + payload.length > this.chunkBytes)) await flush();
-      batch.push(p.userId, p.seq, p.envelope.id, payload);
-      rows++;
-      bytes += payload.length + p.userId.length + 64;
     }
-    await flush();
+    await this.insertChunked(
+      qr,
+      `INSERT INTO outbox_delivery (user_id, seq, entry_id, created_at, expires_at) VALUES `,
+      `(?, ?, ?, NOW(3), ${expires})`,
+      fresh.map((p) => ({ params: [p.userId, p.seq, p.entry.envelope.id], bytes: p.userId.length + 128 })),
+    );
 
-    // (5) Move the heads of the users that got new deliveries.
-    const advanced = [...new Set(fresh.map((p) => p.userId))].sort();
-    for (const part of chunks(advanced, this.chunkRows)) {
+    // (6) Move the heads that moved.
+    const moved: [Scope, string, number][] = [];
+    for (const c of new Set(
+      freshEntries.filter((e) => e.convSeq > 0).map((e) => e.envelope.conversation_id),
+    )) {
+      moved.push(['c', c, heads.c.get(c)!]);
+    }
+    for (const u of new Set(fresh.map((p) => p.userId))) moved.push(['u', u, heads.u.get(u)!]);
+    moved.sort((a, b) => (a[0] === b[0] ? (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0) : a[0] < b[0] ? -1 : 1));
+    for (const part of chunks(moved, this.chunkRows)) {
       await qr.query(
-        `INSERT INTO outbox_user_seq (user_id, seq) VALUES ${tuples(part.length, 2)}
+        `INSERT INTO outbox_head (scope, id, seq) VALUES ${tuples(part.length, 3)}
          ON DUPLICATE KEY UPDATE seq = VALUES(seq)`,
-        part.flatMap((u) => [u, heads.get(u)!]),
+        part.flat(),
       );
     }
   }
 
+  /** `head` + rows joined by commas, flushed at chunkRows rows or chunkBytes bytes. */
+  private async insertChunked(
+    qr: QueryRunner,
+    head: string,
+    row: string,
+    rows: { params: unknown[]; bytes: number }[],
+  ): Promise<void> {
+    let params: unknown[] = [];
+    let n = 0;
+    let bytes = 0;
+    const flush = async () => {
+      if (n === 0) return;
+      await qr.query(head + repeat(row, n), params);
+      params = [];
+      n = 0;
+      bytes = 0;
+    };
+    for (const r of rows) {
+      if (n > 0 && (n >= this.chunkRows || bytes + r.bytes > this.chunkBytes)) await flush();
+      params.push(...r.params);
+      n++;
+      bytes += r.bytes;
+    }
+    await flush();
+  }
+
   async readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredDelivery[]> {
     if (limit <= 0) return [];
-    const rows: { seq: number | string; payload: unknown }[] = await this.ds.query(
-      `SELECT seq, payload FROM outbox
-       WHERE user_id = ? AND seq > ? AND expires_at > NOW(3)
-       ORDER BY seq LIMIT ?`,
-      [userId, afterSeq, Math.floor(limit)],
-    );
-    return rows.map((r) => ({ userId, seq: Number(r.seq), envelope: parsePayload(r.payload) }));
+    const rows: { seq: number | string; payload: unknown; conv_seq: number | string | null }[] =
+      await this.ds.query(
+        `SELECT d.seq, e.payload, e.conv_seq FROM outbox_delivery d JOIN outbox_entry e ON e.entry_id = d.entry_id
+       WHERE d.user_id = ? AND d.seq > ? AND d.expires_at > NOW(3)
+       ORDER BY d.seq LIMIT ?`,
+        [userId, afterSeq, Math.floor(limit)],
+      );
+    return rows.map((r) => ({ userId, seq: Number(r.seq), envelope: parseEntry(r.payload, r.conv_seq) }));
   }
 
   async retention(userId: string, afterSeq: number): Promise<RetentionState> {
     // One statement, so head and first retained come from one snapshot.
     const [row]: { head: number | string | null; first: number | string | null }[] = await this.ds.query(
       `SELECT
-         (SELECT seq FROM outbox_user_seq WHERE user_id = ?) AS head,
-         (SELECT seq FROM outbox WHERE user_id = ? AND seq > ? AND expires_at > NOW(3) ORDER BY seq LIMIT 1) AS first`,
+         (SELECT seq FROM outbox_head WHERE scope = 'u' AND id = ?) AS head,
+         (SELECT seq FROM outbox_delivery WHERE user_id = ? AND seq > ? AND expires_at > NOW(3) ORDER BY seq LIMIT 1) AS first`,
       [userId, userId, afterSeq],
     );
     return {
@@ -251,17 +361,46 @@ export class MysqlOutboxDriver extends OutboxStore {
     };
   }
 
+  async conversationHeads(conversationIds: string[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (const part of chunks([...new Set(conversationIds)], this.chunkRows)) {
+      const rows: { id: string; seq: number | string }[] = await this.ds.query(
+        `SELECT id, seq FROM outbox_head WHERE scope = 'c' AND id IN (${list(part.length)})`,
+        part,
+      );
+      for (const r of rows) out.set(r.id, Number(r.seq));
+    }
+    for (const id of conversationIds) if (!out.has(id)) out.set(id, 0);
+    return out;
+  }
+
+  async senders(conversationId: string, afterSeq: number, uptoSeq: number, limit: number): Promise<string[]> {
+    const from = Math.max(afterSeq + 1, uptoSeq - Math.floor(limit) + 1);
+    if (from > uptoSeq) return [];
+    // A range of UNIQUE(conversation_id, conv_seq): at most `limit` index entries are read.
+    const rows: { sender: string }[] = await this.ds.query(
+      `SELECT DISTINCT sender FROM outbox_entry
+       WHERE conversation_id = ? AND conv_seq BETWEEN ? AND ? AND expires_at > NOW(3) AND sender IS NOT NULL`,
+      [conversationId, from, uptoSeq],
+    );
+    return rows.map((r) => r.sender);
+  }
+
   async purgeExpired(limit: number): Promise<number> {
     if (limit <= 0) return 0;
-    // READ COMMITTED: the range delete takes no gap locks that could stall concurrent appends.
+    // READ COMMITTED: the range deletes take no gap locks that could stall concurrent appends. An
+    // entry expires no earlier than its deliveries, so none is deleted while a live delivery needs it.
     return inTransaction(
       this.ds,
       async (qr) => {
         const result = await qr.query(
-          `DELETE FROM outbox WHERE expires_at <= NOW(3) ORDER BY expires_at LIMIT ?`,
+          `DELETE FROM outbox_delivery WHERE expires_at <= NOW(3) ORDER BY expires_at LIMIT ?`,
           [Math.floor(limit)],
           true,
         );
+        await qr.query(`DELETE FROM outbox_entry WHERE expires_at <= NOW(3) ORDER BY expires_at LIMIT ?`, [
+          Math.floor(limit),
+        ]);
         return result.affected ?? 0;
       },
       { isolation: 'READ COMMITTED', retries: 2 },
@@ -269,14 +408,15 @@ export class MysqlOutboxDriver extends OutboxStore {
   }
 
   /**
-   * Two primary-key lookups, no scan: rows is the id range (ids are allocated in insert order and the
-   * purge removes old rows first, so the range stays close to the count), the age is the lowest id's.
+   * Two primary-key lookups, no scan: rows is the id range of the deliveries (ids are allocated in
+   * insert order and the purge removes old rows first, so the range stays close to the count), the
+   * age is the lowest id's.
    */
   async stats(): Promise<OutboxStats> {
     const [row]: { n: number | string | null; age_us: number | string | null }[] = await this.ds.query(
       `SELECT
-         (SELECT MAX(id) - MIN(id) + 1 FROM outbox) AS n,
-         (SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) FROM outbox ORDER BY id LIMIT 1) AS age_us`,
+         (SELECT MAX(id) - MIN(id) + 1 FROM outbox_delivery) AS n,
+         (SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) FROM outbox_delivery ORDER BY id LIMIT 1) AS age_us`,
     );
     if (row.n === null || row.age_us === null) return { rows: 0, oldestAgeMs: null };
     return { rows: Number(row.n), oldestAgeMs: Math.max(0, Number(row.age_us) / 1000) };
@@ -287,9 +427,25 @@ export class MysqlOutboxDriver extends OutboxStore {
   }
 }
 
-/** JSON columns come back as text on MariaDB and as parsed values on MySQL (mysql2 typecasts them). */
-function parsePayload(raw: unknown): Envelope {
-  if (typeof raw === 'string') return JSON.parse(raw) as Envelope;
-  if (Buffer.isBuffer(raw)) return JSON.parse(raw.toString('utf8')) as Envelope;
-  return raw as Envelope;
+/** The entry as every recipient gets it: a message carries its conversation seq. */
+function stored(e: PendingEntry): OutboxEntry {
+  if (isReceiptEntry(e.envelope)) return e.envelope;
+  return { ...e.envelope, seq: e.convSeq };
+}
+
+/** What is stored: a message without `seq` (the conv_seq column is the truth), a receipt as it is. */
+function payloadOf(e: OutboxEntry): string {
+  if (isReceiptEntry(e) || e.seq === undefined) return JSON.stringify(e);
+  const { seq: _seq, ...rest } = e;
+  return JSON.stringify(rest);
+}
+
+/** Payload columns come back as text (LONGTEXT); older MySQL JSON columns as parsed values. */
+function parseEntry(raw: unknown, convSeq: number | string | null): OutboxEntry {
+  let e: OutboxEntry;
+  if (typeof raw === 'string') e = JSON.parse(raw) as OutboxEntry;
+  else if (Buffer.isBuffer(raw)) e = JSON.parse(raw.toString('utf8')) as OutboxEntry;
+  else e = raw as OutboxEntry;
+  if (convSeq !== null && !isReceiptEntry(e)) (e as Envelope).seq = Number(convSeq);
+  return e;
 }
