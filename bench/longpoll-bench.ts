@@ -6,13 +6,41 @@
  * a WebSocket receiver. Prints delivery latency p50/p99 per transport and HTTP requests per message.
  *
  *   npm run bench:longpoll
+ *   BENCH_ENGINE=production npm run bench:longpoll   # Kafka, Redis, MariaDB on their default local ports
  */
+import { randomBytes } from 'node:crypto';
+import { createConnection } from 'mysql2/promise';
 import WebSocket from 'ws';
 import { startApp } from '../src/bootstrap';
 import { loadConfig } from '../src/config/app-config';
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 400);
 const RATE = Number(process.env.BENCH_RATE ?? 20);
+const PRODUCTION = process.env.BENCH_ENGINE === 'production';
+
+/** On the production engines: a topic, group, key prefix and database of its own (dropped after). */
+async function engineEnv(): Promise<{ env: Record<string, string>; drop: () => Promise<void> }> {
+  if (!PRODUCTION) return { env: {}, drop: async () => undefined };
+  const name = `bench_lp_${randomBytes(4).toString('hex')}`;
+  const admin = () => createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
+  const db = await admin();
+  await db.query(`CREATE DATABASE \`${name}\``);
+  await db.end();
+  return {
+    env: {
+      ENGINE: 'production',
+      KAFKA_TOPIC: name,
+      KAFKA_GROUP_ID: name,
+      REDIS_KEY_PREFIX: `${name}:`,
+      MYSQL_URL: `mysql://root@127.0.0.1:3306/${name}`,
+    },
+    drop: async () => {
+      const c = await admin();
+      await c.query(`DROP DATABASE IF EXISTS \`${name}\``);
+      await c.end();
+    },
+  };
+}
 
 interface Frame {
   type: string;
@@ -104,8 +132,10 @@ class Poller {
 }
 
 async function main(): Promise<void> {
+  const engine = await engineEnv();
   const app = await startApp(
     loadConfig({
+      ...engine.env,
       HOST: '127.0.0.1',
       PORT: '0',
       LOG_LEVEL: 'error',
@@ -177,7 +207,9 @@ async function main(): Promise<void> {
   // The sender's own GETs also bring its messages back (members get their own messages).
   const txRequests = tx.requests - txBefore;
 
-  console.log(`long polling vs WebSocket, embedded engine, ${MESSAGES} messages at ${RATE}/s (low load)`);
+  console.log(
+    `long polling vs WebSocket, ${PRODUCTION ? 'production (Kafka/Redis/MariaDB)' : 'embedded'} engine, ${MESSAGES} messages at ${RATE}/s (low load)`,
+  );
   console.log(`  delivery WebSocket      : ${summary(wsLatency)}`);
   console.log(`  delivery long polling   : ${summary(lpLatency)}`);
   console.log(
@@ -196,6 +228,7 @@ async function main(): Promise<void> {
   sender.close();
   await app.close(); // answers the held polls (503), which ends the loops
   await Promise.allSettled([polling, txPolling]);
+  await engine.drop();
 }
 
 main().catch((err: unknown) => {

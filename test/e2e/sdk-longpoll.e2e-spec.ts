@@ -51,76 +51,79 @@ describe(`SDK long-polling fallback (${productionEngine ? 'production' : 'embedd
 
   const bodies = (p: Peer) => p.messages.map((m) => m.body);
 
-  it('falls back to long polling behind a proxy that refuses upgrades, and moves back when it allows them', async () => {
-    const proxy = new HttpProxy(Number(new URL(t.http).port));
-    await proxy.start();
-    proxies.push(proxy);
-    proxy.refuseUpgrades(502);
-    const a = unique('a');
-    const b = unique('b');
-    const conv = unique('c');
-    await putConversation(t.http, conv, [a, b]);
-    const behind = peer(a, `ws://127.0.0.1:${proxy.port}/ws`, { wsRetryMs: 1500, fallbackAfter: 2 });
-    const direct = peer(b, t.ws);
-    await behind.client.whenOpen();
-    await direct.client.whenOpen();
-    expect(behind.client.transport).toBe('longpoll');
-    expect(behind.transports).toEqual(['longpoll']);
-    expect(proxy.upgradesRefused).toBeGreaterThanOrEqual(2);
+  it.each([502, 400])(
+    'falls back to long polling behind a proxy that refuses upgrades with %i, and moves back when it allows them',
+    async (refusal) => {
+      const proxy = new HttpProxy(Number(new URL(t.http).port));
+      await proxy.start();
+      proxies.push(proxy);
+      proxy.refuseUpgrades(refusal);
+      const a = unique('a');
+      const b = unique('b');
+      const conv = unique('c');
+      await putConversation(t.http, conv, [a, b]);
+      const behind = peer(a, `ws://127.0.0.1:${proxy.port}/ws`, { wsRetryMs: 1500, fallbackAfter: 2 });
+      const direct = peer(b, t.ws);
+      await behind.client.whenOpen();
+      await direct.client.whenOpen();
+      expect(behind.client.transport).toBe('longpoll');
+      expect(behind.transports).toEqual(['longpoll']);
+      expect(proxy.upgradesRefused).toBeGreaterThanOrEqual(2);
 
-    // Chat both ways over long polling.
-    const sent: Promise<unknown>[] = [];
-    for (let i = 0; i < 5; i++)
-      sent.push(behind.client.send(conv, `a${i}`), direct.client.send(conv, `b${i}`));
-    await Promise.all(sent);
-    await waitFor(
-      () => behind.messages.length === 10 && direct.messages.length === 10,
-      LONG,
-      'the first 10 messages',
-    );
+      // Chat both ways over long polling.
+      const sent: Promise<unknown>[] = [];
+      for (let i = 0; i < 5; i++)
+        sent.push(behind.client.send(conv, `a${i}`), direct.client.send(conv, `b${i}`));
+      await Promise.all(sent);
+      await waitFor(
+        () => behind.messages.length === 10 && direct.messages.length === 10,
+        LONG,
+        'the first 10 messages',
+      );
 
-    // The proxy changes its mind (and answers 400 for a while first): still long polling.
-    proxy.refuseUpgrades(400);
-    for (let i = 5; i < 8; i++)
-      sent.push(behind.client.send(conv, `a${i}`), direct.client.send(conv, `b${i}`));
-    await Promise.all(sent);
-    expect(behind.client.transport).toBe('longpoll');
+      // The proxy refuses with the other status for a while: still long polling.
+      proxy.refuseUpgrades(refusal === 502 ? 400 : 502);
+      for (let i = 5; i < 8; i++)
+        sent.push(behind.client.send(conv, `a${i}`), direct.client.send(conv, `b${i}`));
+      await Promise.all(sent);
+      expect(behind.client.transport).toBe('longpoll');
 
-    // Upgrades allowed: the background probe finds out and the client moves back to WebSocket,
-    // while messages keep flowing in both directions.
-    proxy.refuseUpgrades(null);
-    let i = 8;
-    await waitFor(
-      async () => {
+      // Upgrades allowed: the background probe finds out and the client moves back to WebSocket,
+      // while messages keep flowing in both directions.
+      proxy.refuseUpgrades(null);
+      let i = 8;
+      await waitFor(
+        async () => {
+          await Promise.all([behind.client.send(conv, `a${i}`), direct.client.send(conv, `b${i}`)]);
+          i++;
+          return behind.transports.at(-1) === 'websocket';
+        },
+        LONG,
+        'the move back to WebSocket',
+      );
+      for (let k = 0; k < 3; k++, i++)
         await Promise.all([behind.client.send(conv, `a${i}`), direct.client.send(conv, `b${i}`)]);
-        i++;
-        return behind.transports.at(-1) === 'websocket';
-      },
-      LONG,
-      'the move back to WebSocket',
-    );
-    for (let k = 0; k < 3; k++, i++)
-      await Promise.all([behind.client.send(conv, `a${i}`), direct.client.send(conv, `b${i}`)]);
-    expect(behind.transports).toEqual(['longpoll', 'websocket']);
-    expect(proxy.upgradesPassed).toBeGreaterThanOrEqual(2); // the probe, then the connection
+      expect(behind.transports).toEqual(['longpoll', 'websocket']);
+      expect(proxy.upgradesPassed).toBeGreaterThanOrEqual(2); // the probe, then the connection
 
-    const expected = 2 * i;
-    await waitFor(
-      () => behind.messages.length >= expected && direct.messages.length >= expected,
-      LONG,
-      'every message',
-    );
-    for (const p of [behind, direct]) {
-      // Exactly once, and each sender's messages in its send order.
-      expect(p.messages).toHaveLength(expected);
-      expect(new Set(p.messages.map((m) => m.id)).size).toBe(expected);
-      for (const who of ['a', 'b']) {
-        const mine = bodies(p).filter((x) => String(x).startsWith(who));
-        expect(mine).toEqual(Array.from({ length: i }, (_, k) => `${who}${k}`));
+      const expected = 2 * i;
+      await waitFor(
+        () => behind.messages.length >= expected && direct.messages.length >= expected,
+        LONG,
+        'every message',
+      );
+      for (const p of [behind, direct]) {
+        // Exactly once, and each sender's messages in its send order.
+        expect(p.messages).toHaveLength(expected);
+        expect(new Set(p.messages.map((m) => m.id)).size).toBe(expected);
+        for (const who of ['a', 'b']) {
+          const mine = bodies(p).filter((x) => String(x).startsWith(who));
+          expect(mine).toEqual(Array.from({ length: i }, (_, k) => `${who}${k}`));
+        }
       }
-    }
-    expect(bodies(behind)).toEqual(bodies(direct));
-  });
+      expect(bodies(behind)).toEqual(bodies(direct));
+    },
+  );
 
   it('a long-polling-only client chats with a WebSocket client and resumes from its cursor', async () => {
     const a = unique('a');

@@ -63,7 +63,9 @@ export class PollController {
       if (typeof body !== 'object' || body === null || Array.isArray(body)) {
         throw new PollError('bad_frame', 'the body must be a JSON object {"last_msg_id"?: "<cursor>"}');
       }
-      const last = (body as { last_msg_id?: unknown }).last_msg_id;
+      // `{"last_msg_id"}`, or the hello frame itself (`{"type":"hello","payload":{"last_msg_id"}}`).
+      const hello = body as { type?: unknown; payload?: { last_msg_id?: unknown }; last_msg_id?: unknown };
+      const last = hello.type === 'hello' ? hello.payload?.last_msg_id : hello.last_msg_id;
       if (last !== undefined && (typeof last !== 'string' || last.length === 0 || last.length > 128)) {
         throw new PollError('bad_frame', 'last_msg_id must be a cursor of 1..128 characters');
       }

@@ -121,10 +121,20 @@ export class PollService implements BeforeApplicationShutdown, OnModuleDestroy {
   async poll(req: IncomingMessage, sid: string, rawCursor: unknown, signal: AbortSignal): Promise<string[]> {
     this.refuseWhileDraining();
     const claims = await this.claimsFor(req, sid);
-    const cursor = parseCursor(rawCursor, true)!;
-    const session = await this.copyFor(req, claims, cursor, rawCursor as string);
+    const cursor = parseCursor(rawCursor, false);
+    let session: LocalSession;
+    if (cursor) session = await this.copyFor(req, claims, cursor, rawCursor as string);
+    else {
+      // No cursor: only this node's open copy can continue (from what it handed out).
+      const local = this.sessions.get(claims.key);
+      if (local) await local.ready;
+      if (!local?.sink.isOpen) {
+        throw new PollError('bad_frame', 'cursor is required (this node holds no copy of the session)');
+      }
+      session = local;
+    }
     this.spend(session);
-    session.sink.advanceFloor(cursor.seq);
+    if (cursor) session.sink.advanceFloor(cursor.seq);
     session.polling++;
     session.lastPollAt = Date.now();
     let take: Take;
