@@ -549,7 +549,7 @@ export class EnvVars {
   @Doc(
     'Receipts',
     '`100`',
-    "conversations with more members get receipts only on the devices of the senders whose messages they cover (and the reader's)",
+    'conversations with more members get receipts only on the devices of the senders whose messages they cover',
   )
   @IsOptional()
   @Transform(toInt)

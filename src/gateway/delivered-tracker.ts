@@ -1,7 +1,7 @@
 import { isReceiptEntry, OutboxEntry } from '../protocol/outbox-entry';
 
 /** Most unconfirmed messages remembered per connection; older ones are forgotten (see below). */
-const MAX_TRACKED = 4096;
+const MAX_TRACKED = 1024;
 
 /**
  * v1.1 delivered receipts: which messages a connection wrote and the client has not confirmed yet.

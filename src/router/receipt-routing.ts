@@ -1,4 +1,4 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import { Config } from '../config/config.module';
 import { NewDelivery, OutboxStore, StoredDelivery } from '../outbox/outbox.store';
 import { ReceiptRecord } from '../protocol/bus-record';
@@ -24,14 +24,13 @@ export const SENDER_SCAN_LIMIT = 1000;
  *   moved, so the same receipts (same ids, same clamp: the partition's head cannot move meanwhile)
  *   are appended again and keep their seqs. A crash after both: the markers already moved, the
  *   receipts are dropped as not advancing, and their deliveries are already in the outbox.
- * - Fan-out: every member up to `fanoutMaxMembers`; above, only the senders of the messages the
- *   marker move covers (the newest SENDER_SCAN_LIMIT of them, one bounded index range per receipt)
- *   and the member themself (their other devices).
+ * - Fan-out: every member up to `fanoutMaxMembers` (the marker's owner included, for their other
+ *   devices); above, only the senders of the messages the marker move covers (the newest
+ *   SENDER_SCAN_LIMIT of them, one bounded index range per receipt). The marker moves even when
+ *   nobody is to be told (e.g. a member reading only their own messages).
  */
 @Injectable()
 export class ReceiptRouting {
-  private readonly logger = new Logger(ReceiptRouting.name);
-
   constructor(
     private readonly outbox: OutboxStore,
     private readonly markers: MarkerStore,
@@ -101,9 +100,6 @@ export class ReceiptRouting {
       throw new RoutingError('outbox', err);
     }
     const members = new Set(users);
-    const out = new Set(senders.filter((s) => members.has(s)));
-    out.add(r.user_id);
-    this.logger.debug(`receipt of a ${users.length}-member conversation goes to ${out.size} members`);
-    return [...out];
+    return senders.filter((s) => members.has(s));
   }
 }

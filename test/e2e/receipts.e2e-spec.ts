@@ -229,7 +229,7 @@ describe('v1.1 conversation seq and receipts', () => {
     await send(a, c, 'from alice again');
     await d.messages(3, WAIT);
     d.send({ type: 'read', payload: { conversation_id: c, seq: 2 } }); // covers alice's 1 and bob's 2
-    for (const client of [a, b, d]) {
+    for (const client of [a, b]) {
       expect((await client.next(isReceipt, WAIT)).payload).toMatchObject({
         user_id: dave,
         kind: 'read',
@@ -238,7 +238,6 @@ describe('v1.1 conversation seq and receipts', () => {
     }
     d.send({ type: 'read', payload: { conversation_id: c, seq: 3 } }); // covers only alice's 3
     expect((await a.next(isReceipt, WAIT)).payload).toMatchObject({ user_id: dave, seq: 3 });
-    expect((await d.next(isReceipt, WAIT)).payload).toMatchObject({ user_id: dave, seq: 3 });
     // A marker message after the receipts: whoever did not get a receipt by then gets none.
     await send(e, c, 'marker');
     for (const client of [a, b, k, d, e]) {
@@ -250,6 +249,7 @@ describe('v1.1 conversation seq and receipts', () => {
     expect(b.frames.filter(isReceipt).map(seqOf)).toEqual([2]);
     expect(k.frames.filter(isReceipt)).toEqual([]);
     expect(e.frames.filter(isReceipt)).toEqual([]);
+    expect(d.frames.filter(isReceipt)).toEqual([]); // the reader is not a sender of what it covers
     // Everyone can still read the markers over HTTP.
     expect((await receipts(c)).body.receipts).toEqual([{ user_id: dave, delivered: 3, read: 3 }]);
   });

@@ -303,7 +303,7 @@ export class KafkaConsumer<T = BusRecord> {
       } else {
         current.malformed.push({ key: record.key, value: raw, offset: record.offset });
         this.logger.warn(
-          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not an BusRecord JSON): moved to ${this.config.dlqTopic}`,
+          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not a bus record): moved to ${this.config.dlqTopic}`,
         );
       }
       current.lastOffset = record.offset;
