@@ -174,6 +174,7 @@ async function run(webhook: Receiver | null): Promise<{ deliveryLat: number[]; i
     }
   }
   const perSender = Math.ceil(MESSAGES / CONVERSATIONS);
+  const cpu0 = process.cpuUsage();
   const refAt = new Map<string, number>();
   await Promise.all(
     senders.map(
@@ -218,8 +219,13 @@ async function run(webhook: Receiver | null): Promise<{ deliveryLat: number[]; i
     ),
   );
   await waitUntil(() => delivered >= perSender * CONVERSATIONS * MEMBERS, 120_000, 'client deliveries');
-  if (webhook) {
+  if (webhook)
     await waitUntil(() => ids.every((id) => webhook.arrivals.has(id)), 120_000, 'live webhook events');
+  const cpu = process.cpuUsage(cpu0);
+  console.log(
+    `relay process CPU for the live run, webhook ${webhook ? 'on' : 'off'}: ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms (bench clients included)`,
+  );
+  if (webhook) {
     // Drain rate: a backlog held by a failing endpoint, then released.
     webhook.failing = true;
     const backlog: string[] = [];

@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { RecordBatch } from '../bus/message-bus';
+import { Batcher } from '../common/batcher';
 import { newMessageId } from '../common/ids';
 import { RateLimitedLog } from '../common/rate-limited-log';
 import { MetricsService } from '../metrics/metrics.service';
@@ -15,6 +16,8 @@ export interface WebhookSettings {
   retryForMs: number;
   backoffMaxMs: number;
   backoffMinMs?: number;
+  /** How long events wait for others to share their POST (default 20 ms): few POSTs under live traffic. */
+  lingerMs?: number;
 }
 
 /** A stable name per URL: the metric label and the consumer group suffix (a URL may hold secrets). */
@@ -23,14 +26,19 @@ export function endpointName(url: string): string {
 }
 
 /**
- * One webhook endpoint, fed by its own consumer group: each bus batch (one partition, in order) is
- * POSTed in chunks of at most `batchMax` events, one chunk at a time, each retried with back-off until
- * it is answered 2xx. Only then does the handler resolve, and the bus commits the group's offsets.
+ * One webhook endpoint, fed by its own consumer group. The events of every partition's bus batches go
+ * into one queue (a Batcher: one POST in flight, the next one filling meanwhile, at most `batchMax`
+ * events each, in arrival order), entering it together once per `lingerMs` window, so live traffic
+ * spread over many partitions costs few POSTs (webhook POSTs share the router's CPU). Each
+ * POST is retried with back-off until it is answered 2xx; a partition's handler resolves, and the bus
+ * commits the group's offsets, only once all its events were delivered.
  *
- * Invariants: per partition (hence per conversation) events are POSTed in stream order and a chunk is
- * never POSTed before the previous one was answered 2xx (or given up on after `retryForMs`: dropped,
- * counted, logged). Stopping interrupts a retry and leaves the batch uncommitted: it is POSTed again
- * after a restart (at-least-once; receivers dedupe by event id).
+ * Invariants: a partition hands over its next batch only after the previous one was delivered, and
+ * the queue POSTs in arrival order one POST at a time, so per partition (hence per conversation)
+ * events are POSTed in stream order, never before the earlier ones were answered 2xx (or given up on
+ * after `retryForMs`: dropped, counted, logged). Stopping interrupts a retry and fails the queued
+ * events: their batches stay uncommitted and are POSTed again after a restart (at-least-once;
+ * receivers dedupe by event id).
  */
 export class WebhookEndpoint {
   readonly name: string;
@@ -39,6 +47,9 @@ export class WebhookEndpoint {
   private readonly failureLog: RateLimitedLog;
   private stopping = false;
   private readonly stopped = new AbortController();
+  private readonly queue: Batcher<RawStreamRecord>;
+  /** The current linger window: every batch that arrives in it enters the queue when it closes. */
+  private window: Promise<void> | null = null;
 
   constructor(
     private readonly url: string,
@@ -49,13 +60,25 @@ export class WebhookEndpoint {
     this.name = endpointName(url);
     this.logger = new Logger(`Webhook ${this.name}`);
     this.failureLog = new RateLimitedLog((line) => this.logger.warn(line));
+    this.queue = new Batcher((events) => this.deliver(events), settings.batchMax);
   }
 
   /** The bus handler. Throws only when stopping (the batch comes again after the restart). */
   async handle(batch: RecordBatch): Promise<void> {
-    for (let i = 0; i < batch.records.length; i += this.settings.batchMax) {
-      await this.deliver(batch.records.slice(i, i + this.settings.batchMax));
-    }
+    await this.windowClosed();
+    await Promise.all(batch.records.map((r) => this.queue.add(r)));
+  }
+
+  private windowClosed(): Promise<void> {
+    const ms = this.settings.lingerMs ?? 20;
+    if (ms <= 0) return Promise.resolve();
+    this.window ??= new Promise<void>((resolve) =>
+      setTimeout(() => {
+        this.window = null;
+        resolve();
+      }, ms),
+    );
+    return this.window;
   }
 
   stop(): void {
