@@ -9,6 +9,7 @@ import {
   ServiceUnavailableException,
   UnauthorizedException,
 } from '@nestjs/common';
+import { ApiBearerAuth, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { IncomingMessage } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import { Config } from '../config/config.module';
@@ -48,6 +49,23 @@ export class ReceiptsController {
     private readonly markers: MarkerStore,
   ) {}
 
+  @ApiTags('receipts')
+  @ApiBearerAuth()
+  @ApiOperation({
+    summary: "A conversation's delivered/read markers (protocol v1.1 receipts)",
+    description: "Admin key, or a member's JWT; anyone in dev auth mode.",
+  })
+  @ApiParam({ name: 'id', description: 'conversation id' })
+  @ApiResponse({
+    status: 200,
+    description:
+      '{conversation_id, head, receipts: [{user_id, delivered, read}]} (members without a marker are 0/0)',
+  })
+  @ApiResponse({ status: 400, description: '{code, message}: bad conversation id' })
+  @ApiResponse({ status: 401, description: '{code, message}: no or bad credentials' })
+  @ApiResponse({ status: 403, description: '{code, message}: not a member' })
+  @ApiResponse({ status: 404, description: '{code, message}: no such conversation' })
+  @ApiResponse({ status: 503, description: '{code, message}: directory or store unavailable' })
   @Get(':id/receipts')
   async receipts(@Param('id') id: string, @Req() req: IncomingMessage): Promise<ReceiptsResponse> {
     if (!ID_PATTERN.test(id)) {

@@ -128,6 +128,7 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
           from: bob,
           ts: ack.ts,
           body: { text: 'from the backend' },
+          seq: 1, // v1.1: the conversation order number
         });
       }
       // Once: the next message each connection gets is the next one published.

@@ -32,7 +32,14 @@ describe('tracing (embedded engine, in-memory exporter)', () => {
     const ack = await alice.sendMessage('c', 'traced', 't-1');
     const id = String(ack.msg_id);
     const [m] = await bob.messages(1);
-    expect(Object.keys(m.payload ?? {}).sort()).toEqual(['body', 'conversation_id', 'from', 'id', 'ts']);
+    expect(Object.keys(m.payload ?? {}).sort()).toEqual([
+      'body',
+      'conversation_id',
+      'from',
+      'id',
+      'seq',
+      'ts',
+    ]); // seq: v1.1
 
     const [publish, route, deliver] = (await waitFor(
       () => {
