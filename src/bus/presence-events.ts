@@ -4,8 +4,8 @@ import { PresenceRecord, STREAM_SCHEMA_VERSION } from '../protocol/stream-record
 import { MessageBus } from './message-bus';
 
 /**
- * HOOK for the presence feature (not wired yet: the lead connects it to presence). Call it when a
- * user comes online (first connection anywhere) or goes offline (last one closed); it writes a
+ * Called by the gateway's PresenceHub for every presence flip (once cluster-wide: a user's first
+ * connection anywhere, or the offline announced after the grace); it writes a
  * `presence` record to the event stream (key `presence:<user_id>`), so webhooks and stream consumers
  * get online/offline events with no change on their side. Resolves once the record is durable.
  */

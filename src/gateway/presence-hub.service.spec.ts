@@ -1,3 +1,4 @@
+import { PresenceEvents } from '../bus/presence-events';
 import { loadConfig } from '../config/app-config';
 import { Config } from '../config/config.module';
 import { BuiltinDirectoryDriver } from '../directory/drivers/builtin-directory.driver';
@@ -59,16 +60,33 @@ async function setup() {
   const channel = new LossyChannel();
   const registry = new ConnectionRegistry();
   const typing = new TypingService(config, membership, store, channel, registry);
-  const hub = new PresenceHub(config, store, membership, channel, registry, typing, new MetricsService());
+  // The event stream's online/offline records (PresenceEvents), as written.
+  const streamed: string[] = [];
+  const events = {
+    presenceChanged: (userId: string, status: string) => {
+      streamed.push(`${userId}:${status}`);
+      return Promise.resolve();
+    },
+  } as unknown as PresenceEvents;
+  const hub = new PresenceHub(
+    config,
+    store,
+    membership,
+    channel,
+    registry,
+    typing,
+    events,
+    new MetricsService(),
+  );
   hub.onApplicationBootstrap();
   const refresh = () => (hub as unknown as { refresh(): Promise<void> }).refresh();
   const presenceFrames = (c: FakeConn) => c.frames.filter((f) => f.type === 'presence');
-  return { hub, channel, registry, refresh, presenceFrames, config };
+  return { hub, channel, registry, refresh, presenceFrames, config, streamed };
 }
 
 describe('PresenceHub', () => {
   it('a change whose publish was lost reaches the subscriber with the next heartbeat refresh, once', async () => {
-    const { hub, channel, registry, refresh, presenceFrames } = await setup();
+    const { hub, channel, registry, refresh, presenceFrames, streamed } = await setup();
     try {
       const ann = fakeConnection('a1', 'ann');
       registry.add(ann.conn);
@@ -91,6 +109,8 @@ describe('PresenceHub', () => {
       expect(presenceFrames(ann).slice(1)).toEqual([
         { type: 'presence', payload: { conversation_id: 'c', user_id: 'bob', status: 'online' } },
       ]);
+      // Each flip wrote one record of the event stream, the lost channel publish notwithstanding.
+      expect(streamed).toEqual(['ann:online', 'bob:online']);
     } finally {
       hub.onApplicationShutdown();
     }
@@ -151,7 +171,16 @@ describe('PresenceHub', () => {
     const channel = new LossyChannel();
     const registry = new ConnectionRegistry();
     const typing = new TypingService(config, membership, store, channel, registry);
-    const hub = new PresenceHub(config, store, membership, channel, registry, typing, new MetricsService());
+    const hub = new PresenceHub(
+      config,
+      store,
+      membership,
+      channel,
+      registry,
+      typing,
+      { presenceChanged: () => Promise.resolve() } as unknown as PresenceEvents,
+      new MetricsService(),
+    );
     const ann = fakeConnection('a1', 'ann');
     registry.add(ann.conn);
     hub.handle(ann.conn, { type: 'presence.subscribe', payload: { conversation_id: 'c1' } });

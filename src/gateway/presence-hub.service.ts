@@ -1,4 +1,6 @@
 import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { PresenceEvents } from '../bus/presence-events';
+import { RateLimitedLog } from '../common/rate-limited-log';
 import { Config } from '../config/config.module';
 import { ClientFrame, ErrorCode } from '../protocol/frames';
 import { MembershipCache } from '../presence/membership.cache';
@@ -56,6 +58,7 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
   private readonly maxWatched: number;
   /** Timer work still running: a slow store makes the next tick skip, not pile up. */
   private readonly busy = new Set<string>();
+  private readonly streamFailures = new RateLimitedLog((line) => this.logger.warn(line));
 
   constructor(
     private readonly config: Config,
@@ -64,6 +67,7 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
     private readonly channel: NodeChannel,
     private readonly registry: ConnectionRegistry,
     private readonly typing: TypingService,
+    private readonly events: PresenceEvents,
     metrics: MetricsService,
   ) {
     this.boundary = new Containment(metrics, this.logger);
@@ -257,6 +261,7 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
   /** Sends each change to the nodes watching its user (one publish per node, all in one round trip). */
   private async announce(changes: PresenceChange[]): Promise<void> {
     if (changes.length === 0) return;
+    this.recordOnStream(changes);
     const batches = new Map<string, EphemeralBatch>();
     for (const c of changes) {
       for (const node of c.watchers) {
@@ -266,6 +271,21 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
       }
     }
     await this.channel.publishEphemeral(batches);
+  }
+
+  /**
+   * Each flip is returned by the store exactly once cluster-wide, so the node that got it writes the
+   * online/offline record of the event stream (webhooks, stream consumers). Off the fan-out's path: a
+   * slow or failing bus delays or loses only these records (logged), never the presence frames.
+   */
+  private recordOnStream(changes: PresenceChange[]): void {
+    for (const c of changes) {
+      this.events
+        .presenceChanged(c.userId, c.online ? 'online' : 'offline')
+        .catch((err: Error) =>
+          this.streamFailures.note('stream', `presence record for ${c.userId} not written: ${err.message}`),
+        );
+    }
   }
 
   private onEphemeral(batch: EphemeralBatch): void {

@@ -6,6 +6,7 @@ import { Config } from '../config/config.module';
 import { ConversationDirectory } from '../directory/conversation-directory';
 import { decodeCursor } from '../outbox/cursor';
 import { OutboxStore } from '../outbox/outbox.store';
+import { STREAM_SCHEMA_VERSION } from '../protocol/stream-records';
 import { ReceiptRecord } from '../protocol/bus-record';
 import { ClientFrame } from '../protocol/frames';
 import { Connection } from './connection';
@@ -148,6 +149,7 @@ export class ReceiptIngressService {
     this.inFlight.set(key, slot);
     const now = Date.now();
     const record: ReceiptRecord = {
+      schema_version: STREAM_SCHEMA_VERSION,
       kind: 'receipt',
       id: newMessageId(now),
       conversation_id: conversationId,

@@ -93,7 +93,7 @@ describe('AsyncAPI document (docs/asyncapi.yaml)', () => {
     }
     expect(checked).toBeGreaterThanOrEqual(4);
     // A record of an unknown kind is valid (readers skip it); a message without its id is not.
-    expect(record({ schema_version: 1, kind: 'receipt', conversation_id: 'c' })).toBe(true);
+    expect(record({ schema_version: 1, kind: 'hologram', conversation_id: 'c' })).toBe(true);
     expect(
       record({
         schema_version: 1,

@@ -9,6 +9,8 @@ import { IngressMessage } from './envelope';
 
 /** A member's delivered/read marker, keyed (partitioned) by conversation like its messages. */
 export interface ReceiptRecord {
+  /** The event stream's record version (src/protocol/stream-records.ts); readers tolerate its absence. */
+  schema_version?: number;
   kind: 'receipt';
   /** The receipt's id (a ULID from the gateway): the idempotency key of its outbox deliveries. */
   id: string;
