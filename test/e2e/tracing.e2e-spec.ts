@@ -32,7 +32,15 @@ describe('tracing (embedded engine, in-memory exporter)', () => {
     const ack = await alice.sendMessage('c', 'traced', 't-1');
     const id = String(ack.msg_id);
     const [m] = await bob.messages(1);
-    expect(Object.keys(m.payload ?? {}).sort()).toEqual(['body', 'conversation_id', 'from', 'id', 'ts']);
+    // v1.1 adds `seq`; tracing adds nothing.
+    expect(Object.keys(m.payload ?? {}).sort()).toEqual([
+      'body',
+      'conversation_id',
+      'from',
+      'id',
+      'seq',
+      'ts',
+    ]);
 
     const [publish, route, deliver] = (await waitFor(
       () => {
