@@ -23,8 +23,9 @@ export interface ReceiptRecord {
 }
 
 /**
- * A record of a kind this version does not know (a newer writer's). Every record names its id and
- * conversation (the partition key), so even a skipped one can be logged and dead-lettered.
+ * A record of a kind this version does not know (a newer writer's). By convention every record
+ * names its id and conversation (the partition key), but only `kind` is checked for these: a field
+ * a writer left out is absent at run time (logs print it as it is).
  */
 export interface ForeignRecord {
   kind: string;

@@ -124,13 +124,10 @@ export function isBusRecord(v: unknown): v is BusRecord {
   const kind = (v as { kind?: unknown }).kind;
   if (kind === undefined || kind === 'message') return validateIngressMessage(v);
   if (kind === 'receipt') return validateReceiptRecord(v);
+  // An unknown kind needs only its `kind`: a newer writer's record must be skipped, never dead-lettered.
   const { id, conversation_id } = v as { id?: unknown; conversation_id?: unknown };
-  return (
-    typeof kind === 'string' &&
-    kind.length > 0 &&
-    typeof id === 'string' &&
-    typeof conversation_id === 'string'
-  );
+  const optionalString = (x: unknown) => x === undefined || typeof x === 'string';
+  return typeof kind === 'string' && kind.length > 0 && optionalString(id) && optionalString(conversation_id);
 }
 
 /** What PUSH_BATCH_SCHEMA cannot say: every delivery points at an envelope of its batch. */
