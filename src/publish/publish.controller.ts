@@ -1,4 +1,4 @@
-import { Body, Controller, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
+import { applyDecorators, Body, Controller, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiBody, ApiOperation, ApiParam, ApiResponse, ApiTags } from '@nestjs/swagger';
 import { apiError, ApiErrorBody } from '../common/api-error';
 import { Config } from '../config/config.module';
@@ -6,7 +6,7 @@ import { AdminKeyGuard } from '../directory/directory.controller';
 import { PublishBatchBody, PublishedBatch, PublishedMessage, PublishMessageBody } from './publish.dto';
 import { PublishService } from './publish.service';
 
-const errors = [
+const errors = applyDecorators(
   ApiResponse({
     status: 400,
     description: 'bad_request: invalid from, ref, body or conversation id, body too deep',
@@ -34,12 +34,7 @@ const errors = [
     description: 'unavailable: bus, directory or dedupe store down; retry with the same refs',
     type: ApiErrorBody,
   }),
-];
-const apply =
-  (...d: MethodDecorator[]): MethodDecorator =>
-  (target, key, desc) => {
-    for (const x of d) x(target, key, desc);
-  };
+);
 
 /** Server-side publishing for backends (bots, notifications, imports): admin API key, no WebSocket. */
 @ApiTags('publish')
@@ -62,7 +57,7 @@ export class PublishController {
   @ApiParam({ name: 'id', description: 'conversation id' })
   @ApiBody({ type: PublishMessageBody })
   @ApiResponse({ status: 201, type: PublishedMessage })
-  @apply(...errors)
+  @errors
   async publishOne(@Param('id') id: string, @Body() body: unknown): Promise<PublishedMessage> {
     const [record] = await this.publisher.publish([this.publisher.validate(id, body)]);
     return { id: record.id, ts: record.ts };
@@ -77,9 +72,10 @@ export class PublishController {
   })
   @ApiBody({ type: PublishBatchBody })
   @ApiResponse({ status: 201, type: PublishedBatch })
-  @apply(...errors)
+  @errors
   async publishMany(@Body() body: unknown): Promise<PublishedBatch> {
-    const list = (body as { messages?: unknown } | null)?.messages;
+    // `{"messages": [...]}`, or the array itself.
+    const list = Array.isArray(body) ? body : (body as { messages?: unknown } | null)?.messages;
     if (!Array.isArray(list) || list.length === 0) {
       throw apiError(400, 'bad_request', 'messages must be a non-empty array');
     }

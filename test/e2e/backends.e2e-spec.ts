@@ -246,6 +246,12 @@ describe(`backends: publish API, membership API, event stream, webhooks (${produ
         );
       }
       expect((await api('/v1/messages', 'POST', { messages: [] })).status).toBe(400);
+      // The bare array is accepted too.
+      const bare = await api('/v1/messages', 'POST', [
+        { conversation_id: room, from: bob, body: 'bare', ref: 'bare-1' },
+      ]);
+      expect(bare.status).toBe(201);
+      expect((await nextBody(b)).body).toBe('bare');
     });
   });
 

@@ -17,7 +17,7 @@ describe('tracing (embedded engine, in-memory exporter)', () => {
   const exporter = new InMemorySpanExporter();
 
   beforeAll(async () => {
-    startTracing({ exporter });
+    await startTracing({ exporter });
     t = await startTestApp();
     await putConversation(t.http, 'c', ['alice', 'bob']);
   });

@@ -235,6 +235,7 @@ export class KafkaBusDriver extends MessageBus implements OnApplicationShutdown 
 const ANY_RECORD: RecordFilter<RawStreamRecord> = {
   accept: (v): v is RawStreamRecord => typeof v === 'object' && v !== null && !Array.isArray(v),
   skip: () => true,
+  deadLettersMalformed: false,
 };
 
 const SKIP_MALFORMED: ConsumerDeadLetters<RawStreamRecord> = {

@@ -59,11 +59,14 @@ export interface RecordFilter<T> {
   accept(parsed: unknown): parsed is T;
   /** Valid JSON of a kind this consumer skips (committed past, not dead-lettered). */
   skip(parsed: unknown): boolean;
+  /** Records neither accepted nor skipped are dead-lettered (the router) or only skipped. */
+  deadLettersMalformed: boolean;
 }
 
 export const ROUTER_RECORDS: RecordFilter<BusRecord> = {
   accept: (v): v is BusRecord => isBusRecord(v) && !isStreamOnlyKind(v),
   skip: (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && isStreamOnlyKind(v),
+  deadLettersMalformed: true,
 };
 
 interface Run<T> {
@@ -303,7 +306,7 @@ export class KafkaConsumer<T = BusRecord> {
       } else {
         current.malformed.push({ key: record.key, value: raw, offset: record.offset });
         this.logger.warn(
-          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not a bus record): moved to ${this.config.dlqTopic}`,
+          `malformed record at ${batch.topic}[${batch.partition}]@${record.offset} (not a bus record): ${this.filter.deadLettersMalformed ? `moved to ${this.config.dlqTopic}` : 'skipped'}`,
         );
       }
       current.lastOffset = record.offset;

@@ -56,6 +56,19 @@ export class MemoryBusDriver extends MessageBus {
   ) {
     super();
     this.partitions = Array.from({ length: partitions }, () => ({ log: [], base: 0 }));
+    // The router's group exists from the start: whatever is published before the router consumes
+    // (or while it is stopped) waits for it, however fast other groups commit.
+    this.groups.set(ROUTER_GROUP, this.newGroup());
+  }
+
+  private newGroup(): Group {
+    return {
+      // A new group starts at the oldest retained record.
+      next: this.partitions.map((p) => p.base),
+      wake: this.partitions.map(() => null),
+      stopping: false,
+      loops: [],
+    };
   }
 
   /** Test hook: simulate an unreachable broker (publish fails like a broker timeout would). */
@@ -105,13 +118,7 @@ export class MemoryBusDriver extends MessageBus {
     let g = this.groups.get(groupId);
     if (g && g.loops.length > 0 && !g.stopping) throw new Error(`group ${groupId} is already consuming`);
     if (!g) {
-      g = {
-        // A new group starts at the oldest retained record.
-        next: this.partitions.map((p) => p.base),
-        wake: this.partitions.map(() => null),
-        stopping: false,
-        loops: [],
-      };
+      g = this.newGroup();
       this.groups.set(groupId, g);
     }
     g.stopping = false;
