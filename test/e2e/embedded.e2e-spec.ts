@@ -94,5 +94,5 @@ describe('embedded engine: retention', () => {
     } finally {
       await t.close();
     }
-  });
+  }, 20_000); // waits out a 1 s retention and a purge: more than the default 5 s on a loaded machine
 });
