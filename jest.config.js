@@ -30,7 +30,8 @@ module.exports = {
         '<rootDir>/test/contracts/*.memory.spec.ts',
       ],
     },
-    { ...base, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.ts'] },
+    // In-process apps, child processes (CLIs) and a browser: Jest's 5 s default is too tight on a busy 2-core CI box.
+    { ...base, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e-spec.ts'], testTimeout: 30_000 },
     {
       // The same end-to-end suites, on the production engines in-process.
       ...withInfra,
