@@ -8,6 +8,7 @@
  *
  *   npm run bench:ack                 # Kafka 127.0.0.1:19092, Redis :6379, MariaDB :3306 up
  *   ACK_N=500 ACK_ROUNDS=3 ACK_RELAY_DIR=/other/checkout npm run bench:ack
+ *   ACK_APP_ROLES=gateway npm run bench:ack   # ingress alone: no router consuming on the same process
  */
 import { ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -21,6 +22,8 @@ const N = Number(process.env.ACK_N ?? 300);
 const ROUNDS = Number(process.env.ACK_ROUNDS ?? 3);
 const BROKER = process.env.ACK_BROKER ?? '127.0.0.1:19092';
 const RELAY_DIR = resolve(process.env.ACK_RELAY_DIR ?? join(__dirname, '../..'));
+/** `gateway` alone measures ingress only (no router on the same cores); acks need no router. */
+const ROLES = process.env.ACK_APP_ROLES ?? 'gateway,router';
 const BODY = { text: 'x'.repeat(100) };
 
 async function freePort(): Promise<number> {
@@ -66,6 +69,7 @@ async function startGateway(run: string): Promise<{ child: ChildProcess; port: n
       FRAME_RATE_PER_SEC: '1000000',
       FRAME_BURST: '1000000',
       ENGINE: 'production',
+      APP_ROLES: ROLES,
       KAFKA_BROKERS: BROKER,
       KAFKA_TOPIC: `relay-ack-${run}`,
       KAFKA_GROUP_ID: `relay-ack-${run}`,
@@ -128,7 +132,7 @@ async function main(): Promise<void> {
   }
   const row = (name: string, xs: number[]) =>
     `${name.padEnd(28)} ${pct(xs, 50).toFixed(2).padStart(8)} ${pct(xs, 99).toFixed(2).padStart(8)}`;
-  console.log(`gateway boot -> ready: ${gw.bootMs.toFixed(0)} ms`);
+  console.log(`relay node (APP_ROLES=${ROLES}) boot -> ready: ${gw.bootMs.toFixed(0)} ms`);
   console.log(`${'ack latency (ms)'.padEnd(28)} ${'p50'.padStart(8)} ${'p99'.padStart(8)}`);
   console.log(row('bare kafkajs acks=all', bare));
   console.log(row('relay send -> ack', relay));
