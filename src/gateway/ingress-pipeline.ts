@@ -49,25 +49,26 @@ export class IngressPipeline {
   ) {}
 
   async prepare(s: Submission): Promise<Prepared> {
-    const members = await this.membership.add(s.conversationId);
-    if (!members) {
-      return {
-        ok: false,
-        refusal: { code: 'not_found', message: `conversation ${s.conversationId} does not exist` },
-      };
-    }
-    if (!s.service && !members.includes(s.from)) {
-      return {
-        ok: false,
-        refusal: {
-          code: 'forbidden',
-          message: `${s.from} is not a member of conversation ${s.conversationId}`,
-        },
-      };
-    }
     const now = Date.now();
     const candidate = { id: newMessageId(now), ts: now, conversation_id: s.conversationId };
-    const ack = (await this.dedupe.reserve(s.from, s.ref, candidate)) ?? candidate;
+    // The membership check and the dedupe reservation are independent round trips: issued together,
+    // a send waits for the slower one, not their sum. Both settle before anything is decided (no
+    // unobserved rejection). A refused submission gives its fresh reservation back.
+    const [membership, reservation] = await Promise.allSettled([
+      this.membership.add(s.conversationId),
+      this.dedupe.reserve(s.from, s.ref, candidate),
+    ]);
+    // A failed check throws (the caller answers `unavailable`); a reservation made meanwhile is kept:
+    // the client's retry with the same ref gets this attempt's id, as documented above.
+    if (membership.status === 'rejected') throw membership.reason;
+    const refusal = refusalOf(s, membership.value);
+    if (refusal) {
+      if (reservation.status === 'fulfilled' && reservation.value === null)
+        await this.dedupe.release(s.from, s.ref, candidate);
+      return { ok: false, refusal };
+    }
+    if (reservation.status === 'rejected') throw reservation.reason;
+    const ack = reservation.value ?? candidate;
     // The record is the public event stream's message record (docs/schemas/stream-record.schema.json).
     const record: StreamMessageRecord = {
       ...ack,
@@ -84,4 +85,11 @@ export class IngressPipeline {
   publish(message: IngressMessage): Promise<void> {
     return this.bus.publish(message);
   }
+}
+
+function refusalOf(s: Submission, members: string[] | null): Refusal | null {
+  if (!members) return { code: 'not_found', message: `conversation ${s.conversationId} does not exist` };
+  if (!s.service && !members.includes(s.from))
+    return { code: 'forbidden', message: `${s.from} is not a member of conversation ${s.conversationId}` };
+  return null;
 }

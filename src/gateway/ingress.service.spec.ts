@@ -224,3 +224,29 @@ describe('IngressService containment', () => {
     expect(bus.calls[1].message.ref).toBe('b');
   });
 });
+
+describe('IngressPipeline checks', () => {
+  it('asks the directory and the dedupe store at once; a refused send gives its ref back', async () => {
+    const dir = new ManualDirectory();
+    const dedupe = new MemoryDedupeDriver(60_000);
+    const reserved: string[] = [];
+    const reserve = dedupe.reserve.bind(dedupe);
+    dedupe.reserve = async (...args) => {
+      reserved.push(args[1]);
+      return reserve(...args);
+    };
+    const pipeline = new IngressPipeline(
+      new ManualBus() as unknown as MessageBus,
+      dir as unknown as ConversationDirectory,
+      dedupe,
+    );
+    const outsider = pipeline.prepare({ from: 'x', conversationId: 'c', ref: 'r1', body: 1 });
+    await until(() => dir.calls.length === 1);
+    expect(reserved).toEqual(['r1']); // reserved while the membership check is in flight
+    dir.calls[0].resolve(); // members: ['u']
+    expect(await outsider).toMatchObject({ ok: false, refusal: { code: 'forbidden' } });
+    // The ref is free again: a later send with it gets its own id, not the refused attempt's.
+    const candidate = { id: 'm-new', ts: 1, conversation_id: 'd' };
+    expect(await dedupe.reserve('x', 'r1', candidate)).toBeNull();
+  });
+});

@@ -14,4 +14,10 @@ export interface AckRecord {
  */
 export abstract class SendDedupe {
   abstract reserve(userId: string, ref: string, candidate: AckRecord): Promise<AckRecord | null>;
+
+  /**
+   * Undoes a `reserve` that stored `candidate` (it returned null) when the submission was then refused:
+   * the ref stays free for the client's next use. A no-op when the key holds another record.
+   */
+  abstract release(userId: string, ref: string, candidate: AckRecord): Promise<void>;
 }

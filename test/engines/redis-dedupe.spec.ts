@@ -54,6 +54,20 @@ afterAll(async () => {
 afterEach(() => jest.restoreAllMocks());
 
 describe('RedisDedupeDriver', () => {
+  it('release frees a reservation only while the key holds that candidate', async () => {
+    const onA = new RedisDedupeDriver(nodeA, WINDOW);
+    const onB = new RedisDedupeDriver(nodeB, WINDOW);
+    const u = user();
+    const first = ack();
+    expect(await onA.reserve(u, 'r1', first)).toBeNull();
+    await onB.release(u, 'r1', ack()); // another candidate: the key stays
+    expect(await onB.reserve(u, 'r1', ack())).toEqual(first);
+    await onA.release(u, 'r1', first);
+    const next = ack('c2');
+    expect(await onB.reserve(u, 'r1', next)).toBeNull();
+    expect(await onA.reserve(u, 'r1', ack())).toEqual(next);
+  });
+
   it('first reserve stores the candidate and returns null; later ones, from any node, get the first record', async () => {
     const onA = new RedisDedupeDriver(nodeA, WINDOW);
     const onB = new RedisDedupeDriver(nodeB, WINDOW);

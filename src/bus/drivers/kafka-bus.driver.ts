@@ -68,9 +68,13 @@ export const DEFAULT_KAFKA_BUS_OPTIONS: KafkaBusOptions = {
   maxPublishBatch: 500,
   maxPublishBytes: 900 * 1024,
   maxHandlerBatch: 500,
-  sessionTimeoutMs: 10_000,
+  // A router killed with -9 holds its partitions until the session times out: 6 s is the brokers'
+  // default group.min.session.timeout.ms. Shorter stalls less, but a router whose event loop stops
+  // longer than that (GC, CPU starvation) loses its partitions and the group rebalances
+  // (docs/performance.md "Recovery"). The heartbeat is a sixth of it, so a few lost heartbeats are tolerated.
+  sessionTimeoutMs: 6_000,
   rebalanceTimeoutMs: 30_000,
-  heartbeatIntervalMs: 3_000,
+  heartbeatIntervalMs: 1_000,
   maxWaitTimeMs: 1_000,
   retryMinMs: 250,
   retryMaxMs: 10_000,

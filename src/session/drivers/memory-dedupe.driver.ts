@@ -23,4 +23,9 @@ export class MemoryDedupeDriver extends SendDedupe {
     this.entries.set(key, { record: candidate, expiresAt: now + this.windowMs });
     return null;
   }
+
+  async release(userId: string, ref: string, candidate: AckRecord): Promise<void> {
+    const key = `${userId}\u0000${ref}`;
+    if (this.entries.get(key)?.record.id === candidate.id) this.entries.delete(key);
+  }
 }

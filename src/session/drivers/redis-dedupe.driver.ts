@@ -44,7 +44,17 @@ export class RedisDedupeDriver extends SendDedupe {
     );
     return existing === null ? null : decode(existing, userId, ref);
   }
+
+  async release(userId: string, ref: string, candidate: AckRecord): Promise<void> {
+    // Compare-and-delete in one step: another node may have replaced the key since (after expiry).
+    await this.redis.eval(RELEASE_SCRIPT, 1, this.key(userId, ref), `"id":${JSON.stringify(candidate.id)}`);
+  }
 }
+
+/** Deletes KEYS[1] when its record carries the candidate's id (the reserved JSON contains it verbatim). */
+const RELEASE_SCRIPT = `local v = redis.call('GET', KEYS[1])
+if v and string.find(v, ARGV[1], 1, true) then return redis.call('DEL', KEYS[1]) end
+return 0`;
 
 const isAckRecord = compileWireSchema<AckRecord>(ACK_RECORD_SCHEMA);
 
