@@ -96,7 +96,14 @@ export interface AppConfig {
     presenceMaxSubscriptions: number;
   };
   shutdownTimeoutMs: number;
-  outbox: { retentionSec: number; purgeIntervalMs: number; purgeChunk: number };
+  outbox: {
+    retentionSec: number;
+    purgeIntervalMs: number;
+    purgeChunk: number;
+    /** Embedded outbox bounds per user (count, bytes of envelope JSON). */
+    memoryMaxPerUser: number;
+    memoryMaxBytesPerUser: number;
+  };
   directory: {
     kind: 'builtin' | 'http';
     serviceUrl?: string;
@@ -243,6 +250,8 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       retentionSec: e.OUTBOX_RETENTION_SEC ?? 24 * 3600,
       purgeIntervalMs: e.OUTBOX_PURGE_INTERVAL_MS ?? 60_000,
       purgeChunk: e.OUTBOX_PURGE_CHUNK ?? 5_000,
+      memoryMaxPerUser: e.OUTBOX_MEMORY_MAX_PER_USER ?? 10_000,
+      memoryMaxBytesPerUser: e.OUTBOX_MEMORY_MAX_BYTES ?? 4 * 1024 * 1024,
     },
     directory: {
       kind: directoryKind,

@@ -515,6 +515,28 @@ export class EnvVars {
   @IsInt()
   @Min(1)
   OUTBOX_PURGE_CHUNK?: number;
+  @Doc(
+    'Outbox',
+    '`10000`',
+    'embedded outbox: deliveries kept per user; beyond it the oldest go (a device resuming from before them gets `recovered:false`)',
+    '10000',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  OUTBOX_MEMORY_MAX_PER_USER?: number;
+  @Doc(
+    'Outbox',
+    '`4194304`',
+    'embedded outbox: bytes of envelope JSON kept per user, same rule as OUTBOX_MEMORY_MAX_PER_USER',
+    '4194304',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024)
+  OUTBOX_MEMORY_MAX_BYTES?: number;
 
   @Doc(
     'Directory',
