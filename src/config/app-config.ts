@@ -119,6 +119,8 @@ export interface AppConfig {
     /** Records the router quarantines (see docs/architecture.md, poison messages). */
     dlqTopic: string;
     partitions: number;
+    /** Partitions a router routes at once (kafkajs partitionsConsumedConcurrently). */
+    partitionsConcurrently?: number;
     replicationFactor: number;
     retentionHours: number;
   };
@@ -267,6 +269,7 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       groupId: e.KAFKA_GROUP_ID ?? 'relay-router',
       dlqTopic: e.KAFKA_DLQ_TOPIC ?? `${e.KAFKA_TOPIC ?? 'relay.ingress'}.dlq`,
       partitions: e.KAFKA_PARTITIONS ?? 12,
+      partitionsConcurrently: e.KAFKA_CONCURRENT_PARTITIONS ?? 8,
       replicationFactor: e.KAFKA_REPLICATION_FACTOR ?? 1,
       retentionHours: e.KAFKA_RETENTION_HOURS ?? 24,
     },

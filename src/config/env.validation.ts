@@ -641,6 +641,18 @@ export class EnvVars {
   @IsInt()
   @Min(1)
   KAFKA_PARTITIONS?: number;
+  @Doc(
+    'Kafka',
+    '`8`',
+    'partitions a router routes at once (each holds a MySQL connection while its batch commits: keep <= MYSQL_POOL_SIZE)',
+    '8',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(256)
+  KAFKA_CONCURRENT_PARTITIONS?: number;
   @Doc('Kafka', '`1`', 'use 3 in production')
   @IsOptional()
   @Transform(toInt)
