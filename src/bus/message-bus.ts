@@ -60,8 +60,8 @@ export abstract class MessageBus {
   /** v1.1: a receipt marker record, with publish's guarantees (same partition as its conversation's messages). */
   abstract publishReceipt(record: ReceiptRecord): Promise<void>;
   /**
-   * The router's consumption (group KAFKA_GROUP_ID): messages and receipts. Stream-only kinds
-   * (membership, presence) are skipped by the driver; a kind this version does not know reaches the
+   * The router's consumption (group KAFKA_GROUP_ID): messages, receipts and membership changes (the
+   * router drops its cached member list). Stream-only kinds (presence) are skipped by the driver; a kind this version does not know reaches the
    * router, which skips it (src/protocol/bus-record.ts).
    */
   abstract consume(handler: BatchHandler): Promise<void>;

@@ -96,7 +96,14 @@ export interface AppConfig {
     presenceMaxSubscriptions: number;
   };
   shutdownTimeoutMs: number;
-  outbox: { retentionSec: number; purgeIntervalMs: number; purgeChunk: number };
+  outbox: {
+    retentionSec: number;
+    purgeIntervalMs: number;
+    purgeChunk: number;
+    /** Embedded outbox bounds per user (count, bytes of envelope JSON). */
+    memoryMaxPerUser: number;
+    memoryMaxBytesPerUser: number;
+  };
   directory: {
     kind: 'builtin' | 'http';
     serviceUrl?: string;
@@ -112,6 +119,8 @@ export interface AppConfig {
     /** Records the router quarantines (see docs/architecture.md, poison messages). */
     dlqTopic: string;
     partitions: number;
+    /** Partitions a router routes at once (kafkajs partitionsConsumedConcurrently). */
+    partitionsConcurrently?: number;
     replicationFactor: number;
     retentionHours: number;
   };
@@ -243,6 +252,8 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       retentionSec: e.OUTBOX_RETENTION_SEC ?? 24 * 3600,
       purgeIntervalMs: e.OUTBOX_PURGE_INTERVAL_MS ?? 60_000,
       purgeChunk: e.OUTBOX_PURGE_CHUNK ?? 5_000,
+      memoryMaxPerUser: e.OUTBOX_MEMORY_MAX_PER_USER ?? 10_000,
+      memoryMaxBytesPerUser: e.OUTBOX_MEMORY_MAX_BYTES ?? 4 * 1024 * 1024,
     },
     directory: {
       kind: directoryKind,
@@ -258,6 +269,7 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       groupId: e.KAFKA_GROUP_ID ?? 'relay-router',
       dlqTopic: e.KAFKA_DLQ_TOPIC ?? `${e.KAFKA_TOPIC ?? 'relay.ingress'}.dlq`,
       partitions: e.KAFKA_PARTITIONS ?? 12,
+      partitionsConcurrently: e.KAFKA_CONCURRENT_PARTITIONS ?? 8,
       replicationFactor: e.KAFKA_REPLICATION_FACTOR ?? 1,
       retentionHours: e.KAFKA_RETENTION_HOURS ?? 24,
     },

@@ -515,6 +515,28 @@ export class EnvVars {
   @IsInt()
   @Min(1)
   OUTBOX_PURGE_CHUNK?: number;
+  @Doc(
+    'Outbox',
+    '`10000`',
+    'embedded outbox: deliveries kept per user; beyond it the oldest go (a device resuming from before them gets `recovered:false`)',
+    '10000',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  OUTBOX_MEMORY_MAX_PER_USER?: number;
+  @Doc(
+    'Outbox',
+    '`4194304`',
+    'embedded outbox: bytes of envelope JSON kept per user, same rule as OUTBOX_MEMORY_MAX_PER_USER',
+    '4194304',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1024)
+  OUTBOX_MEMORY_MAX_BYTES?: number;
 
   @Doc(
     'Directory',
@@ -619,6 +641,18 @@ export class EnvVars {
   @IsInt()
   @Min(1)
   KAFKA_PARTITIONS?: number;
+  @Doc(
+    'Kafka',
+    '`8`',
+    'partitions a router routes at once (each holds a MySQL connection while its batch commits: keep <= MYSQL_POOL_SIZE)',
+    '8',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(1)
+  @Max(256)
+  KAFKA_CONCURRENT_PARTITIONS?: number;
   @Doc('Kafka', '`1`', 'use 3 in production')
   @IsOptional()
   @Transform(toInt)
@@ -652,7 +686,7 @@ export class EnvVars {
   @Doc(
     'MySQL',
     '`10`',
-    "MySQL connections per process (a router runs up to 4 partitions' transactions at once)",
+    "MySQL connections per process (a router runs up to KAFKA_CONCURRENT_PARTITIONS partitions' transactions at once)",
   )
   @IsOptional()
   @Transform(toInt)

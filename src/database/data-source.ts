@@ -23,6 +23,9 @@ export function createDataSource(url: string, options: DataSourceOptions = {}): 
     supportBigNumbers: true,
     bigNumberStrings: false,
     poolSize: options.poolSize ?? 10,
+    // The outbox sends a transaction's statements in two round trips (src/outbox/drivers/
+    // mysql-outbox.driver.ts). Safe: every value goes through placeholders, never into the SQL text.
+    multipleStatements: true,
     connectTimeout: 10_000,
     entities: [],
     migrations: MIGRATIONS,

@@ -12,7 +12,10 @@ export const outboxFactory: FactoryProvider<OutboxStore> = {
   useFactory: async (config: Config, dataSource?: DataSource): Promise<OutboxStore> => {
     switch (config.engines.outbox) {
       case 'memory':
-        return new MemoryOutboxDriver(config.outbox.retentionSec * 1000);
+        return new MemoryOutboxDriver(config.outbox.retentionSec * 1000, Date.now, {
+          maxPerUser: config.outbox.memoryMaxPerUser,
+          maxBytesPerUser: config.outbox.memoryMaxBytesPerUser,
+        });
       case 'mysql':
         if (!dataSource) throw new Error('OUTBOX=mysql needs the DatabaseModule (no DataSource)');
         return new MysqlOutboxDriver(dataSource, config.outbox.retentionSec).init();

@@ -66,11 +66,12 @@ export function isMessageKind(record: object): boolean {
 }
 
 /**
- * Kinds written for the stream's readers only (membership changes, presence): routers' consumers
- * commit past them. Every other kind reaches the router, which routes messages and receipts and skips
- * what it does not know (src/protocol/bus-record.ts).
+ * Kinds written for the stream's readers only (presence): routers' consumers commit past them.
+ * Every other kind reaches the router, which routes messages and receipts, drops its cached member
+ * list on a membership change (src/router/router-members.ts) and skips what it does not know
+ * (src/protocol/bus-record.ts).
  */
 export function isStreamOnlyKind(record: object): boolean {
   const kind = (record as { kind?: unknown }).kind;
-  return kind === 'membership' || kind === 'presence';
+  return kind === 'presence';
 }

@@ -43,7 +43,12 @@ async function setup(poisonMaxAttempts = 3) {
   const bus = new MemoryBusDriver(1);
   const directory = new BuiltinDirectoryDriver(store);
   const metrics = new MetricsService();
-  const config = { router: { poisonMaxAttempts }, receipts: { fanoutMaxMembers: 100 } } as Config;
+  const config = {
+    router: { poisonMaxAttempts },
+    receipts: { fanoutMaxMembers: 100 },
+    // No member cache: these tests make the directory fail between batches (the cache: router-members.spec.ts).
+    directory: { kind: 'http' },
+  } as Config;
   const receipts = new ReceiptRouting(outbox, new MemoryMarkerStoreDriver(), config);
   const router = new RouterService(bus, directory, outbox, sessions, channel, metrics, config, receipts);
   const now = Date.now();

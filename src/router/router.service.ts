@@ -16,6 +16,7 @@ import {
 } from '../protocol/bus-record';
 import { IngressMessage } from '../protocol/envelope';
 import { ReceiptRouting } from './receipt-routing';
+import { RouterMembers } from './router-members';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { SessionEntry, SessionMap } from '../session/session-map';
 import type { Span } from '@opentelemetry/api';
@@ -71,6 +72,8 @@ export class RouterService implements BeforeApplicationShutdown {
   private readonly debug: boolean;
   /** Records of kinds this version does not know, skipped so far, by kind (logged on the first of each). */
   private readonly skipped = new Map<string, number>();
+  /** Member lists per conversation, dropped on the conversation's membership records. */
+  private readonly members: RouterMembers;
 
   constructor(
     private readonly bus: MessageBus,
@@ -83,6 +86,7 @@ export class RouterService implements BeforeApplicationShutdown {
     private readonly receipts: ReceiptRouting,
   ) {
     this.debug = ['debug', 'verbose'].includes(config.logLevel);
+    this.members = new RouterMembers(directory, config.directory.kind === 'builtin');
   }
 
   /** The consumer itself is stopped by BusTransport.close when Nest closes the microservice. */
@@ -155,6 +159,7 @@ export class RouterService implements BeforeApplicationShutdown {
     for (const r of records) {
       if (isMessageRecord(r)) messages.push(r);
       else if (isReceiptRecord(r)) receipts.push(r);
+      else if (r.kind === 'membership') this.members.forget(r.conversation_id);
       else this.skip(r);
     }
     if (messages.length === 0 && receipts.length === 0) return;
@@ -208,7 +213,7 @@ export class RouterService implements BeforeApplicationShutdown {
     ];
     let members: Map<string, string[] | null>;
     try {
-      members = await this.directory.members(conversationIds);
+      members = await this.members.members(conversationIds);
     } catch (err) {
       throw new RoutingError('directory', err);
     }

@@ -282,14 +282,16 @@ describe('MysqlOutboxDriver', () => {
     expect(seqs(await outbox.append([{ userId: 'a', envelope: env('new') }]))).toEqual([10]);
   });
 
-  it('stores each payload once and writes a batch in 5 multi-row statements, however many members', async () => {
+  it('stores each payload once and writes a batch in 5 multi-row statements and 2 round trips, however many members', async () => {
     const statements: string[] = [];
+    let roundTrips = 0;
     const create = ds.createQueryRunner.bind(ds);
     const spy = jest.spyOn(ds, 'createQueryRunner').mockImplementation((...args) => {
       const qr = create(...args);
       const query = qr.query.bind(qr);
       qr.query = ((sql: string, params?: unknown[], structured?: boolean) => {
-        statements.push(sql.trim().split(/\s+/).slice(0, 3).join(' '));
+        roundTrips++;
+        for (const one of sql.split(';\n')) statements.push(one.trim().split(/\s+/).slice(0, 3).join(' '));
         return query(sql, params, structured as true);
       }) as typeof qr.query;
       return qr;
@@ -302,6 +304,7 @@ describe('MysqlOutboxDriver', () => {
       );
       await outbox.append(batch);
       expect(statements.filter((q) => !/^(START|COMMIT|SET)/i.test(q))).toHaveLength(5);
+      expect(roundTrips).toBe(2);
       const [{ entries, bytes }]: { entries: number | string; bytes: number | string }[] = await ds.query(
         'SELECT COUNT(*) AS entries, SUM(LENGTH(payload)) AS bytes FROM outbox_entry',
       );
@@ -309,10 +312,12 @@ describe('MysqlOutboxDriver', () => {
       expect(Number(bytes)).toBeLessThan(3 * 2_200); // not 600 copies
       expect(await countRows()).toBe(600);
 
-      // A redelivery reads what exists (one more statement) and writes nothing.
+      // A redelivery reads what exists (one more round trip) and writes nothing.
       statements.length = 0;
+      roundTrips = 0;
       await outbox.append(batch);
       expect(statements.filter((q) => /^INSERT INTO outbox_(entry|delivery)/i.test(q))).toEqual([]);
+      expect(roundTrips).toBe(3);
       expect(await countRows()).toBe(600);
     } finally {
       spy.mockRestore();

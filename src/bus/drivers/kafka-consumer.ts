@@ -19,7 +19,10 @@ import { isRebalanceError } from './kafka-errors';
  * dead-lettered before their run is committed.
  */
 
-export type KafkaConsumerConfig = Pick<AppConfig['kafka'], 'topic' | 'groupId' | 'dlqTopic' | 'partitions'>;
+export type KafkaConsumerConfig = Pick<
+  AppConfig['kafka'],
+  'topic' | 'groupId' | 'dlqTopic' | 'partitions' | 'partitionsConcurrently'
+>;
 
 /** The KafkaBusOptions this side reads. */
 export interface KafkaConsumerOptions {
@@ -50,8 +53,9 @@ export interface ConsumerDeadLetters<T = BusRecord> {
 }
 
 /**
- * What a consumer accepts from the topic. The router's: bus records (messages, receipts, kinds a newer
- * writer added); the stream-only kinds (membership changes, presence) are committed past, not handed over.
+ * What a consumer accepts from the topic. The router's: bus records (messages, receipts, membership
+ * changes, which drop its member cache, and kinds a newer writer added); presence records, written for the
+ * stream's readers only, are committed past, not handed over.
  * A group consumer of the event stream (MessageBus.consumeAsGroup) takes every JSON object.
  */
 export interface RecordFilter<T> {
@@ -164,7 +168,11 @@ export class KafkaConsumer<T = BusRecord> {
       await consumer.run({
         autoCommit: false,
         eachBatchAutoResolve: false,
-        partitionsConsumedConcurrently: Math.max(1, Math.min(this.config.partitions, 4)),
+        // KAFKA_CONCURRENT_PARTITIONS: per-user seq order holds across them (the outbox locks users' heads).
+        partitionsConsumedConcurrently: Math.max(
+          1,
+          Math.min(this.config.partitions, this.config.partitionsConcurrently ?? 4),
+        ),
         eachBatch: (payload) => this.eachBatch(payload),
       });
     } catch (err) {
@@ -305,7 +313,7 @@ export class KafkaConsumer<T = BusRecord> {
         current.messages.push(parsed as T);
         this.deadLetters.remember(parsed as T, raw!, record.offset);
       } else if (skipped) {
-        // Another kind of stream record (e.g. a membership change): not for this consumer.
+        // A kind written for other readers of the stream (e.g. presence): not for this consumer.
       } else {
         current.malformed.push({ key: record.key, value: raw, offset: record.offset });
         this.logger.warn(

@@ -97,7 +97,7 @@ export class MemoryBusDriver extends MessageBus {
 
   async consume(handler: BatchHandler): Promise<void> {
     this.start(ROUTER_GROUP, async (partition, records) => {
-      // Stream-only kinds (membership, presence) are not the router's: committed past.
+      // Stream-only kinds (presence) are not the router's: committed past.
       const messages = records.filter((r) => !isStreamOnlyKind(r)) as BusRecord[];
       if (messages.length > 0) await handler({ partition, messages });
     });

@@ -1,4 +1,5 @@
 import { Envelope } from '../../protocol/envelope';
+import { planResume } from '../cursor';
 import { MemoryOutboxDriver } from './memory-outbox.driver';
 
 const env = (id: string): Envelope => ({ id, conversation_id: 'c', from: 'a', ts: 1, body: id });
@@ -46,5 +47,34 @@ describe('MemoryOutboxDriver', () => {
     expect(await o.purgeExpired(10)).toBe(0);
     now = 1_200;
     expect(await o.retention('u', 0)).toEqual({ head: 3, firstRetainedAfter: null });
+  });
+
+  it('keeps at most maxPerUser deliveries per user: older ones go and a resume from before them is not recovered', async () => {
+    const o = new MemoryOutboxDriver(60_000, clock, { maxPerUser: 3, maxBytesPerUser: 1_000_000 });
+    for (const id of ['m1', 'm2', 'm3', 'm4', 'm5']) await o.append([{ userId: 'u', envelope: env(id) }]);
+    await o.append([{ userId: 'v', envelope: env('m5') }]);
+    expect((await o.readAfter('u', 0, 10)).map((d) => [d.seq, d.envelope.id])).toEqual([
+      [3, 'm3'],
+      [4, 'm4'],
+      [5, 'm5'],
+    ]);
+    expect(await o.retention('u', 1)).toEqual({ head: 5, firstRetainedAfter: 3 });
+    const epoch = o.epoch();
+    expect(planResume({ epoch, seq: 1 }, epoch, await o.retention('u', 1)).recovered).toBe(false);
+    expect(planResume({ epoch, seq: 2 }, epoch, await o.retention('u', 2)).recovered).toBe(true);
+    // Seqs go on; the entry shared with v stays for v.
+    expect((await o.append([{ userId: 'u', envelope: env('m6') }]))[0].seq).toBe(6);
+    expect((await o.readAfter('v', 0, 10)).map((d) => d.envelope.id)).toEqual(['m5']);
+    expect((await o.stats()).rows).toBe(4);
+  });
+
+  it('keeps at most maxBytesPerUser of envelopes per user, but always the newest delivery', async () => {
+    const o = new MemoryOutboxDriver(60_000, clock, { maxPerUser: 1_000, maxBytesPerUser: 2_500 });
+    const big = (id: string): Envelope => ({ ...env(id), body: 'x'.repeat(1_000) });
+    for (const id of ['b1', 'b2', 'b3']) await o.append([{ userId: 'u', envelope: big(id) }]);
+    expect((await o.readAfter('u', 0, 10)).map((d) => d.envelope.id)).toEqual(['b2', 'b3']);
+    await o.append([{ userId: 'u', envelope: { ...env('huge'), body: 'y'.repeat(10_000) } }]);
+    expect((await o.readAfter('u', 0, 10)).map((d) => d.envelope.id)).toEqual(['huge']);
+    expect(await o.retention('u', 0)).toEqual({ head: 4, firstRetainedAfter: 4 });
   });
 });

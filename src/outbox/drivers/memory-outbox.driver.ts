@@ -4,16 +4,17 @@ import { RetentionState } from '../cursor';
 import { NewDelivery, OutboxStats, OutboxStore, StoredDelivery } from '../outbox.store';
 
 interface Row {
-  userId: string;
   seq: number;
-  entryId: string;
+  entry: Entry;
   expiresAt: number;
 }
 
 interface UserLog {
   head: number;
-  rows: Row[]; // ascending seq; expired rows are cut from the front
+  rows: Row[]; // ascending seq; expired and evicted rows are cut from the front
   byMessage: Map<string, number>;
+  /** Sum of the rows' entry sizes. */
+  bytes: number;
 }
 
 /** One stored entry, shared by all its deliveries (`refs` of them still held). */
@@ -21,7 +22,19 @@ interface Entry {
   envelope: OutboxEntry;
   expiresAt: number;
   refs: number;
+  /** Its JSON length, counted against each recipient's byte bound. */
+  bytes: number;
 }
+
+/** Per-user bounds of the embedded outbox: the heap holds every retained delivery. */
+export interface MemoryOutboxLimits {
+  /** Deliveries kept per user; the oldest go beyond it. */
+  maxPerUser: number;
+  /** Bytes (envelope JSON) kept per user; the oldest go beyond it (the newest always stays). */
+  maxBytesPerUser: number;
+}
+
+const UNBOUNDED: MemoryOutboxLimits = { maxPerUser: Infinity, maxBytesPerUser: Infinity };
 
 interface ConversationLog {
   head: number;
@@ -32,6 +45,9 @@ interface ConversationLog {
 /**
  * In-process outbox: one JS thread makes every append atomic, so seqs (per user and per
  * conversation) are trivially gapless. Entries are kept once and shared by their deliveries.
+ * Each user's log is bounded (count and bytes): beyond a bound its oldest deliveries are evicted
+ * exactly as expired ones are, so `retention` reports the gap and a device resuming from before
+ * it gets `recovered:false` (src/outbox/cursor.ts). Seqs and heads are not affected.
  */
 export class MemoryOutboxDriver extends OutboxStore {
   private readonly generation = randomBytes(4).toString('hex');
@@ -42,6 +58,7 @@ export class MemoryOutboxDriver extends OutboxStore {
   constructor(
     private readonly retentionMs: number,
     private readonly now: () => number = Date.now,
+    private readonly limits: MemoryOutboxLimits = UNBOUNDED,
   ) {
     super();
   }
@@ -55,7 +72,7 @@ export class MemoryOutboxDriver extends OutboxStore {
     return deliveries.map(({ userId, envelope }) => {
       let log = this.users.get(userId);
       if (!log) {
-        log = { head: 0, rows: [], byMessage: new Map() };
+        log = { head: 0, rows: [], byMessage: new Map(), bytes: 0 };
         this.users.set(userId, log);
       }
       const existing = log.byMessage.get(envelope.id);
@@ -64,10 +81,12 @@ export class MemoryOutboxDriver extends OutboxStore {
       }
       const entry = this.entryFor(envelope, expiresAt);
       const seq = ++log.head;
-      log.rows.push({ userId, seq, entryId: envelope.id, expiresAt });
+      log.rows.push({ seq, entry, expiresAt });
       log.byMessage.set(envelope.id, seq);
+      log.bytes += entry.bytes;
       entry.refs++;
       entry.expiresAt = Math.max(entry.expiresAt, expiresAt);
+      this.bound(log);
       return { userId, seq, envelope: entry.envelope };
     });
   }
@@ -83,8 +102,23 @@ export class MemoryOutboxDriver extends OutboxStore {
       stored = { ...envelope, seq: ++conv.head };
       conv.bySeq.set(conv.head, envelope.id);
     }
-    this.entries.set(envelope.id, (entry = { envelope: stored, expiresAt, refs: 0 }));
+    const bytes = JSON.stringify(stored).length;
+    this.entries.set(envelope.id, (entry = { envelope: stored, expiresAt, refs: 0, bytes }));
     return entry;
+  }
+
+  /** Evicts the user's oldest deliveries beyond the bounds; the newest one always stays. */
+  private bound(log: UserLog): void {
+    const { maxPerUser, maxBytesPerUser } = this.limits;
+    while (log.rows.length > 1 && (log.rows.length > maxPerUser || log.bytes > maxBytesPerUser)) {
+      this.drop(log, log.rows.shift()!);
+    }
+  }
+
+  private drop(log: UserLog, row: Row): void {
+    log.byMessage.delete(row.entry.envelope.id);
+    log.bytes -= row.entry.bytes;
+    this.release(row.entry);
   }
 
   async readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredDelivery[]> {
@@ -95,8 +129,7 @@ export class MemoryOutboxDriver extends OutboxStore {
     const out: StoredDelivery[] = [];
     for (let i = start; i < log.rows.length && out.length < limit; i++) {
       const r = log.rows[i];
-      const entry = this.entries.get(r.entryId);
-      if (r.expiresAt > now && entry) out.push({ userId: r.userId, seq: r.seq, envelope: entry.envelope });
+      if (r.expiresAt > now) out.push({ userId, seq: r.seq, envelope: r.entry.envelope });
     }
     return out;
   }
@@ -136,9 +169,7 @@ export class MemoryOutboxDriver extends OutboxStore {
     let purged = 0;
     for (const log of this.users.values()) {
       while (purged < limit && log.rows.length > 0 && log.rows[0].expiresAt <= now) {
-        const row = log.rows.shift()!;
-        log.byMessage.delete(row.entryId);
-        this.release(row.entryId);
+        this.drop(log, log.rows.shift()!);
         purged++;
       }
       // The log object (and its head) stays even when empty so cursors remain comparable.
@@ -148,10 +179,10 @@ export class MemoryOutboxDriver extends OutboxStore {
   }
 
   /** The last delivery of an entry went: the entry goes too (conversation heads stay). */
-  private release(entryId: string): void {
-    const entry = this.entries.get(entryId);
-    if (!entry || --entry.refs > 0) return;
-    this.entries.delete(entryId);
+  private release(entry: Entry): void {
+    if (--entry.refs > 0) return;
+    const entryId = entry.envelope.id;
+    if (this.entries.get(entryId) === entry) this.entries.delete(entryId);
     const e = entry.envelope;
     if (!isReceiptEntry(e) && e.seq !== undefined)
       this.conversations.get(e.conversation_id)?.bySeq.delete(e.seq);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource, QueryRunner } from 'typeorm';
-import { ER_NO_SUCH_TABLE, mysqlErrno } from '../../database/mysql-errors';
+import { ER_NO_SUCH_TABLE, isRetryableTxError, mysqlErrno } from '../../database/mysql-errors';
 import { chunks, inTransaction, list, repeat, tuples } from '../../database/transaction';
 import { Envelope } from '../../protocol/envelope';
 import { isReceiptEntry, OutboxEntry } from '../../protocol/outbox-entry';
@@ -31,8 +32,10 @@ import { NewDelivery, OutboxStats, OutboxStore, StoredDelivery } from '../outbox
  *    NOW(3): node clocks never matter. Along a user's seqs expires_at does not decrease (writers of
  *    a user are serialised), so purge removes a prefix of each log. An entry expires no earlier than
  *    its last delivery (a new delivery of a stored entry extends it). Heads are never purged.
- * 5. Round trips per append (no redelivery): lock heads, read heads + known entries, insert entries,
- *    insert deliveries, write heads; each a multi-row statement (<= chunkRows rows / chunkBytes).
+ * 5. Round trips per append (no redelivery): two. (a) begin + lock the heads + read heads and known
+ *    entries, (b) insert entries + insert deliveries + write heads + commit, sent as one
+ *    multi-statement query each (a redelivery adds the lookup of 3 in between). Statements are
+ *    multi-row (<= chunkRows rows / chunkBytes); a write round trip carries <= chunkBytes.
  */
 
 export interface MysqlOutboxOptions {
@@ -147,20 +150,53 @@ export class MysqlOutboxDriver extends OutboxStore {
       slots.push(p);
     }
 
-    await inTransaction(
-      this.ds,
-      async (qr) => {
-        // A retried attempt starts from scratch.
-        for (const e of entries.values()) Object.assign(e, { convSeq: 0, known: false });
-        for (const p of ordered) p.seq = 0;
-        await this.appendTx(qr, entries, byUser, ordered);
-      },
-      { isolation: 'READ COMMITTED', retries: this.retries },
-    );
+    for (let attempt = 0; ; attempt++) {
+      // A retried attempt starts from scratch.
+      for (const e of entries.values()) Object.assign(e, { convSeq: 0, known: false });
+      for (const p of ordered) p.seq = 0;
+      try {
+        await this.appendTx(entries, byUser, ordered);
+        break;
+      } catch (err) {
+        if (attempt >= this.retries || !isRetryableTxError(err)) throw err;
+      }
+      // Jittered backoff so the transactions that collided do not collide again in lockstep.
+      await sleep(Math.floor(Math.random() * 10 * 2 ** attempt) + 1);
+    }
     return slots.map((p) => ({ userId: p.userId, seq: p.seq, envelope: stored(p.entry) }));
   }
 
+  /**
+   * One append transaction in two round trips (three on a redelivery): (a) isolation, begin, lock
+   * the heads and read them with the entries already stored; (b) every write and the commit. The
+   * statements of a round trip run in order on the server and stop at the first error; any error
+   * rolls the whole transaction back before the connection returns to the pool.
+   */
   private async appendTx(
+    entries: Map<string, PendingEntry>,
+    byUser: Map<string, Map<string, Pending>>,
+    ordered: Pending[],
+  ): Promise<void> {
+    const qr = this.ds.createQueryRunner();
+    await qr.connect();
+    let clean = false; // the connection holds no open transaction
+    try {
+      await this.appendStatements(qr, entries, byUser, ordered);
+      clean = true;
+    } catch (err) {
+      clean = await qr.query('ROLLBACK').then(
+        () => true,
+        () => false,
+      );
+      throw err;
+    } finally {
+      // A connection whose rollback failed may still hold the transaction: never reuse it.
+      if (!clean) destroyConnection(qr);
+      await qr.release().catch(() => undefined);
+    }
+  }
+
+  private async appendStatements(
     qr: QueryRunner,
     entries: Map<string, PendingEntry>,
     byUser: Map<string, Map<string, Pending>>,
@@ -183,17 +219,20 @@ export class MysqlOutboxDriver extends OutboxStore {
       ...conversations.map((c): [Scope, string] => ['c', c]),
       ...users.map((u): [Scope, string] => ['u', u]),
     ];
+    const first: Statement[] = [
+      { sql: 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED', params: [] },
+      { sql: 'START TRANSACTION', params: [] },
+    ];
     for (const part of chunks(keys, this.chunkRows)) {
-      await qr.query(
-        `INSERT INTO outbox_head (scope, id, seq) VALUES ${repeat('(?, ?, 0)', part.length)}
-         ON DUPLICATE KEY UPDATE seq = seq`,
-        part.flat(),
-      );
+      first.push({
+        sql: `INSERT INTO outbox_head (scope, id, seq) VALUES ${repeat('(?, ?, 0)', part.length)} ON DUPLICATE KEY UPDATE seq = seq`,
+        params: part.flat(),
+      });
     }
+    const locks = first.length;
 
-    // (2) One read for the heads and the entries already stored.
-    const heads = { c: new Map<string, number>(), u: new Map<string, number>() };
-    const reads: { sql: string; params: unknown[] }[] = [];
+    // (2) In the same round trip: the heads and the entries already stored.
+    const reads: Statement[] = [];
     for (const part of chunks(conversations, this.chunkRows)) {
       reads.push({
         sql: `SELECT scope, id, seq FROM outbox_head WHERE scope = 'c' AND id IN (${list(part.length)})`,
@@ -213,10 +252,14 @@ export class MysqlOutboxDriver extends OutboxStore {
       });
     }
     for (const group of chunks(reads, 4)) {
-      const rows: { scope: string; id: string; seq: number | string }[] = await qr.query(
-        group.map((r) => `(${r.sql})`).join(' UNION ALL '),
-        group.flatMap((r) => r.params),
-      );
+      first.push({
+        sql: group.map((r) => `(${r.sql})`).join(' UNION ALL '),
+        params: group.flatMap((r) => r.params),
+      });
+    }
+    const heads = { c: new Map<string, number>(), u: new Map<string, number>() };
+    const results = await multi(qr, first);
+    for (const rows of results.slice(locks) as { scope: string; id: string; seq: number | string }[][]) {
       for (const r of rows) {
         if (r.scope === 'e') {
           const e = entries.get(r.id);
@@ -230,14 +273,20 @@ export class MysqlOutboxDriver extends OutboxStore {
 
     // (3) Deliveries of entries already stored keep their seq (redelivery only: a new entry has none).
     const candidates = ordered.filter((p) => p.entry.known);
-    for (const part of chunks(candidates, this.chunkRows)) {
-      const rows: { user_id: string; entry_id: string; seq: number | string }[] = await qr.query(
-        `SELECT user_id, entry_id, seq FROM outbox_delivery WHERE (user_id, entry_id) IN (${tuples(part.length, 2)})`,
-        part.flatMap((p) => [p.userId, p.entry.envelope.id]),
-      );
-      for (const r of rows) {
-        const p = byUser.get(r.user_id)?.get(r.entry_id);
-        if (p) p.seq = Number(r.seq);
+    if (candidates.length > 0) {
+      const lookups = chunks(candidates, this.chunkRows).map((part) => ({
+        sql: `SELECT user_id, entry_id, seq FROM outbox_delivery WHERE (user_id, entry_id) IN (${tuples(part.length, 2)})`,
+        params: part.flatMap((p) => [p.userId, p.entry.envelope.id]),
+      }));
+      for (const rows of (await multi(qr, lookups)) as {
+        user_id: string;
+        entry_id: string;
+        seq: number | string;
+      }[][]) {
+        for (const r of rows) {
+          const p = byUser.get(r.user_id)?.get(r.entry_id);
+          if (p) p.seq = Number(r.seq);
+        }
       }
     }
 
@@ -263,10 +312,12 @@ export class MysqlOutboxDriver extends OutboxStore {
       if (p.entry.known) extended.add(p.entry.envelope.id);
     }
 
-    // (5) Entries, once each, then the deliveries: multi-row inserts bounded in rows and bytes.
+    // (5) Entries, once each, then the deliveries (multi-row inserts bounded in rows and bytes),
+    // (6) the heads that moved, then the commit: sent together, a round trip per chunkBytes.
+    const writes: Statement[] = [];
     const expires = `NOW(3) + INTERVAL ${this.retentionSec} SECOND`;
-    await this.insertChunked(
-      qr,
+    this.insertChunked(
+      writes,
       `INSERT INTO outbox_entry (entry_id, conversation_id, conv_seq, sender, payload, created_at, expires_at) VALUES `,
       `(?, ?, ?, ?, ?, NOW(3), ${expires})`,
       freshEntries.map((e) => {
@@ -279,19 +330,18 @@ export class MysqlOutboxDriver extends OutboxStore {
       }),
     );
     for (const part of chunks([...extended], this.chunkRows)) {
-      await qr.query(
-        `UPDATE outbox_entry SET expires_at = GREATEST(expires_at, ${expires}) WHERE entry_id IN (${list(part.length)})`,
-        part,
-      );
+      writes.push({
+        sql: `UPDATE outbox_entry SET expires_at = GREATEST(expires_at, ${expires}) WHERE entry_id IN (${list(part.length)})`,
+        params: part,
+        bytes: part.length * 80,
+      });
     }
-    await this.insertChunked(
-      qr,
+    this.insertChunked(
+      writes,
       `INSERT INTO outbox_delivery (user_id, seq, entry_id, created_at, expires_at) VALUES `,
       `(?, ?, ?, NOW(3), ${expires})`,
       fresh.map((p) => ({ params: [p.userId, p.seq, p.entry.envelope.id], bytes: p.userId.length + 128 })),
     );
-
-    // (6) Move the heads that moved.
     const moved: [Scope, string, number][] = [];
     for (const c of new Set(
       freshEntries.filter((e) => e.convSeq > 0).map((e) => e.envelope.conversation_id),
@@ -301,38 +351,51 @@ export class MysqlOutboxDriver extends OutboxStore {
     for (const u of new Set(fresh.map((p) => p.userId))) moved.push(['u', u, heads.u.get(u)!]);
     moved.sort((a, b) => (a[0] === b[0] ? (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0) : a[0] < b[0] ? -1 : 1));
     for (const part of chunks(moved, this.chunkRows)) {
-      await qr.query(
-        `INSERT INTO outbox_head (scope, id, seq) VALUES ${tuples(part.length, 3)}
-         ON DUPLICATE KEY UPDATE seq = VALUES(seq)`,
-        part.flat(),
-      );
+      writes.push({
+        sql: `INSERT INTO outbox_head (scope, id, seq) VALUES ${tuples(part.length, 3)} ON DUPLICATE KEY UPDATE seq = VALUES(seq)`,
+        params: part.flat(),
+        bytes: part.length * 200,
+      });
     }
+    writes.push({ sql: 'COMMIT', params: [], bytes: 0 });
+    let group: Statement[] = [];
+    let bytes = 0;
+    for (const w of writes) {
+      if (group.length > 0 && bytes + (w.bytes ?? 0) > this.chunkBytes) {
+        await multi(qr, group);
+        group = [];
+        bytes = 0;
+      }
+      group.push(w);
+      bytes += w.bytes ?? 0;
+    }
+    await multi(qr, group);
   }
 
-  /** `head` + rows joined by commas, flushed at chunkRows rows or chunkBytes bytes. */
-  private async insertChunked(
-    qr: QueryRunner,
+  /** `head` + rows joined by commas, one statement per chunkRows rows or chunkBytes bytes. */
+  private insertChunked(
+    out: Statement[],
     head: string,
     row: string,
     rows: { params: unknown[]; bytes: number }[],
-  ): Promise<void> {
+  ): void {
     let params: unknown[] = [];
     let n = 0;
     let bytes = 0;
-    const flush = async () => {
+    const flush = () => {
       if (n === 0) return;
-      await qr.query(head + repeat(row, n), params);
+      out.push({ sql: head + repeat(row, n), params, bytes });
       params = [];
       n = 0;
       bytes = 0;
     };
     for (const r of rows) {
-      if (n > 0 && (n >= this.chunkRows || bytes + r.bytes > this.chunkBytes)) await flush();
-      params.push(...r.params);
+      if (n > 0 && (n >= this.chunkRows || bytes + r.bytes > this.chunkBytes)) flush();
+      for (const v of r.params) params.push(v);
       n++;
       bytes += r.bytes;
     }
-    await flush();
+    flush();
   }
 
   async readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredDelivery[]> {
@@ -448,4 +511,33 @@ function parseEntry(raw: unknown, convSeq: number | string | null): OutboxEntry 
   else e = raw as OutboxEntry;
   if (convSeq !== null && !isReceiptEntry(e)) (e as Envelope).seq = Number(convSeq);
   return e;
+}
+
+/** One SQL statement of a multi-statement round trip; `bytes` roughly what it sends. */
+interface Statement {
+  sql: string;
+  params: unknown[];
+  bytes?: number;
+}
+
+/**
+ * Sends the statements in one round trip (the DataSource has `multipleStatements`) and returns one
+ * result per statement: rows for a SELECT, a result header otherwise.
+ */
+async function multi(qr: QueryRunner, statements: Statement[]): Promise<unknown[]> {
+  const params: unknown[] = [];
+  for (const s of statements) for (const v of s.params) params.push(v);
+  const raw: unknown = await qr.query(statements.map((s) => s.sql).join(';\n'), params);
+  // One statement: mysql2 returns its result itself, not a list of results.
+  return statements.length === 1 ? [raw] : (raw as unknown[]);
+}
+
+/** Closes the query runner's pooled connection for good (the pool opens a new one). */
+function destroyConnection(qr: QueryRunner): void {
+  const conn = (qr as unknown as { databaseConnection?: { destroy?: () => void } }).databaseConnection;
+  try {
+    conn?.destroy?.();
+  } catch {
+    // already gone
+  }
 }

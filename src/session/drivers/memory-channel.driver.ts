@@ -1,7 +1,12 @@
 import { Logger } from '@nestjs/common';
 import { EphemeralBatch, NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
 
-/** In-process channels; batches are handed over on a later tick, as they would arrive from Redis. */
+/**
+ * In-process channels (one node: the router hands its batch straight to the local gateway). A batch
+ * is handed over in a microtask, after `publish` returned (never re-entrant into the router) but
+ * without waiting for an event-loop turn behind every pending socket read, which at saturation is
+ * most of a delivery's latency.
+ */
 export class MemoryChannelDriver extends NodeChannel {
   private readonly logger = new Logger(MemoryChannelDriver.name);
   private readonly subscribers = new Map<string, NodeSubscriber>();
@@ -10,7 +15,7 @@ export class MemoryChannelDriver extends NodeChannel {
   async publish(batches: Map<string, PushBatch>): Promise<void> {
     for (const [node, batch] of batches) {
       const sub = this.subscribers.get(node);
-      if (sub) setImmediate(() => this.deliver(sub, batch));
+      if (sub) queueMicrotask(() => this.deliver(sub, batch));
     }
   }
 
@@ -29,7 +34,7 @@ export class MemoryChannelDriver extends NodeChannel {
     }
   }
 
-  /** Runs in a bare timer callback: an exception here would be uncaught and end the process. */
+  /** Runs in a bare microtask: an exception here would be uncaught and end the process. */
   private deliver(sub: NodeSubscriber, batch: PushBatch): void {
     try {
       sub.onBatch(batch);
