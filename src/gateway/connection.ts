@@ -227,7 +227,9 @@ export class Connection {
 
   /** Token bucket for `send` frames. */
   takeSendToken(now = Date.now()): boolean {
-    return (this.sendTokens ??= new TokenBucket(this.limits.sendRatePerSec, this.limits.sendBurst)).take(now);
+    return (this.sendTokens ??= new TokenBucket(this.limits.sendRatePerSec, this.limits.sendBurst, now)).take(
+      now,
+    );
   }
 
   /**

@@ -1,11 +1,12 @@
 /** A token bucket: `burst` tokens, refilled at `perSec`. */
 export class TokenBucket {
   private tokens: number;
-  private at = Date.now();
 
   constructor(
     private readonly perSec: number,
     private readonly burst: number,
+    /** When the bucket starts full (a lazily created one passes the time of its first take). */
+    private at = Date.now(),
   ) {
     this.tokens = burst;
   }
