@@ -1,3 +1,4 @@
+import type Redis from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { Config } from '../../src/config/config.module';
@@ -62,7 +63,7 @@ export function contractRedis(name: string): ContractRedis {
       return connections;
     },
     dispose: async () => {
-      if (nodes.length > 0) await deleteKeys(nodes[0].command, prefix);
+      if (nodes.length > 0) await deleteKeys(nodes[0].command as Redis, prefix);
       await Promise.allSettled(nodes.map((c) => c.onApplicationShutdown()));
     },
   };
