@@ -252,13 +252,34 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     await put('isr', ['dee', 'eli']);
     const dee = await connect(gw1, 'dee');
     const eli = await connect(gw2, 'eli');
+    const kafka = new Kafka({
+      clientId: 'scale-test',
+      brokers: KAFKA_CLUSTER_BROKERS,
+      logLevel: logLevel.NOTHING,
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    const before = await admin.fetchTopicOffsets(topic);
     const warm = await dee.sendMessage('isr', 'before', 'isr-0', 20_000);
     expect(warm.type).toBe('ack');
-    await killBroker(2);
-    await killBroker(3);
+    // The conversation's partition: the one whose high mark the acked send moved.
+    const after = await admin.fetchTopicOffsets(topic);
+    const partition = after.find(
+      (o) => Number(o.high) > Number(before.find((b) => b.partition === o.partition)!.high),
+    )!.partition;
+    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+    await admin.disconnect();
+    const survivor = topics[0].partitions.find((p) => p.partitionId === partition)!.leader;
+    // Kill the partition's two followers: the leader survives and alone is below min.insync.replicas,
+    // so with acks=all it must not ack.
+    await Promise.all([1, 2, 3].filter((b) => b !== survivor).map((b) => killBroker(b)));
     const refused = await dee.sendMessage('isr', 'during', 'isr-1', 60_000);
     expect(refused.type).toBe('error');
     expect(refused.payload?.code).toBe('unavailable');
+    const reason = [...gw1.output.join('').matchAll(/publish failed: ([^\n]*)/g)].at(-1)?.[1] ?? '?';
+    console.log(
+      `send with only the leader (broker ${survivor}) alive refused; gateway-1: ${reason.slice(0, 160)}`,
+    );
 
     const t0 = Date.now();
     await infra('kafka-cluster', 'up');
