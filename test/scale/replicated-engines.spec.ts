@@ -70,14 +70,27 @@ async function killBroker(id: number): Promise<void> {
   );
 }
 
-/** A user's devices and everything they received, in order. */
+/** A user's devices and everything they received, in order (with arrival times, for the figures). */
 class Member {
   readonly devices: TestClient[] = [];
+  private readonly arrivals: number[][] = [];
   constructor(readonly user: string) {}
+  add(device: TestClient): void {
+    const times: number[] = [];
+    this.arrivals.push(times);
+    this.devices.push(device);
+    device.ws.on('message', (data: Buffer) => {
+      if ((JSON.parse(data.toString()) as Frame).type === 'message') times.push(Date.now());
+    });
+  }
   received(device: number): string[] {
     return this.devices[device].frames
       .filter((f) => f.type === 'message')
       .map((f) => f.payload!.id as string);
+  }
+  /** The longest pause between two consecutive messages on any of the user's devices. */
+  longestDeliveryGap(): number {
+    return Math.max(...this.arrivals.map((t) => Math.max(0, ...t.slice(1).map((x, i) => x - t[i]))));
   }
 }
 
@@ -209,9 +222,10 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     const ann = new Member('ann');
     const ben = new Member('ben');
     const cyd = new Member('cyd');
-    ann.devices.push(await connect(gw1, 'ann'));
-    ben.devices.push(await connect(gw1, 'ben'), await connect(gw2, 'ben'));
-    cyd.devices.push(await connect(gw2, 'cyd'));
+    ann.add(await connect(gw1, 'ann'));
+    ben.add(await connect(gw1, 'ben'));
+    ben.add(await connect(gw2, 'ben'));
+    cyd.add(await connect(gw2, 'cyd'));
 
     const kafka = new Kafka({
       clientId: 'scale-test',
@@ -241,7 +255,9 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     const maxGap = Math.max(...result.ackTimes.slice(1).map((t, i) => t - result.ackTimes[i]));
     console.log(
       `kafka leader (broker ${victim}) kill -9: first ack after the kill in ${firstAckAfter} ms, ` +
-        `longest gap between acks ${maxGap} ms, refused/retried sends: ${result.refusals.length} (${[...new Set(result.refusals)].join(',') || '-'})`,
+        `longest gap between acks ${maxGap} ms, longest pause in deliveries on a device ` +
+        `${Math.max(ben.longestDeliveryGap(), cyd.longestDeliveryGap())} ms, ` +
+        `refused/retried sends: ${result.refusals.length} (${[...new Set(result.refusals)].join(',') || '-'})`,
     );
     const t0 = Date.now();
     await infra('kafka-cluster', 'up');
@@ -302,9 +318,10 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     const fin = new Member('fin');
     const gil = new Member('gil');
     const hoa = new Member('hoa');
-    fin.devices.push(await connect(gw1, 'fin'));
-    gil.devices.push(await connect(gw1, 'gil'), await connect(gw2, 'gil'));
-    hoa.devices.push(await connect(gw2, 'hoa'));
+    fin.add(await connect(gw1, 'fin'));
+    gil.add(await connect(gw1, 'gil'));
+    gil.add(await connect(gw2, 'gil'));
+    hoa.add(await connect(gw2, 'hoa'));
 
     // The master serving gateway-2's sharded channel `<prefix>node:{scale-gateway-2}`.
     const channel = `${base.REDIS_KEY_PREFIX}node:{scale-gateway-2}`;
@@ -332,7 +349,8 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     const resubscribed = gw2.output.join('').includes('resubscribed');
     console.log(
       `redis master ${owner} kill -9: first ack after the kill in ${firstAckAfter} ms, longest gap between acks ` +
-        `${maxGap} ms, refused/retried sends: ${result.refusals.length} (${[...new Set(result.refusals)].join(',') || '-'}), ` +
+        `${maxGap} ms, longest pause in deliveries on a device ` +
+        `${Math.max(gil.longestDeliveryGap(), hoa.longestDeliveryGap())} ms, refused/retried sends: ${result.refusals.length} (${[...new Set(result.refusals)].join(',') || '-'}), ` +
         `gateway-2 resubscribed: ${resubscribed}`,
     );
     expect(resubscribed).toBe(true);
