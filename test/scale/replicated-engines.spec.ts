@@ -284,14 +284,52 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
       (o) => Number(o.high) > Number(before.find((b) => b.partition === o.partition)!.high),
     )!.partition;
     const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
-    await admin.disconnect();
     const survivor = topics[0].partitions.find((p) => p.partitionId === partition)!.leader;
+    // A probe topic led by the same broker, replicated to the same two others: the broker's own answer.
+    const probe = `${topic}-probe`;
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        {
+          topic: probe,
+          replicaAssignment: [
+            { partition: 0, replicas: [survivor, ...[1, 2, 3].filter((b) => b !== survivor)] },
+          ],
+        },
+      ],
+    });
     // Kill the partition's two followers: the leader survives and alone is below min.insync.replicas,
     // so with acks=all it must not ack.
     await Promise.all([1, 2, 3].filter((b) => b !== survivor).map((b) => killBroker(b)));
     const refused = await dee.sendMessage('isr', 'during', 'isr-1', 60_000);
     expect(refused.type).toBe('error');
     expect(refused.payload?.code).toBe('unavailable');
+    // The broker itself: the leader is up and takes an acks=1 write, but refuses acks=all (below min ISR).
+    const raw = new Kafka({
+      clientId: 'scale-probe',
+      brokers: [KAFKA_CLUSTER_BROKERS[survivor - 1]],
+      logLevel: logLevel.NOTHING,
+      requestTimeout: 5_000,
+      retry: { retries: 0 },
+    });
+    const producer = raw.producer({ retry: { retries: 0 } });
+    await producer.connect();
+    const leaderAlive = await producer.send({
+      topic: probe,
+      acks: 1,
+      messages: [{ partition: 0, value: 'one' }],
+    });
+    expect(leaderAlive[0].errorCode).toBe(0);
+    const refusedByBroker = await producer
+      .send({ topic: probe, acks: -1, timeout: 3_000, messages: [{ partition: 0, value: 'all' }] })
+      .then(
+        () => null,
+        (err: Error & { type?: string }) => err.type ?? err.message,
+      );
+    await producer.disconnect();
+    await admin.disconnect();
+    console.log(`leader ${survivor} alone: acks=1 write accepted, acks=all refused with ${refusedByBroker}`);
+    expect(refusedByBroker).not.toBeNull();
     const reason = [...gw1.output.join('').matchAll(/publish failed: ([^\n]*)/g)].at(-1)?.[1] ?? '?';
     console.log(
       `send with only the leader (broker ${survivor}) alive refused; gateway-1: ${reason.slice(0, 160)}`,

@@ -4,6 +4,8 @@ import { RedisConnections, closeRedis } from '../../redis/redis.module';
 
 /** Pause between attempts to find and subscribe at the channel's master while it fails over. */
 const RETRY_MS = 250;
+/** How long the first subscription may take (the cluster client may still be connecting). */
+const START_TIMEOUT_MS = 15_000;
 
 /**
  * One node channel on Redis Cluster sharded pub/sub: SSUBSCRIBE on a plain connection to the master
@@ -27,9 +29,21 @@ export class ShardedSubscription {
     private readonly onResubscribed: () => void,
   ) {}
 
-  /** First subscription: fails (with the reason) if the channel's master cannot be reached. */
+  /**
+   * First subscription: retried while the cluster client is still learning the slot map (at boot),
+   * then fails with the reason if the channel's master cannot be reached within START_TIMEOUT_MS.
+   */
   async start(): Promise<void> {
-    await this.connect();
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (;;) {
+      try {
+        await this.connect();
+        return;
+      } catch (err) {
+        if (this.closed || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, RETRY_MS));
+      }
+    }
   }
 
   private async connect(): Promise<void> {
