@@ -5,6 +5,8 @@
 #   scripts/infra.sh up       start whatever is missing, wait until ready (idempotent)
 #   scripts/infra.sh down     stop the Kafka broker (MariaDB/Redis are left alone)
 #   scripts/infra.sh status   one line per service; exit 1 if any is down
+#   scripts/infra.sh kafka-cluster up|down|status   3-broker KRaft cluster (replication 3, min ISR 2)
+#   scripts/infra.sh redis-cluster up|down|status   Redis Cluster: 3 masters + 1 replica each
 #
 # Environment:
 #   RELAY_INFRA_DIR        cache dir (jars, broker data, logs)  [~/.cache/relay-infra]
@@ -12,6 +14,9 @@
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener            [19093]
 #   KAFKA_START_TIMEOUT    seconds to wait for broker readiness [90]
 #   KAFKA_HEAP_OPTS        JVM heap flags                       [-Xms256m -Xmx512m]
+#   KAFKA_CLUSTER_PORTS    the cluster's PLAINTEXT listeners    [29092,29094,29096]
+#                          (controller of each: its port + 1)
+#   REDIS_CLUSTER_PORTS    the Redis Cluster nodes (masters first) [27001,...,27006]
 # See docs/infra.md.
 set -euo pipefail
 
@@ -342,6 +347,248 @@ redis_up() {
   log "redis up on $REDIS_HOST:6379"
 }
 
+# -------------------------------------------------------- kafka-cluster (3 brokers)
+# Three KRaft processes (broker+controller each) from the same jars, own data dirs under
+# $INFRA_DIR/kafka-cluster/broker-<id>. `up` starts whichever is not running (so it also restarts
+# a broker killed by a test) and waits until all three are registered.
+
+KCLUSTER_DIR="$INFRA_DIR/kafka-cluster"
+IFS=',' read -r -a KCLUSTER_PORTS <<<"${KAFKA_CLUSTER_PORTS:-29092,29094,29096}"
+KCLUSTER_HEAP_OPTS="${KAFKA_CLUSTER_HEAP_OPTS:--Xms128m -Xmx384m}"
+
+kcluster_bootstrap() {
+  local out=() p
+  for p in "${KCLUSTER_PORTS[@]}"; do out+=("$KAFKA_HOST:$p"); done
+  (IFS=','; echo "${out[*]}")
+}
+
+kcluster_voters() {
+  local out=() i
+  for i in "${!KCLUSTER_PORTS[@]}"; do out+=("$((i + 1))@$KAFKA_HOST:$((KCLUSTER_PORTS[i] + 1))"); done
+  (IFS=','; echo "${out[*]}")
+}
+
+# render_tokens <template under config/> <dest> <VAR>...: @VAR@ -> value of shell variable VAR.
+render_tokens() {
+  local src="$CONFIG_DIR/$1" dest="$2" name expr=()
+  shift 2
+  [[ -f "$src" ]] || die "missing $src"
+  for name in "$@"; do expr+=(-e "s|@${name}@|${!name}|g"); done
+  sed "${expr[@]}" "$src" >"$dest.tmp" && mv "$dest.tmp" "$dest"
+}
+
+kcluster_pid() {
+  local dir="$KCLUSTER_DIR/broker-$1" pid
+  [[ -f "$dir/kafka.pid" ]] || return 0
+  pid="$(cat "$dir/kafka.pid" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $dir/server.properties"; then
+    echo "$pid"
+  fi
+}
+
+# Number of brokers the cluster reports (0 when no broker answers).
+kcluster_brokers() {
+  have_kafkajs || { echo 0; return 0; }
+  (cd "$REPO_ROOT" && KAFKA_BROKERS="$(kcluster_bootstrap)" timeout 12 node -e '
+    const { Kafka, logLevel } = require("kafkajs");
+    const kafka = new Kafka({ clientId: "relay-infra-probe", brokers: process.env.KAFKA_BROKERS.split(","),
+      logLevel: logLevel.NOTHING, connectionTimeout: 1000, requestTimeout: 3000, retry: { retries: 0 } });
+    const admin = kafka.admin();
+    setTimeout(() => { console.log(0); process.exit(0); }, 8000);
+    admin.connect()
+      .then(() => admin.describeCluster())
+      .then((c) => admin.disconnect().then(() => { console.log(c.brokers.length); process.exit(0); }))
+      .catch(() => { console.log(0); process.exit(0); });
+  ' 2>/dev/null) || echo 0
+}
+
+kcluster_start_broker() {
+  local id="$1" port="$2"
+  local NODE_ID="$id" BROKER_PORT="$port" CONTROLLER_PORT="$((port + 1))"
+  local QUORUM_VOTERS DATA_DIR KAFKA_LOG_DIR KAFKA_SERVER_LOG dir="$KCLUSTER_DIR/broker-$id"
+  QUORUM_VOTERS="$(kcluster_voters)"
+  DATA_DIR="$dir/data"
+  KAFKA_LOG_DIR="$dir/logs"
+  KAFKA_SERVER_LOG="$KAFKA_LOG_DIR/server.log"
+  mkdir -p "$DATA_DIR" "$KAFKA_LOG_DIR"
+  port_open "$KAFKA_HOST" "$port" && die "port $port is taken by something that is not broker $id of $KCLUSTER_DIR"
+  port_open "$KAFKA_HOST" "$CONTROLLER_PORT" && die "controller port $CONTROLLER_PORT is taken"
+  render_tokens kafka/cluster-server.properties "$dir/server.properties" \
+    NODE_ID QUORUM_VOTERS KAFKA_HOST BROKER_PORT CONTROLLER_PORT DATA_DIR
+  render_tokens kafka/log4j.properties "$dir/log4j.properties" KAFKA_LOG_DIR KAFKA_SERVER_LOG
+  if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
+    kafka_tool kafka.tools.StorageTool format -t "$(cat "$KCLUSTER_DIR/cluster-id")" -c "$dir/server.properties" \
+      --ignore-formatted >/dev/null || die "kafka storage format failed for broker $id"
+  fi
+  printf '[%s] ===== scripts/infra.sh: starting broker %s =====\n' "$(date '+%F %T')" >>"$KAFKA_SERVER_LOG"
+  # shellcheck disable=SC2086  # heap opts are a list of flags
+  nohup java $KCLUSTER_HEAP_OPTS \
+    -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError -XX:TieredStopAtLevel=1 \
+    -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$dir/log4j.properties" -Dkafka.logs.dir="$KAFKA_LOG_DIR" \
+    -cp "$LIBS_DIR/*" kafka.Kafka "$dir/server.properties" \
+    >"$KAFKA_LOG_DIR/kafka.out" 2>&1 </dev/null 9>&- &
+  echo $! >"$dir/kafka.pid"
+  log "kafka-cluster: started broker $id (pid $!, $KAFKA_HOST:$port)"
+}
+
+kcluster_up() {
+  local t0 i pid started=0
+  t0="$(now)"
+  ensure_kafka_prereqs
+  ensure_kafka_jars
+  mkdir -p "$KCLUSTER_DIR"
+  # The CLI tools' logging (StorageTool), rendered into this cluster's own dir.
+  TOOLS_LOG4J="$KCLUSTER_DIR/tools-log4j.properties"
+  render_tokens kafka/tools-log4j.properties "$TOOLS_LOG4J" KAFKA_LOG_DIR
+  if [[ ! -s "$KCLUSTER_DIR/cluster-id" ]]; then
+    kafka_tool kafka.tools.StorageTool random-uuid | tail -n 1 >"$KCLUSTER_DIR/cluster-id.tmp"
+    mv "$KCLUSTER_DIR/cluster-id.tmp" "$KCLUSTER_DIR/cluster-id"
+  fi
+  for i in "${!KCLUSTER_PORTS[@]}"; do
+    pid="$(kcluster_pid $((i + 1)))"
+    [[ -n "$pid" ]] && continue
+    kcluster_start_broker $((i + 1)) "${KCLUSTER_PORTS[i]}"
+    started=$((started + 1))
+  done
+  local deadline=$((SECONDS + KAFKA_START_TIMEOUT)) n
+  while :; do
+    n="$(kcluster_brokers)"
+    [[ "$n" -ge "${#KCLUSTER_PORTS[@]}" ]] && break
+    for i in "${!KCLUSTER_PORTS[@]}"; do
+      [[ -n "$(kcluster_pid $((i + 1)))" ]] || { tail -n 40 "$KCLUSTER_DIR/broker-$((i + 1))/logs/server.log" >&2; die "kafka-cluster: broker $((i + 1)) exited during startup"; }
+    done
+    ((SECONDS < deadline)) || die "kafka-cluster: only $n of ${#KCLUSTER_PORTS[@]} brokers registered after ${KAFKA_START_TIMEOUT}s (logs: $KCLUSTER_DIR/broker-*/logs)"
+    sleep 0.5
+  done
+  log "kafka-cluster ready in $(elapsed_since "$t0") s ($started started; brokers $(kcluster_bootstrap))"
+}
+
+kcluster_down() {
+  local i pid
+  for i in "${!KCLUSTER_PORTS[@]}"; do
+    pid="$(kcluster_pid $((i + 1)))"
+    [[ -n "$pid" ]] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for i in "${!KCLUSTER_PORTS[@]}"; do
+    pid="$(kcluster_pid $((i + 1)))"
+    [[ -n "$pid" ]] || continue
+    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+    rm -f "$KCLUSTER_DIR/broker-$((i + 1))/kafka.pid"
+  done
+  log "kafka-cluster stopped"
+}
+
+kcluster_status() {
+  local i pid rc=0 n
+  n="$(kcluster_brokers)"
+  for i in "${!KCLUSTER_PORTS[@]}"; do
+    pid="$(kcluster_pid $((i + 1)))"
+    if [[ -n "$pid" ]]; then
+      printf 'kafka-%s up    %s:%s (pid %s)\n' $((i + 1)) "$KAFKA_HOST" "${KCLUSTER_PORTS[i]}" "$pid"
+    else
+      printf 'kafka-%s down  %s:%s\n' $((i + 1)) "$KAFKA_HOST" "${KCLUSTER_PORTS[i]}"; rc=1
+    fi
+  done
+  printf 'kafka-cluster %s of %s brokers registered\n' "$n" "${#KCLUSTER_PORTS[@]}"
+  [[ "$n" -ge "${#KCLUSTER_PORTS[@]}" ]] || rc=1
+  return "$rc"
+}
+
+# ------------------------------------------------ redis-cluster (3 masters + 3 replicas)
+# redis-server processes in cluster mode under $INFRA_DIR/redis-cluster/<port>. `up` starts the
+# missing ones and creates the cluster once (slots over the first three, a replica for each);
+# a node killed by a test comes back with its nodes.conf and rejoins (as a replica after a failover).
+
+RCLUSTER_DIR="$INFRA_DIR/redis-cluster"
+IFS=',' read -r -a RCLUSTER_PORTS <<<"${REDIS_CLUSTER_PORTS:-27001,27002,27003,27004,27005,27006}"
+
+rcluster_pid() {
+  local dir="$RCLUSTER_DIR/$1" pid
+  [[ -f "$dir/redis.pid" ]] || return 0
+  pid="$(cat "$dir/redis.pid" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF ":$1"; then echo "$pid"; fi
+}
+
+rcluster_ok() {
+  local p
+  for p in "${RCLUSTER_PORTS[@]}"; do
+    timeout 3 redis-cli -h "$REDIS_HOST" -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || return 1
+  done
+  # Every node sees the same number of masters with slots (3) and the full set of nodes.
+  [[ "$(timeout 3 redis-cli -h "$REDIS_HOST" -p "${RCLUSTER_PORTS[0]}" cluster info 2>/dev/null | tr -d '\r' | awk -F: '/cluster_known_nodes/ {print $2}')" -ge "${#RCLUSTER_PORTS[@]}" ]]
+}
+
+rcluster_up() {
+  local t0 p dir started=0 created=0
+  t0="$(now)"
+  command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+  need_cmd redis-cli redis-tools
+  for p in "${RCLUSTER_PORTS[@]}"; do
+    [[ -n "$(rcluster_pid "$p")" ]] && continue
+    dir="$RCLUSTER_DIR/$p"
+    mkdir -p "$dir"
+    port_open "$REDIS_HOST" "$p" && die "port $p is taken by something that is not node $p of $RCLUSTER_DIR"
+    # 9>&-: the daemon must not inherit the lock fd.
+    redis-server "$CONFIG_DIR/redis/cluster-node.conf" --port "$p" --bind "$REDIS_HOST" --dir "$dir" \
+      --cluster-config-file "$dir/nodes.conf" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
+      --daemonize yes 9>&- || die "redis-server on $p failed (log: $dir/redis.log)"
+    started=$((started + 1))
+  done
+  local deadline=$((SECONDS + SERVICE_TIMEOUT))
+  for p in "${RCLUSTER_PORTS[@]}"; do
+    until [[ "$(timeout 2 redis-cli -h "$REDIS_HOST" -p "$p" ping 2>/dev/null)" == PONG ]]; do
+      ((SECONDS < deadline)) || die "redis-cluster node $p not answering (log: $RCLUSTER_DIR/$p/redis.log)"
+      sleep 0.2
+    done
+  done
+  if [[ ! -f "$RCLUSTER_DIR/created" ]]; then
+    local hosts=()
+    for p in "${RCLUSTER_PORTS[@]}"; do hosts+=("$REDIS_HOST:$p"); done
+    redis-cli --cluster create "${hosts[@]}" --cluster-replicas 1 --cluster-yes >"$RCLUSTER_DIR/create.log" 2>&1 \
+      || { cat "$RCLUSTER_DIR/create.log" >&2; die "redis-cli --cluster create failed"; }
+    touch "$RCLUSTER_DIR/created"
+    created=1
+  fi
+  deadline=$((SECONDS + SERVICE_TIMEOUT))
+  until rcluster_ok; do
+    ((SECONDS < deadline)) || die "redis-cluster not ok after ${SERVICE_TIMEOUT}s (redis-cli -p ${RCLUSTER_PORTS[0]} cluster nodes)"
+    sleep 0.3
+  done
+  log "redis-cluster ready in $(elapsed_since "$t0") s ($started started$([[ $created == 1 ]] && echo ', created'); nodes $(IFS=','; echo "${RCLUSTER_PORTS[*]/#/$REDIS_HOST:}"))"
+}
+
+rcluster_down() {
+  local p pid
+  for p in "${RCLUSTER_PORTS[@]}"; do
+    pid="$(rcluster_pid "$p")"
+    [[ -n "$pid" ]] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  done
+  log "redis-cluster stopped (state kept in $RCLUSTER_DIR; rm -rf it to re-create)"
+}
+
+rcluster_status() {
+  local p pid rc=0 role
+  for p in "${RCLUSTER_PORTS[@]}"; do
+    pid="$(rcluster_pid "$p")"
+    if [[ -n "$pid" ]]; then
+      role="$(timeout 2 redis-cli -h "$REDIS_HOST" -p "$p" role 2>/dev/null | head -n 1)"
+      printf 'redis-%s up    %s:%s (pid %s, %s)\n' "$p" "$REDIS_HOST" "$p" "$pid" "${role:-?}"
+    else
+      printf 'redis-%s down  %s:%s\n' "$p" "$REDIS_HOST" "$p"; rc=1
+    fi
+  done
+  if rcluster_ok; then echo 'redis-cluster ok'; else echo 'redis-cluster not ok'; rc=1; fi
+  return "$rc"
+}
+
 # ---------------------------------------------------------------------- main
 
 cmd_up() {
@@ -378,11 +625,25 @@ cmd_status() {
   return "$rc"
 }
 
-usage() { echo "usage: $0 up|down|status" >&2; exit 2; }
+usage() { echo "usage: $0 up|down|status | kafka-cluster up|down|status | redis-cluster up|down|status" >&2; exit 2; }
 
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  kafka-cluster)
+    case "${2:-}" in
+      up) take_lock; kcluster_up ;;
+      down) take_lock; kcluster_down ;;
+      status) kcluster_status ;;
+      *) usage ;;
+    esac ;;
+  redis-cluster)
+    case "${2:-}" in
+      up) take_lock; rcluster_up ;;
+      down) take_lock; rcluster_down ;;
+      status) rcluster_status ;;
+      *) usage ;;
+    esac ;;
   *) usage ;;
 esac

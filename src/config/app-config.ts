@@ -124,7 +124,8 @@ export interface AppConfig {
     replicationFactor: number;
     retentionHours: number;
   };
-  redis: { url: string; keyPrefix: string };
+  /** clusterNodes: Redis Cluster seeds (`host:port`); null = the single Redis at url. */
+  redis: { url: string; keyPrefix: string; clusterNodes: string[] | null };
   mysql: { url: string; migrateOnStart: boolean; poolSize: number };
   /** The HTTP publish API (src/publish). */
   publish: { serviceIds: ReadonlySet<string>; maxBatch: number };
@@ -273,7 +274,11 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       replicationFactor: e.KAFKA_REPLICATION_FACTOR ?? 1,
       retentionHours: e.KAFKA_RETENTION_HOURS ?? 24,
     },
-    redis: { url: e.REDIS_URL ?? 'redis://127.0.0.1:6379', keyPrefix: e.REDIS_KEY_PREFIX ?? 'relay:' },
+    redis: {
+      url: e.REDIS_URL ?? 'redis://127.0.0.1:6379',
+      keyPrefix: e.REDIS_KEY_PREFIX ?? 'relay:',
+      clusterNodes: e.REDIS_CLUSTER_NODES ? e.REDIS_CLUSTER_NODES.split(',').map((n) => n.trim()) : null,
+    },
     mysql: {
       url: e.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/relay',
       migrateOnStart: e.MYSQL_MIGRATE_ON_START ?? true,

@@ -4,6 +4,7 @@ import {
   IsIn,
   IsInt,
   IsOptional,
+  Matches,
   IsString,
   IsUrl,
   Max,
@@ -674,6 +675,17 @@ export class EnvVars {
   @IsOptional()
   @IsString()
   REDIS_KEY_PREFIX?: string;
+  @Doc(
+    'Redis',
+    'unset (single Redis at `REDIS_URL`)',
+    'Redis Cluster seed nodes, comma list of `host:port`; when set, REDIS_URL is not used, node channels use sharded pub/sub (Redis >= 7)',
+    '10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379',
+  )
+  @IsOptional()
+  @Matches(/^\s*[^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*$/, {
+    message: 'REDIS_CLUSTER_NODES must be a comma list of host:port',
+  })
+  REDIS_CLUSTER_NODES?: string;
 
   @Doc('MySQL', '`mysql://root@127.0.0.1:3306/relay`', '', 'mysql://root@127.0.0.1:3306/relay')
   @IsOptional()

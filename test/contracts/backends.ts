@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { Config } from '../../src/config/config.module';
@@ -10,6 +11,8 @@ import { databaseFor, deleteKeys, ensureDatabase, mysqlAdmin } from '../support/
 
 const MYSQL_SERVER = process.env.RELAY_TEST_MYSQL_SERVER ?? 'mysql://root@127.0.0.1:3306';
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** Set by the scale project (test/scale): the same Redis contracts on a Redis Cluster. */
+const REDIS_CLUSTER_NODES = process.env.RELAY_TEST_REDIS_CLUSTER_NODES;
 
 export interface ContractDatabase {
   /** A new connection pool on the run's database (another process, when called again). */
@@ -55,14 +58,23 @@ export function contractRedis(name: string): ContractRedis {
     node: () => {
       const config = {
         nodeId: `contract-${randomUUID().slice(0, 8)}`,
-        redis: { url: REDIS_URL, keyPrefix: prefix },
+        redis: {
+          url: REDIS_URL,
+          keyPrefix: prefix,
+          clusterNodes: REDIS_CLUSTER_NODES ? REDIS_CLUSTER_NODES.split(',') : null,
+        },
       };
       const connections = new RedisConnections(config as unknown as Config);
       nodes.push(connections);
       return connections;
     },
     dispose: async () => {
-      if (nodes.length > 0) await deleteKeys(nodes[0].command, prefix);
+      if (nodes.length > 0) {
+        const cmd = nodes[0].command;
+        // On a cluster every master holds some of the keys.
+        const servers = cmd instanceof Cluster ? cmd.nodes('master') : [cmd];
+        await Promise.all(servers.map((r) => deleteKeys(r, prefix)));
+      }
       await Promise.allSettled(nodes.map((c) => c.onApplicationShutdown()));
     },
   };

@@ -55,7 +55,7 @@ function batch(tag: string, users: string[] = ['u1']): PushBatch {
   };
 }
 
-const channelOf = (nodeId: string): string => `${PREFIX}node:${nodeId}`;
+const channelOf = (nodeId: string): string => `${PREFIX}node:{${nodeId}}`;
 
 async function subscriberCount(nodeId: string): Promise<number> {
   const [, n] = (await redis.pubsub('NUMSUB', channelOf(nodeId))) as [string, number];
@@ -73,7 +73,7 @@ async function killConnection(name: string): Promise<void> {
 
 beforeAll(async () => {
   ({ connections: router } = node('router'));
-  redis = router.command;
+  redis = router.command as Redis;
   await redis.ping();
 });
 

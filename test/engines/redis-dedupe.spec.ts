@@ -42,7 +42,7 @@ const user = (): string => `user-${randomUUID().slice(0, 8)}`;
 beforeAll(async () => {
   nodeA = connect();
   nodeB = connect();
-  redis = nodeA.command;
+  redis = nodeA.command as Redis;
   await redis.ping();
 });
 
@@ -77,7 +77,7 @@ describe('RedisDedupeDriver', () => {
     expect(await onA.reserve(u, 'ref-1', ack())).toEqual(first);
     expect(await onB.reserve(u, 'ref-1', ack())).toEqual(first);
 
-    const key = `${PREFIX}dedupe:${u}:ref-1`;
+    const key = `${PREFIX}dedupe:{${u}}:ref-1`;
     expect(JSON.parse((await redis.get(key))!)).toEqual(first);
     const pttl = await redis.pttl(key);
     expect(pttl).toBeGreaterThan(0);
@@ -114,7 +114,7 @@ describe('RedisDedupeDriver', () => {
     const d = new RedisDedupeDriver(nodeA, WINDOW);
     const set = jest.spyOn(nodeA.command, 'set');
     const u = user();
-    const write = jest.spyOn(nodeA.command.stream, 'write');
+    const write = jest.spyOn((nodeA.command as Redis).stream, 'write');
     await Promise.all(Array.from({ length: 50 }, (_, i) => d.reserve(u, `ref-${i}`, ack())));
     expect(set).toHaveBeenCalledTimes(50);
     expect(set.mock.calls[0].slice(2)).toEqual(['PX', WINDOW, 'NX', 'GET']);
@@ -137,7 +137,7 @@ describe('RedisDedupeDriver', () => {
   it('refuses to reuse a malformed record', async () => {
     const d = new RedisDedupeDriver(nodeA, WINDOW);
     const u = user();
-    await redis.set(`${PREFIX}dedupe:${u}:ref`, '{"id":42}', 'PX', WINDOW);
+    await redis.set(`${PREFIX}dedupe:{${u}}:ref`, '{"id":42}', 'PX', WINDOW);
     await expect(d.reserve(u, 'ref', ack())).rejects.toThrow(/malformed dedupe record/);
   });
 

@@ -38,12 +38,12 @@ function ids(n: number, what = 'user'): string[] {
   return Array.from({ length: n }, (_, i) => `${what}-${run}-${i}`);
 }
 
-const sessKey = (userId: string): string => `${PREFIX}sess:${userId}`;
+const sessKey = (userId: string): string => `${PREFIX}sess:{${userId}}`;
 const conns = (entries: SessionEntry[] | undefined): string[] => (entries ?? []).map((e) => e.connId).sort();
 
 beforeAll(async () => {
   connections = connect();
-  redis = connections.command;
+  redis = connections.command as Redis;
   await redis.ping();
 });
 

@@ -41,7 +41,8 @@ export async function deleteKeys(redis: Redis, prefix: string): Promise<void> {
   let cursor = '0';
   do {
     const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-    if (keys.length > 0) await redis.del(...keys);
+    // One DEL per key: on a cluster node the keys of one SCAN page sit on different slots.
+    if (keys.length > 0) await Promise.all(keys.map((k) => redis.del(k)));
     cursor = next;
   } while (cursor !== '0');
 }

@@ -1,12 +1,17 @@
-import type Redis from 'ioredis';
 import type { ChainableCommander } from 'ioredis';
-import { RedisConnections, execChecked } from '../../redis/redis.module';
+import { keySlot } from '../../redis/key-slot';
+import { RedisClient, RedisConnections, execGrouped, groupBySlot } from '../../redis/redis.module';
 import { addRoute, PresenceChange, PresenceState, PresenceStore } from '../presence.store';
 
 /** Users per pipeline or script call: bounds one request/reply while the chunks still go out together. */
 const CHUNK = 1_000;
 /** How long a user's presence hash outlives its last write (it keeps the version of an offline user). */
 const KEEP_MS = 24 * 3600_000;
+/**
+ * Users are spread over this many buckets; a bucket is a Redis Cluster hash tag (`{pN}`): a user's
+ * presence and watcher hashes and the bucket's due set share a slot, so every flip stays one script.
+ */
+const BUCKETS = 16;
 
 /** Shared Lua: the next version of a presence hash (Redis time in µs, strictly above the last one). */
 const LUA_LIB = `
@@ -45,10 +50,10 @@ table.insert(out, 1, bump(KEYS[1]))
 return out`;
 
 /**
- * KEYS: due set. ARGV: now, ttl, limit, key prefix. Checks the users whose offline check is due:
- * one with a live node is re-armed for when that node's refresh would expire; one without is dropped
- * from the set and, if announced online, flipped offline: returns {{user, version, {watchers}}...}.
- * The presence and watcher keys are derived from the prefix (single Redis, not Redis Cluster).
+ * KEYS: a bucket's due set. ARGV: now, ttl, limit, presence key prefix, watcher key prefix (both of
+ * the bucket, so on its slot). Checks the users whose offline check is due: one with a live node is
+ * re-armed for when that node's refresh would expire; one without is dropped from the set and, if
+ * announced online, flipped offline: returns {{user, version, {watchers}}...}.
  */
 const SWEEP_SCRIPT = `${LUA_LIB}
 local now = tonumber(ARGV[1])
@@ -56,7 +61,7 @@ local ttl = tonumber(ARGV[2])
 local cutoff = now - ttl
 local out = {}
 for _, u in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))) do
-  local key = ARGV[4] .. 'pr:' .. u
+  local key = ARGV[4] .. u
   local h = redis.call('HGETALL', key)
   local latest = 0
   local on = false
@@ -78,27 +83,21 @@ for _, u in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
     redis.call('ZREM', KEYS[1], u)
     if on then
       redis.call('HDEL', key, 'on')
-      out[#out + 1] = {u, bump(key), watchers(ARGV[4] .. 'pw:' .. u, cutoff)}
+      out[#out + 1] = {u, bump(key), watchers(ARGV[5] .. u, cutoff)}
     end
   end
 end
 return out`;
 
 /**
- * KEYS: typing slot. ARGV: state, interval, now, ttl, key prefix, recipients...
- * start: claims the slot (false if taken); stop: frees it. Returns {user, node, user, node, ...}
- * for every live node of every recipient.
+ * KEYS: a bucket's due set (only to route the call to the bucket's slot). ARGV: cutoff, presence key
+ * prefix of the bucket, users... Returns {user, node, user, node, ...} for every live node of each user.
  */
-const TYPING_SCRIPT = `
-if ARGV[1] == 'start' then
-  if not redis.call('SET', KEYS[1], '1', 'PX', ARGV[2], 'NX') then return false end
-else
-  redis.call('DEL', KEYS[1])
-end
-local cutoff = tonumber(ARGV[3]) - tonumber(ARGV[4])
+const NODES_SCRIPT = `
+local cutoff = tonumber(ARGV[1])
 local out = {}
-for i = 6, #ARGV do
-  local h = redis.call('HGETALL', ARGV[5] .. 'pr:' .. ARGV[i])
+for i = 3, #ARGV do
+  local h = redis.call('HGETALL', ARGV[2] .. ARGV[i])
   for j = 1, #h, 2 do
     if string.sub(h[j], 1, 2) == 'n:' and (tonumber(h[j + 1]) or 0) >= cutoff then
       out[#out + 1] = ARGV[i]
@@ -109,16 +108,17 @@ end
 return out`;
 
 /**
- * ARGV: node, now, ttl, key prefix, users... Registers the node as a watcher of each user (before
- * reading it, see `watch`) and returns {on, version} per user.
+ * KEYS: a bucket's due set (routing only). ARGV: node, now, ttl, presence and watcher key prefixes of
+ * the bucket, users... Registers the node as a watcher of each user (before reading it, see `watch`)
+ * and returns {on, version} per user.
  */
 const WATCH_SCRIPT = `
 local out = {}
-for i = 5, #ARGV do
-  local w = ARGV[4] .. 'pw:' .. ARGV[i]
+for i = 6, #ARGV do
+  local w = ARGV[5] .. ARGV[i]
   redis.call('HSET', w, ARGV[1], ARGV[2])
   redis.call('PEXPIRE', w, ARGV[3])
-  local s = redis.call('HMGET', ARGV[4] .. 'pr:' .. ARGV[i], 'on', 'v')
+  local s = redis.call('HMGET', ARGV[4] .. ARGV[i], 'on', 'v')
   out[#out + 1] = s[1] or ''
   out[#out + 1] = s[2] or '0'
 end
@@ -128,52 +128,77 @@ type Reply = string | null;
 interface Scripts {
   relayPresenceOnline(...args: (string | number)[]): Promise<Reply[] | null>;
   relayPresenceSweep(...args: (string | number)[]): Promise<[string, string, string[]][]>;
-  relayTypingRoute(...args: (string | number)[]): Promise<string[] | null>;
+  relayPresenceNodes(...args: (string | number)[]): Promise<string[]>;
   relayPresenceWatch(...args: (string | number)[]): Promise<string[]>;
 }
 
 /**
- * PresenceStore on Redis (keys under REDIS_KEY_PREFIX):
+ * PresenceStore on Redis (keys under REDIS_KEY_PREFIX; `{pN}` is the user's bucket, a hash tag):
  *
- * - `pr:{user}`: hash `on` ('1' while announced online), `v` (version), `n:{node}` -> that node's
+ * - `pr:{pN}<user>`: hash `on` ('1' while announced online), `v` (version), `n:{node}` -> that node's
  *   last refresh (ms). PEXPIRE 24 h from the last write.
- * - `pw:{user}`: hash node -> last watch refresh (ms), PEXPIRE = TTL; fields older than the TTL are
+ * - `pw:{pN}<user>`: hash node -> last watch refresh (ms), PEXPIRE = TTL; fields older than the TTL are
  *   dead watchers, skipped and deleted when read.
- * - `pdue`: sorted set user -> when to check the user for offline (refresh + TTL, or close + grace).
- * - `ty:{user}|{conversation}`: the typing start slot, PX = the relay interval.
+ * - `pdue:{pN}`: sorted set user -> when to check the user for offline (refresh + TTL, or close + grace).
+ * - `ty:{<user>}|<conversation>`: the typing start slot, PX = the relay interval.
  *
  * Every status flip happens inside one script, so it is returned to exactly one caller. Timestamps
  * are the nodes' clocks (as in the session driver); versions are Redis time, so they grow across
- * nodes. Node refreshes and watches are written by heartbeats, one call per chunk of users.
+ * nodes. Node refreshes and watches are written by heartbeats, one call per chunk of users (on a
+ * Redis Cluster, per bucket). The sweep runs one script per bucket.
  */
 export class RedisPresenceDriver extends PresenceStore {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly scripts: Scripts;
   private readonly prefix: string;
-  private readonly dueKey: string;
 
   constructor(
-    connections: RedisConnections,
+    private readonly connections: RedisConnections,
     private readonly ttlMs: number,
     private readonly now: () => number = Date.now,
   ) {
     super();
     this.redis = connections.command;
     this.prefix = connections.prefix;
-    this.dueKey = `${this.prefix}pdue`;
     this.redis.defineCommand('relayPresenceOnline', { numberOfKeys: 3, lua: ONLINE_SCRIPT });
     this.redis.defineCommand('relayPresenceSweep', { numberOfKeys: 1, lua: SWEEP_SCRIPT });
-    this.redis.defineCommand('relayTypingRoute', { numberOfKeys: 1, lua: TYPING_SCRIPT });
-    this.redis.defineCommand('relayPresenceWatch', { numberOfKeys: 0, lua: WATCH_SCRIPT });
+    this.redis.defineCommand('relayPresenceNodes', { numberOfKeys: 1, lua: NODES_SCRIPT });
+    this.redis.defineCommand('relayPresenceWatch', { numberOfKeys: 1, lua: WATCH_SCRIPT });
     this.scripts = this.redis as unknown as Scripts;
   }
 
+  private bucketOf(userId: string): number {
+    return keySlot(userId) % BUCKETS;
+  }
+
+  private presencePrefix(bucket: number): string {
+    return `${this.prefix}pr:{p${bucket}}`;
+  }
+
+  private watchPrefix(bucket: number): string {
+    return `${this.prefix}pw:{p${bucket}}`;
+  }
+
+  private dueKey(bucket: number): string {
+    return `${this.prefix}pdue:{p${bucket}}`;
+  }
+
   private presenceKey(userId: string): string {
-    return `${this.prefix}pr:${userId}`;
+    return this.presencePrefix(this.bucketOf(userId)) + userId;
   }
 
   private watchKey(userId: string): string {
-    return `${this.prefix}pw:${userId}`;
+    return this.watchPrefix(this.bucketOf(userId)) + userId;
+  }
+
+  /** Users grouped by bucket (then chunked): one script call per group stays on one slot. */
+  private byBucket(userIds: string[]): { bucket: number; users: string[] }[] {
+    const buckets = userIds.map((u) => this.bucketOf(u));
+    return groupBySlot(
+      true,
+      buckets.map((b) => this.dueKey(b)),
+      CHUNK,
+    ).map((group) => ({ bucket: buckets[group[0]], users: group.map((i) => userIds[i]) }));
   }
 
   async connected(node: string, userIds: string[]): Promise<PresenceChange[]> {
@@ -181,7 +206,7 @@ export class RedisPresenceDriver extends PresenceStore {
       (p as unknown as Scripts).relayPresenceOnline(
         this.presenceKey(userId),
         this.watchKey(userId),
-        this.dueKey,
+        this.dueKey(this.bucketOf(userId)),
         node,
         this.now(),
         this.ttlMs,
@@ -201,20 +226,30 @@ export class RedisPresenceDriver extends PresenceStore {
 
   async left(node: string, userIds: string[], graceMs: number): Promise<void> {
     const at = this.now() + graceMs;
-    await this.chunked(userIds, (p, userId) =>
-      p.hdel(this.presenceKey(userId), `n:${node}`).zadd(this.dueKey, at, userId),
+    await this.chunked(
+      userIds,
+      (p, userId) =>
+        p.hdel(this.presenceKey(userId), `n:${node}`).zadd(this.dueKey(this.bucketOf(userId)), at, userId),
+      2,
     );
   }
 
+  /** One script per bucket, all at once; at most `limit` users checked per bucket. */
   async sweep(limit: number): Promise<PresenceChange[]> {
-    const rows = await this.scripts.relayPresenceSweep(
-      this.dueKey,
-      this.now(),
-      this.ttlMs,
-      limit,
-      this.prefix,
+    const now = this.now();
+    const perBucket = await Promise.all(
+      Array.from({ length: BUCKETS }, (_, b) =>
+        this.scripts.relayPresenceSweep(
+          this.dueKey(b),
+          now,
+          this.ttlMs,
+          limit,
+          this.presencePrefix(b),
+          this.watchPrefix(b),
+        ),
+      ),
     );
-    return rows.map(([userId, version, watchers]) => ({
+    return perBucket.flat().map(([userId, version, watchers]) => ({
       userId,
       online: false,
       version: Number(version),
@@ -223,19 +258,26 @@ export class RedisPresenceDriver extends PresenceStore {
   }
 
   async watch(node: string, userIds: string[]): Promise<Map<string, PresenceState>> {
-    // Per user: the watch first, then the read, in one script per chunk. A flip that read the
+    // Per user: the watch first, then the read, in one script per bucket group. A flip that read the
     // watchers before our HSET is in the state we read; one after it is sent to us too (and the
     // gateway drops it by version).
     const now = this.now();
-    const chunks: Promise<string[]>[] = [];
-    for (let i = 0; i < userIds.length; i += CHUNK) {
-      const users = userIds.slice(i, i + CHUNK);
-      chunks.push(this.scripts.relayPresenceWatch(node, now, this.ttlMs, this.prefix, ...users));
-    }
-    const flat = (await Promise.all(chunks)).flat();
     const out = new Map<string, PresenceState>();
-    userIds.forEach((userId, i) => out.set(userId, state([flat[2 * i] || null, flat[2 * i + 1]])));
-    return out;
+    await Promise.all(
+      this.byBucket(userIds).map(async ({ bucket, users }) => {
+        const flat = await this.scripts.relayPresenceWatch(
+          this.dueKey(bucket),
+          node,
+          now,
+          this.ttlMs,
+          this.presencePrefix(bucket),
+          this.watchPrefix(bucket),
+          ...users,
+        );
+        users.forEach((userId, i) => out.set(userId, state([flat[2 * i] || null, flat[2 * i + 1]])));
+      }),
+    );
+    return new Map(userIds.map((u) => [u, out.get(u)!]));
   }
 
   async unwatch(node: string, userIds: string[]): Promise<void> {
@@ -254,18 +296,23 @@ export class RedisPresenceDriver extends PresenceStore {
     recipients: string[],
     intervalMs: number,
   ): Promise<Map<string, string[]> | null> {
-    const flat = await this.scripts.relayTypingRoute(
-      `${this.prefix}ty:${userId}|${conversationId}`,
-      state,
-      intervalMs,
-      this.now(),
-      this.ttlMs,
-      this.prefix,
-      ...recipients,
+    // The start slot is the typist's own key; the recipients' live nodes are read per bucket after it.
+    const slot = `${this.prefix}ty:{${userId}}|${conversationId}`;
+    if (state === 'start') {
+      if ((await this.redis.set(slot, '1', 'PX', intervalMs, 'NX')) === null) return null;
+    } else {
+      await this.redis.del(slot);
+    }
+    const cutoff = this.now() - this.ttlMs;
+    const flats = await Promise.all(
+      this.byBucket(recipients).map(({ bucket, users }) =>
+        this.scripts.relayPresenceNodes(this.dueKey(bucket), cutoff, this.presencePrefix(bucket), ...users),
+      ),
     );
-    if (!flat) return null;
     const routes = new Map<string, string[]>();
-    for (let i = 0; i + 1 < flat.length; i += 2) addRoute(routes, flat[i + 1], flat[i]);
+    for (const flat of flats) {
+      for (let i = 0; i + 1 < flat.length; i += 2) addRoute(routes, flat[i + 1], flat[i]);
+    }
     return routes;
   }
 
@@ -273,19 +320,13 @@ export class RedisPresenceDriver extends PresenceStore {
     await this.redis.ping();
   }
 
-  /** One pipeline per CHUNK users, all chunks at once; replies flattened in user order. */
-  private async chunked(
+  /** One pipeline per CHUNK users (on a cluster, per bucket), all at once; replies in user order. */
+  private chunked(
     userIds: string[],
     add: (p: ChainableCommander, userId: string) => unknown,
+    perUser = 1,
   ): Promise<unknown[]> {
-    if (userIds.length === 0) return [];
-    const chunks: Promise<unknown[]>[] = [];
-    for (let i = 0; i < userIds.length; i += CHUNK) {
-      const p = this.redis.pipeline();
-      for (const userId of userIds.slice(i, i + CHUNK)) add(p, userId);
-      chunks.push(execChecked(p));
-    }
-    return (await Promise.all(chunks)).flat();
+    return execGrouped(this.connections, userIds, (u) => this.presenceKey(u), CHUNK, perUser, add);
   }
 }
 

@@ -1,6 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type Redis from 'ioredis';
-import { RedisConnections, closeRedis, execChecked } from '../../redis/redis.module';
+import { RedisClient, RedisConnections, closeRedis, execChecked } from '../../redis/redis.module';
 import {
   compileWireSchema,
   deliveriesInRange,
@@ -8,39 +7,54 @@ import {
   PUSH_BATCH_SCHEMA,
 } from '../../protocol/wire-schemas';
 import { EphemeralBatch, NodeChannel, NodeSubscriber, PushBatch } from '../node-channel';
+import { ShardedSubscription } from './redis-sharded-subscription';
 
 /** Longest excerpt of a malformed message that goes into the log. */
 const LOG_EXCERPT = 120;
 
 interface Subscription {
-  client: Redis;
+  client: RedisClient;
   channel: string;
   onMessage: (channel: string, message: string) => void;
   onReady: () => void;
 }
 
 /**
- * Node channels on Redis pub/sub: `{prefix}node:{nodeId}`, one message (the JSON PushBatch) per node
+ * Node channels on Redis pub/sub: `<prefix>node:{<nodeId>}`, one message (the JSON PushBatch) per node
  * per routed batch, all PUBLISHes of a batch in one pipeline on the shared command connection.
  *
  * The subscriber has its own connection. Pub/sub is at-most-once: whatever was published while that
  * connection was down is lost, so every reconnect after the first subscription ends in `onResync()`
  * (once the channel is subscribed again), and the gateway refills its connections from the outbox.
+ *
+ * On a Redis Cluster (REDIS_CLUSTER_NODES) the same channels use sharded pub/sub: SPUBLISH (routed by
+ * the channel's slot, auto-pipelined per master) and one SSUBSCRIBE at the channel's master, which
+ * follows a failover (ShardedSubscription) and resyncs the same way.
  */
 export class RedisChannelDriver extends NodeChannel {
   private readonly logger = new Logger(RedisChannelDriver.name);
   private sub: Subscription | null = null;
+  private sharded: ShardedSubscription | null = null;
 
   constructor(private readonly connections: RedisConnections) {
     super();
   }
 
   private channelOf(node: string): string {
-    return `${this.connections.prefix}node:${node}`;
+    return `${this.connections.prefix}node:{${node}}`;
+  }
+
+  /** Cluster: one SPUBLISH per node; auto-pipelining sends those of one tick to a master together. */
+  private async spublish(batches: Map<string, PushBatch | EphemeralBatch>): Promise<void> {
+    const cmd = this.connections.command;
+    await Promise.all(
+      [...batches].map(([node, batch]) => cmd.spublish(this.channelOf(node), JSON.stringify(batch))),
+    );
   }
 
   async publish(batches: Map<string, PushBatch>): Promise<void> {
     if (batches.size === 0) return;
+    if (this.connections.isCluster) return this.spublish(batches);
     const p = this.connections.command.pipeline();
     for (const [node, batch] of batches) p.publish(this.channelOf(node), JSON.stringify(batch));
     await execChecked(p);
@@ -48,14 +62,32 @@ export class RedisChannelDriver extends NodeChannel {
 
   override async publishEphemeral(batches: Map<string, EphemeralBatch>): Promise<void> {
     if (batches.size === 0) return;
+    if (this.connections.isCluster) return this.spublish(batches);
     const p = this.connections.command.pipeline();
     for (const [node, batch] of batches) p.publish(this.channelOf(node), JSON.stringify(batch));
     await execChecked(p);
   }
 
   async subscribe(node: string, subscriber: NodeSubscriber): Promise<void> {
-    if (this.sub) throw new Error(`node channel already subscribed to ${this.sub.channel}`);
+    if (this.sub || this.sharded) throw new Error(`node channel of ${node}: already subscribed`);
     const channel = this.channelOf(node);
+    if (this.connections.isCluster) {
+      const sharded = new ShardedSubscription(
+        this.connections,
+        channel,
+        (message) => this.deliver(subscriber, message),
+        () => subscriber.onResync(),
+      );
+      this.sharded = sharded;
+      try {
+        await sharded.start();
+      } catch (err) {
+        this.sharded = null;
+        await sharded.close();
+        throw err;
+      }
+      return;
+    }
     const client = this.connections.create('sub');
     // The first 'ready' is the initial connect; only those after the first SUBSCRIBE succeeded are reconnects.
     let subscribed = false;
@@ -145,6 +177,9 @@ export class RedisChannelDriver extends NodeChannel {
   }
 
   async unsubscribe(): Promise<void> {
+    const sharded = this.sharded;
+    this.sharded = null;
+    await sharded?.close();
     const sub = this.sub;
     if (!sub) return;
     this.sub = null;
@@ -159,6 +194,7 @@ export class RedisChannelDriver extends NodeChannel {
     const sub = this.sub;
     await Promise.all([
       this.connections.command.ping(),
+      this.sharded?.ping(),
       sub &&
         (sub.client.status === 'ready'
           ? sub.client.ping()

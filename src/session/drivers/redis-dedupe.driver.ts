@@ -1,10 +1,10 @@
-import type Redis from 'ioredis';
-import { RedisConnections } from '../../redis/redis.module';
+import { RedisClient, RedisConnections } from '../../redis/redis.module';
 import { ACK_RECORD_SCHEMA, compileWireSchema } from '../../protocol/wire-schemas';
 import { AckRecord, SendDedupe } from '../send-dedupe';
 
 /**
- * Dedupe records on Redis: `{prefix}dedupe:{userId}:{ref}` -> JSON AckRecord, expiring after the window.
+ * Dedupe records on Redis: `<prefix>dedupe:{<userId>}:<ref>` -> JSON AckRecord, expiring after the window
+ * (the user id is the hash tag: on a Redis Cluster a user's records share a slot).
  *
  * `reserve` is a single `SET key candidate NX GET PX window` (Redis >= 7.0): atomic across nodes, and
  * concurrent reserves share round trips through the command connection's auto-pipelining. The user id
@@ -12,7 +12,7 @@ import { AckRecord, SendDedupe } from '../send-dedupe';
  * ("a", "b:c") and ("a:b", "c") would share a key, and one user would get another's ack.
  */
 export class RedisDedupeDriver extends SendDedupe {
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
   private readonly prefix: string;
 
   constructor(
@@ -25,7 +25,7 @@ export class RedisDedupeDriver extends SendDedupe {
   }
 
   key(userId: string, ref: string): string {
-    return `${this.prefix}dedupe:${encodeURIComponent(userId)}:${ref}`;
+    return `${this.prefix}dedupe:{${encodeURIComponent(userId)}}:${ref}`;
   }
 
   async reserve(userId: string, ref: string, candidate: AckRecord): Promise<AckRecord | null> {

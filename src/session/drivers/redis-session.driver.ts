@@ -1,6 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type Redis from 'ioredis';
-import { RedisConnections, execChecked } from '../../redis/redis.module';
+import { RedisClient, RedisConnections, execChecked, execGrouped } from '../../redis/redis.module';
 import { SessionEntry, SessionMap } from '../session-map';
 
 /** Users per pipeline: bounds the size of one request/reply while the chunks still go out together. */
@@ -26,18 +25,21 @@ interface StoredEntry {
 /**
  * Session map on Redis.
  *
- * - `{prefix}sess:{userId}`: hash, field = connection id, value = JSON {node, connected_at, last_ping}.
+ * - `<prefix>sess:{<userId>}`: hash (the user id is its Redis Cluster hash tag), field = connection id, value = JSON {node, connected_at, last_ping}.
  *   The key's PEXPIRE (= session TTL) is refreshed by add/touch, so a user whose connections all sit
  *   on crashed nodes vanishes by itself. A live connection keeps the key alive for its dead siblings,
  *   so reads also drop fields whose last_ping is older than the TTL, and delete them lazily.
- * - `{prefix}nodes`: sorted set node -> time of its last heartbeat; live = heartbeat within the TTL.
+ * - `<prefix>nodes`: sorted set node -> time of its last heartbeat; live = heartbeat within the TTL.
  *
  * Timestamps come from the nodes' clocks (as in the memory driver): skew between nodes must stay
  * well below the TTL (three heartbeats by default).
+ *
+ * Batches over many users are one pipeline per chunk on a single Redis, one per slot on a cluster.
  */
 export class RedisSessionDriver extends SessionMap {
   private readonly logger = new Logger(RedisSessionDriver.name);
-  private readonly redis: Redis;
+  private readonly redis: RedisClient;
+  private readonly connections: RedisConnections;
   private readonly prefix: string;
   private readonly nodesKey: string;
 
@@ -47,13 +49,14 @@ export class RedisSessionDriver extends SessionMap {
     private readonly now: () => number = Date.now,
   ) {
     super();
+    this.connections = connections;
     this.redis = connections.command;
     this.prefix = connections.prefix;
     this.nodesKey = `${this.prefix}nodes`;
   }
 
   private key(userId: string): string {
-    return `${this.prefix}sess:${userId}`;
+    return `${this.prefix}sess:{${userId}}`;
   }
 
   /** HSET + PEXPIRE in one MULTI: a field must never be written without its key's TTL. */
@@ -75,17 +78,18 @@ export class RedisSessionDriver extends SessionMap {
       if (!fields) byUser.set(userId, (fields = []));
       fields.push(entry.connId, encode(entry));
     }
-    const users = [...byUser];
-    const chunks: Promise<unknown[]>[] = [];
-    for (let i = 0; i < users.length; i += CHUNK) {
-      const tx = this.redis.multi();
-      for (const [userId, fields] of users.slice(i, i + CHUNK)) {
+    await execGrouped(
+      this.connections,
+      [...byUser],
+      ([userId]) => this.key(userId),
+      CHUNK,
+      2,
+      (tx, [userId, fields]) => {
         const key = this.key(userId);
         tx.hset(key, ...fields).pexpire(key, this.ttlMs);
-      }
-      chunks.push(execChecked(tx));
-    }
-    await Promise.all(chunks);
+      },
+      true,
+    );
   }
 
   async lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>> {
@@ -93,13 +97,14 @@ export class RedisSessionDriver extends SessionMap {
     const users = [...new Set(userIds)];
     if (users.length === 0) return out;
     const cutoff = this.now() - this.ttlMs;
-    const chunks: Promise<unknown[]>[] = [];
-    for (let i = 0; i < users.length; i += CHUNK) {
-      const p = this.redis.pipeline();
-      for (const userId of users.slice(i, i + CHUNK)) p.hgetall(this.key(userId));
-      chunks.push(execChecked(p));
-    }
-    const hashes = (await Promise.all(chunks)).flat() as Record<string, string>[];
+    const hashes = (await execGrouped(
+      this.connections,
+      users,
+      (userId) => this.key(userId),
+      CHUNK,
+      1,
+      (p, userId) => p.hgetall(this.key(userId)),
+    )) as Record<string, string>[];
 
     const dead = new Map<string, string[]>(); // key -> [field, value, field, value, ...]
     users.forEach((userId, i) => {
@@ -130,9 +135,14 @@ export class RedisSessionDriver extends SessionMap {
   /** Off the routing path: a failed prune only means the same fields are filtered (and retried) next time. */
   private async prune(dead: Map<string, string[]>): Promise<void> {
     try {
-      const p = this.redis.pipeline();
-      for (const [key, fields] of dead) p.eval(PRUNE_SCRIPT, 1, key, ...fields);
-      await execChecked(p);
+      await execGrouped(
+        this.connections,
+        [...dead],
+        ([key]) => key,
+        CHUNK,
+        1,
+        (p, [key, fields]) => p.eval(PRUNE_SCRIPT, 1, key, ...fields),
+      );
     } catch (err) {
       this.logger.warn(`pruning expired session entries failed: ${(err as Error).message}`);
     }

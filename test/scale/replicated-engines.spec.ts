@@ -1,0 +1,407 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Cluster } from 'ioredis';
+import { Kafka, logLevel } from 'kafkajs';
+import { keySlot } from '../../src/redis/key-slot';
+import { databaseFor, isolatedEngineEnv, mysqlAdmin } from '../support/backends';
+import { NodeProcess, startNode, stopNode } from '../support/cluster';
+import { waitFor } from '../support/wait-for';
+import { Frame, TestClient } from '../support/ws-client';
+import { INFRA_DIR, INFRA_SCRIPT, KAFKA_CLUSTER_BROKERS, REDIS_CLUSTER_NODES } from './scale-env';
+
+/**
+ * relay on replicated engines: 2 gateways + 2 routers (real processes) on the 3-broker Kafka cluster
+ * (replication 3, min.insync.replicas 2) and the 3-master Redis Cluster of scripts/infra.sh, with the
+ * fault suite's check: every acked message reaches every member device exactly once, in order.
+ *
+ * Clients behave like the SDK: a send that is refused or unanswered is retried with the same ref
+ * until it is acked, so "acked" is the set the check holds relay to.
+ */
+const run = randomUUID().slice(0, 8);
+const database = databaseFor(`scale-${run}`);
+const base = isolatedEngineEnv(`scale-${run}`);
+const env = {
+  ...base,
+  NODE_ENV: 'test',
+  LOG_LEVEL: 'warn',
+  HEARTBEAT_MS: '500',
+  SEND_RATE_PER_SEC: '10000',
+  SEND_BURST: '10000',
+  KAFKA_BROKERS: KAFKA_CLUSTER_BROKERS.join(','),
+  KAFKA_REPLICATION_FACTOR: '3',
+  REDIS_CLUSTER_NODES: REDIS_CLUSTER_NODES.join(','),
+};
+const gatewayEnv = { ...env, APP_ROLES: 'gateway' };
+const routerEnv = { ...env, APP_ROLES: 'router' };
+const topic = base.KAFKA_TOPIC;
+
+jest.setTimeout(300_000);
+
+/** Async: the clients must keep answering the gateways' pings while a broker starts. */
+async function infra(...args: string[]): Promise<void> {
+  const { stdout } = await promisify(execFile)('bash', [INFRA_SCRIPT, ...args], { timeout: 240_000 });
+  process.stdout.write(stdout);
+}
+
+function pidFile(path: string): number {
+  const pid = Number(readFileSync(path, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) throw new Error(`no pid in ${path}`);
+  return pid;
+}
+
+/** kill -9 of broker `id` of the kafka-cluster; returns when the process is gone. */
+async function killBroker(id: number): Promise<void> {
+  const pid = pidFile(join(INFRA_DIR, 'kafka-cluster', `broker-${id}`, 'kafka.pid'));
+  process.kill(pid, 'SIGKILL');
+  await waitFor(
+    () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    },
+    10_000,
+    `broker ${id} (pid ${pid}) to die`,
+  );
+}
+
+/** A user's devices and everything they received, in order (with arrival times, for the figures). */
+class Member {
+  readonly devices: TestClient[] = [];
+  private readonly arrivals: number[][] = [];
+  constructor(readonly user: string) {}
+  add(device: TestClient): void {
+    const times: number[] = [];
+    this.arrivals.push(times);
+    this.devices.push(device);
+    device.ws.on('message', (data: Buffer) => {
+      if ((JSON.parse(data.toString()) as Frame).type === 'message') times.push(Date.now());
+    });
+  }
+  received(device: number): string[] {
+    return this.devices[device].frames
+      .filter((f) => f.type === 'message')
+      .map((f) => f.payload!.id as string);
+  }
+  /** The longest pause between two consecutive messages on any of the user's devices. */
+  longestDeliveryGap(): number {
+    return Math.max(...this.arrivals.map((t) => Math.max(0, ...t.slice(1).map((x, i) => x - t[i]))));
+  }
+}
+
+describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
+  let gw1: NodeProcess, gw2: NodeProcess, r1: NodeProcess, r2: NodeProcess;
+  const clients: TestClient[] = [];
+  const connect = async (node: NodeProcess, user: string) => {
+    const { client } = await TestClient.connect(`${node.ws}?user_id=${user}`);
+    clients.push(client);
+    return client;
+  };
+  const put = async (id: string, members: string[]) => {
+    const res = await fetch(`${gw1.http}/v1/conversations/${id}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ members }),
+    });
+    expect(res.status).toBe(200);
+  };
+
+  /** Sends until acked (same ref on every retry); returns the message id and the failed attempts' codes. */
+  async function sendUntilAcked(
+    client: TestClient,
+    conversation: string,
+    body: unknown,
+    ref: string,
+  ): Promise<{ id: string; refusals: string[] }> {
+    const refusals: string[] = [];
+    for (let attempt = 0; attempt < 60; attempt++) {
+      let frame: Frame;
+      try {
+        frame = await client.sendMessage(conversation, body, ref, 15_000);
+      } catch (err) {
+        refusals.push(`no answer (${(err as Error).message.slice(0, 80)})`);
+        continue;
+      }
+      if (frame.type === 'ack') return { id: frame.msg_id!, refusals };
+      refusals.push(String(frame.payload?.code ?? 'error'));
+      await new Promise((r) => setTimeout(r, 200)); // client back-off before the retry, as the SDK does
+    }
+    throw new Error(
+      `send ${ref} never acked: ${[...new Set(refusals)].join(',')}\n--- gateway-1 ---\n${gw1.output.join('').slice(-3000)}`,
+    );
+  }
+
+  /** A stream of sends; `at(i)` runs before send i (the fault injection). Records ack times. */
+  async function stream(
+    sender: TestClient,
+    conversation: string,
+    total: number,
+    at: (i: number) => Promise<void>,
+  ): Promise<{ acked: string[]; ackTimes: number[]; refusals: string[] }> {
+    const acked: string[] = [];
+    const ackTimes: number[] = [];
+    const refusals: string[] = [];
+    for (let i = 0; i < total; i++) {
+      await at(i);
+      const r = await sendUntilAcked(sender, conversation, { i }, `${conversation}-${i}`);
+      acked.push(r.id);
+      ackTimes.push(Date.now());
+      refusals.push(...r.refusals);
+    }
+    return { acked, ackTimes, refusals };
+  }
+
+  /** The Jepsen-style check on every device of every member. */
+  async function expectExactlyOnceInOrder(members: Member[], acked: string[]): Promise<void> {
+    for (const m of members) {
+      for (let d = 0; d < m.devices.length; d++) {
+        await waitFor(
+          () => acked.every((id) => m.received(d).includes(id)),
+          60_000,
+          `${m.user}'s device ${d} to have all ${acked.length} acked messages`,
+        );
+        const got = m.received(d);
+        expect(new Set(got).size).toBe(got.length); // nothing twice
+        expect(got.filter((id) => acked.includes(id))).toEqual(acked); // all, in order
+      }
+    }
+  }
+
+  beforeAll(async () => {
+    await mysqlAdmin(`CREATE DATABASE IF NOT EXISTS \`${database}\``);
+    r1 = await startNode('scale-router-1', routerEnv);
+    [r2, gw1, gw2] = await Promise.all([
+      startNode('scale-router-2', routerEnv),
+      startNode('scale-gateway-1', gatewayEnv),
+      startNode('scale-gateway-2', gatewayEnv),
+    ]);
+  });
+
+  afterEach(() => {
+    for (const c of clients.splice(0)) c.terminate();
+  });
+
+  afterAll(async () => {
+    await Promise.all([gw1, gw2, r1, r2].filter(Boolean).map((n) => stopNode(n)));
+    await mysqlAdmin(`DROP DATABASE IF EXISTS \`${database}\``);
+    // Leave the clusters whole for the next run (restarts whatever a test killed).
+    await infra('kafka-cluster', 'up');
+    await infra('redis-cluster', 'up');
+  });
+
+  it('the topic is replicated 3 ways with min.insync.replicas=2', async () => {
+    const kafka = new Kafka({
+      clientId: 'scale-test',
+      brokers: KAFKA_CLUSTER_BROKERS,
+      logLevel: logLevel.NOTHING,
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      for (const p of topics[0].partitions) expect(p.replicas).toHaveLength(3);
+      const { resources } = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: [{ type: 2 /* TOPIC */, name: topic, configNames: ['min.insync.replicas'] }],
+      });
+      expect(
+        resources[0].configEntries.find((e) => e.configName === 'min.insync.replicas')?.configValue,
+      ).toBe('2');
+    } finally {
+      await admin.disconnect();
+    }
+  });
+
+  it('kill -9 of the partition leader mid-stream: acks continue, every acked message reaches every device once, in order', async () => {
+    await put('kk', ['ann', 'ben', 'cyd']);
+    const ann = new Member('ann');
+    const ben = new Member('ben');
+    const cyd = new Member('cyd');
+    ann.add(await connect(gw1, 'ann'));
+    ben.add(await connect(gw1, 'ben'));
+    ben.add(await connect(gw2, 'ben'));
+    cyd.add(await connect(gw2, 'cyd'));
+
+    const kafka = new Kafka({
+      clientId: 'scale-test',
+      brokers: KAFKA_CLUSTER_BROKERS,
+      logLevel: logLevel.NOTHING,
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    let killedAt = 0;
+    let victim = 0;
+    const total = 150;
+    const result = await stream(ann.devices[0], 'kk', total, async (i) => {
+      if (i !== 40) return;
+      // The conversation's partition is the one that has records; kill its leader.
+      const offsets = await admin.fetchTopicOffsets(topic);
+      const partition = offsets.find((o) => Number(o.high) > 0)!.partition;
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      victim = topics[0].partitions.find((p) => p.partitionId === partition)!.leader;
+      killedAt = Date.now();
+      await killBroker(victim);
+    });
+    await admin.disconnect();
+    expect(result.acked).toHaveLength(total);
+    await expectExactlyOnceInOrder([ann, ben, cyd], result.acked);
+
+    const firstAckAfter = result.ackTimes[40] - killedAt;
+    const maxGap = Math.max(...result.ackTimes.slice(1).map((t, i) => t - result.ackTimes[i]));
+    console.log(
+      `kafka leader (broker ${victim}) kill -9: first ack after the kill in ${firstAckAfter} ms, ` +
+        `longest gap between acks ${maxGap} ms, longest pause in deliveries on a device ` +
+        `${Math.max(ben.longestDeliveryGap(), cyd.longestDeliveryGap())} ms, ` +
+        `refused/retried sends: ${result.refusals.length} (${[...new Set(result.refusals)].join(',') || '-'})`,
+    );
+    const t0 = Date.now();
+    await infra('kafka-cluster', 'up');
+    console.log(`broker ${victim} restarted and registered in ${Date.now() - t0} ms`);
+  });
+
+  it('with 2 of 3 brokers down a send is refused (unavailable), not acked; acked and delivered once the brokers are back', async () => {
+    await put('isr', ['dee', 'eli']);
+    const dee = await connect(gw1, 'dee');
+    const eli = await connect(gw2, 'eli');
+    const kafka = new Kafka({
+      clientId: 'scale-test',
+      brokers: KAFKA_CLUSTER_BROKERS,
+      logLevel: logLevel.NOTHING,
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    const before = await admin.fetchTopicOffsets(topic);
+    const warm = await dee.sendMessage('isr', 'before', 'isr-0', 20_000);
+    expect(warm.type).toBe('ack');
+    // The conversation's partition: the one whose high mark the acked send moved.
+    const after = await admin.fetchTopicOffsets(topic);
+    const partition = after.find(
+      (o) => Number(o.high) > Number(before.find((b) => b.partition === o.partition)!.high),
+    )!.partition;
+    const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+    const survivor = topics[0].partitions.find((p) => p.partitionId === partition)!.leader;
+    // A probe topic led by the same broker, replicated to the same two others: the broker's own answer.
+    const probe = `${topic}-probe`;
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        {
+          topic: probe,
+          replicaAssignment: [
+            { partition: 0, replicas: [survivor, ...[1, 2, 3].filter((b) => b !== survivor)] },
+          ],
+        },
+      ],
+    });
+    // Kill the partition's two followers: the leader survives and alone is below min.insync.replicas,
+    // so with acks=all it must not ack.
+    await Promise.all([1, 2, 3].filter((b) => b !== survivor).map((b) => killBroker(b)));
+    const refused = await dee.sendMessage('isr', 'during', 'isr-1', 60_000);
+    expect(refused.type).toBe('error');
+    expect(refused.payload?.code).toBe('unavailable');
+    // The broker itself: the leader is up and takes an acks=1 write, but refuses acks=all (below min ISR).
+    const raw = new Kafka({
+      clientId: 'scale-probe',
+      brokers: [KAFKA_CLUSTER_BROKERS[survivor - 1]],
+      logLevel: logLevel.NOTHING,
+      requestTimeout: 5_000,
+      retry: { retries: 0 },
+    });
+    const producer = raw.producer({ retry: { retries: 0 } });
+    await producer.connect();
+    const leaderAlive = await producer.send({
+      topic: probe,
+      acks: 1,
+      messages: [{ partition: 0, value: 'one' }],
+    });
+    expect(leaderAlive[0].errorCode).toBe(0);
+    const refusedByBroker = await producer
+      .send({ topic: probe, acks: -1, timeout: 3_000, messages: [{ partition: 0, value: 'all' }] })
+      .then(
+        () => null,
+        (err: Error & { type?: string }) => err.type ?? err.message,
+      );
+    await producer.disconnect();
+    await admin.disconnect();
+    console.log(`leader ${survivor} alone: acks=1 write accepted, acks=all refused with ${refusedByBroker}`);
+    expect(refusedByBroker).not.toBeNull();
+    const reason = [...gw1.output.join('').matchAll(/publish failed: ([^\n]*)/g)].at(-1)?.[1] ?? '?';
+    console.log(
+      `send with only the leader (broker ${survivor}) alive refused; gateway-1: ${reason.slice(0, 160)}`,
+    );
+
+    const t0 = Date.now();
+    await infra('kafka-cluster', 'up');
+    const { id, refusals } = await sendUntilAcked(dee, 'isr', 'during', 'isr-1');
+    console.log(
+      `2 brokers restarted; the refused send acked ${Date.now() - t0} ms later (after ${refusals.length} more refusals)`,
+    );
+    await waitFor(
+      () => eli.frames.some((f) => f.type === 'message' && f.payload?.id === id),
+      60_000,
+      'the retried send to be delivered',
+    );
+    const got = eli.frames.filter((f) => f.type === 'message').map((f) => f.payload!.id as string);
+    expect(got.filter((x) => x === id)).toHaveLength(1);
+    expect(got[0]).toBe(warm.msg_id);
+  });
+
+  it('kill -9 of the Redis master holding a gateway node channel during traffic: it resubscribes, every acked message reaches every device once, in order', async () => {
+    await put('rr', ['fin', 'gil', 'hoa']);
+    const fin = new Member('fin');
+    const gil = new Member('gil');
+    const hoa = new Member('hoa');
+    fin.add(await connect(gw1, 'fin'));
+    gil.add(await connect(gw1, 'gil'));
+    gil.add(await connect(gw2, 'gil'));
+    hoa.add(await connect(gw2, 'hoa'));
+
+    // The master serving gateway-2's sharded channel `<prefix>node:{scale-gateway-2}`.
+    const channel = `${base.REDIS_KEY_PREFIX}node:{scale-gateway-2}`;
+    const cluster = new Cluster(
+      REDIS_CLUSTER_NODES.map((n) => ({ host: n.split(':')[0], port: Number(n.split(':')[1]) })),
+    );
+    await cluster.ping();
+    const owner = cluster.slots[keySlot(channel)][0];
+    await cluster.quit();
+    const port = owner.split(':')[1];
+    const pid = pidFile(join(INFRA_DIR, 'redis-cluster', port, 'redis.pid'));
+
+    let killedAt = 0;
+    const total = 150;
+    const result = await stream(fin.devices[0], 'rr', total, async (i) => {
+      if (i !== 40) return;
+      killedAt = Date.now();
+      process.kill(pid, 'SIGKILL');
+    });
+    expect(result.acked).toHaveLength(total);
+    await expectExactlyOnceInOrder([fin, gil, hoa], result.acked);
+
+    const firstAckAfter = result.ackTimes[40] - killedAt;
+    const maxGap = Math.max(...result.ackTimes.slice(1).map((t, i) => t - result.ackTimes[i]));
+    const resubscribed = gw2.output.join('').includes('resubscribed');
+    console.log(
+      `redis master ${owner} kill -9: first ack after the kill in ${firstAckAfter} ms, longest gap between acks ` +
+        `${maxGap} ms, longest pause in deliveries on a device ` +
+        `${Math.max(gil.longestDeliveryGap(), hoa.longestDeliveryGap())} ms, refused/retried sends: ${result.refusals.length} (${[...new Set(result.refusals)].join(',') || '-'}), ` +
+        `gateway-2 resubscribed: ${resubscribed}`,
+    );
+    expect(resubscribed).toBe(true);
+
+    // After the failover, a new message reaches gateway-2's devices live.
+    const after = await sendUntilAcked(fin.devices[0], 'rr', 'after', 'rr-after');
+    const t0 = Date.now();
+    await waitFor(
+      () => hoa.received(0).includes(after.id),
+      20_000,
+      'a live push on gateway-2 after the failover',
+    );
+    console.log(`push after failover delivered in ${Date.now() - t0} ms`);
+    await infra('redis-cluster', 'up');
+  });
+});
