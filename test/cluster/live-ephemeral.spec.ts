@@ -20,7 +20,8 @@ const env = {
   ...isolatedEngineEnv(`cluster-live-${run}`),
   NODE_ENV: 'test',
   LOG_LEVEL: 'warn',
-  HEARTBEAT_MS: '300',
+  // Two missed pongs (1-1.5 s) end a socket: a test process busy for half a second must not lose its clients.
+  HEARTBEAT_MS: '500',
   SESSION_TTL_MS: String(TTL_MS),
   PRESENCE_GRACE_MS: String(GRACE_MS),
   TYPING_EXPIRES_MS: String(EXPIRES_MS),
