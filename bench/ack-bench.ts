@@ -17,6 +17,7 @@ import { join, resolve } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { createConnection } from 'mysql2/promise';
 import WebSocket from 'ws';
+import { benchRelayEnv } from './peers/relay-env';
 
 const N = Number(process.env.ACK_N ?? 300);
 const ROUNDS = Number(process.env.ACK_ROUNDS ?? 3);
@@ -58,16 +59,7 @@ async function startGateway(run: string): Promise<{ child: ChildProcess; port: n
     cwd: RELAY_DIR,
     env: {
       ...process.env,
-      NODE_ENV: 'development',
-      AUTH_MODE: 'dev',
-      HOST: '127.0.0.1',
-      PORT: String(port),
-      LOG_LEVEL: 'warn',
-      DEBUG_CONSOLE: 'false',
-      SEND_RATE_PER_SEC: '1000000',
-      SEND_BURST: '1000000',
-      FRAME_RATE_PER_SEC: '1000000',
-      FRAME_BURST: '1000000',
+      ...benchRelayEnv(port),
       ENGINE: 'production',
       APP_ROLES: ROLES,
       KAFKA_BROKERS: BROKER,

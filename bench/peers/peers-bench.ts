@@ -23,6 +23,7 @@ import { AddressInfo, createServer, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import type { Command, Dialect, ThroughputResult } from './load';
+import { benchRelayEnv } from './relay-env';
 
 const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
 const SHAPE = {
@@ -113,25 +114,7 @@ async function startPeer(script: string, extraEnv: Record<string, string>): Prom
 async function startRelay(extraEnv: Record<string, string>): Promise<Server> {
   const port = await freePort();
   const t0 = performance.now();
-  const child = spawnServer(join(RELAY_DIR, 'dist/main.js'), {
-    NODE_ENV: 'development',
-    AUTH_MODE: 'dev',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    LOG_LEVEL: 'warn',
-    DEBUG_CONSOLE: 'false',
-    SEND_RATE_PER_SEC: '1000000',
-    SEND_BURST: '1000000',
-    FRAME_RATE_PER_SEC: '1000000',
-    FRAME_BURST: '1000000',
-    CONNECT_RATE_PER_IP: '1000000',
-    CONNECT_BURST_PER_IP: '1000000',
-    MAX_CONNECTIONS: '19000',
-    MAX_CONNECTIONS_PER_IP: '100000',
-    PREHELLO_SOFT_LIMIT: '100000',
-    MAX_PENDING_HANDSHAKES: '100000',
-    ...extraEnv,
-  });
+  const child = spawnServer(join(RELAY_DIR, 'dist/main.js'), { ...benchRelayEnv(port), ...extraEnv });
   const ready = until(`relay on :${port} ready`, READY_TIMEOUT_MS, async () => {
     const res = await fetch(`http://127.0.0.1:${port}/health/ready`);
     return res.ok ? true : undefined;
