@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createConnection } from 'mysql2/promise';
-import { databaseFor, isolatedEngineEnv, mysqlAdmin } from '../support/backends';
-import { NodeProcess, startNode, stopNode } from '../support/cluster';
+import { databaseFor, mysqlAdmin } from '../support/backends';
+import { clusterRoleEnvs, NodeProcess, startNode, stopNode } from '../support/cluster';
 import { waitFor } from '../support/wait-for';
 import { Frame, TestClient } from '../support/ws-client';
 
@@ -11,16 +11,7 @@ import { Frame, TestClient } from '../support/ws-client';
  */
 const run = randomUUID().slice(0, 8);
 const database = databaseFor(`cluster-${run}`);
-const env = {
-  ...isolatedEngineEnv(`cluster-${run}`),
-  NODE_ENV: 'test',
-  LOG_LEVEL: 'warn',
-  HEARTBEAT_MS: '500',
-  SEND_RATE_PER_SEC: '10000',
-  SEND_BURST: '10000',
-};
-const gatewayEnv = { ...env, APP_ROLES: 'gateway' };
-const routerEnv = { ...env, APP_ROLES: 'router' };
+const { gatewayEnv, routerEnv } = clusterRoleEnvs(`cluster-${run}`);
 
 jest.setTimeout(180_000);
 

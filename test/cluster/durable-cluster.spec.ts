@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { databaseFor, isolatedEngineEnv, mysqlAdmin } from '../support/backends';
-import { NodeProcess, startNode, stopNode } from '../support/cluster';
+import { databaseFor, mysqlAdmin } from '../support/backends';
+import { clusterRoleEnvs, NodeProcess, startNode, stopNode } from '../support/cluster';
 import { TestClient } from '../support/ws-client';
 
 /**
@@ -10,16 +10,7 @@ import { TestClient } from '../support/ws-client';
  */
 const run = randomUUID().slice(0, 8);
 const database = databaseFor(`durable-${run}`);
-const env = {
-  ...isolatedEngineEnv(`durable-${run}`),
-  NODE_ENV: 'test',
-  LOG_LEVEL: 'warn',
-  HEARTBEAT_MS: '500',
-  SEND_RATE_PER_SEC: '10000',
-  SEND_BURST: '10000',
-};
-const gatewayEnv = { ...env, APP_ROLES: 'gateway' };
-const routerEnv = { ...env, APP_ROLES: 'router' };
+const { gatewayEnv, routerEnv } = clusterRoleEnvs(`durable-${run}`);
 
 jest.setTimeout(180_000);
 

@@ -2,6 +2,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { waitFor } from './wait-for';
+import { isolatedEngineEnv } from './backends';
 
 /** A relay process started from the build (`dist/main.js`), as in production. */
 export interface NodeProcess {
@@ -76,4 +77,24 @@ export async function stopNode(node: NodeProcess, signal: NodeJS.Signals = 'SIGT
   node.proc.kill(signal);
   await Promise.race([node.exited, new Promise((r) => setTimeout(r, 20_000).unref())]);
   if (node.proc.exitCode === null && node.proc.signalCode === null) node.proc.kill('SIGKILL');
+}
+
+/**
+ * The settings every process of one cluster suite shares (isolated topic, key prefix and database under
+ * `name`; quick heartbeats; send budgets out of the way), and the two roles' variants.
+ */
+export function clusterRoleEnvs(name: string): {
+  env: Record<string, string>;
+  gatewayEnv: Record<string, string>;
+  routerEnv: Record<string, string>;
+} {
+  const env = {
+    ...isolatedEngineEnv(name),
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'warn',
+    HEARTBEAT_MS: '500',
+    SEND_RATE_PER_SEC: '10000',
+    SEND_BURST: '10000',
+  };
+  return { env, gatewayEnv: { ...env, APP_ROLES: 'gateway' }, routerEnv: { ...env, APP_ROLES: 'router' } };
 }
