@@ -92,7 +92,8 @@ export function clusterRoleEnvs(name: string): {
     ...isolatedEngineEnv(name),
     NODE_ENV: 'test',
     LOG_LEVEL: 'warn',
-    HEARTBEAT_MS: '500',
+    // A pong must come back within two beats: 3 s, so a test process descheduled on a loaded 2-core box keeps its sockets.
+    HEARTBEAT_MS: '1500',
     SEND_RATE_PER_SEC: '10000',
     SEND_BURST: '10000',
   };
