@@ -59,7 +59,7 @@ module.exports = {
       testMatch: [
         '<rootDir>/test/engines/**/*.spec.ts',
         // The same port contracts on the production drivers.
-        '<rootDir>/test/contracts/*.{kafka,redis,mysql}.spec.ts',
+        '<rootDir>/test/contracts/*.{kafka,redis,mysql,sharded}.spec.ts',
       ],
     },
     { ...withInfra, displayName: 'cluster', testMatch: ['<rootDir>/test/cluster/**/*.spec.ts'] },

@@ -7,6 +7,7 @@
 #   scripts/infra.sh status   one line per service; exit 1 if any is down
 #   scripts/infra.sh kafka-cluster up|down|status   3-broker KRaft cluster (replication 3, min ISR 2)
 #   scripts/infra.sh redis-cluster up|down|status   Redis Cluster: 3 masters + 1 replica each
+#   scripts/infra.sh mariadb-shards up|down|status  extra mariadbd instances (outbox shards)
 #
 # Environment:
 #   RELAY_INFRA_DIR        cache dir (jars, broker data, logs)  [~/.cache/relay-infra]
@@ -17,6 +18,7 @@
 #   KAFKA_CLUSTER_PORTS    the cluster's PLAINTEXT listeners    [29092,29094,29096]
 #                          (controller of each: its port + 1)
 #   REDIS_CLUSTER_PORTS    the Redis Cluster nodes (masters first) [27001,...,27006]
+#   MARIADB_SHARD_PORTS    extra mariadbd instances, one data directory each [3307]
 # See docs/infra.md.
 set -euo pipefail
 
@@ -589,6 +591,84 @@ rcluster_status() {
   return "$rc"
 }
 
+# ------------------------------------------------ mariadb-shards (extra mariadbd instances)
+# One mariadbd per port under $INFRA_DIR/mariadb-shards/<port> (own data directory, socket, pid and
+# log; root without password on loopback), for the sharded outbox (OUTBOX_SHARDS). `up` creates the
+# data directory once and starts what is missing; a shard killed by a test restarts with its data.
+
+MSHARD_DIR="$INFRA_DIR/mariadb-shards"
+IFS=',' read -r -a MSHARD_PORTS <<<"${MARIADB_SHARD_PORTS:-3307}"
+
+mshard_pid() {
+  local dir="$MSHARD_DIR/$1" pid
+  [[ -f "$dir/mysqld.pid" ]] || return 0
+  pid="$(cat "$dir/mysqld.pid" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--port=$1"; then echo "$pid"; fi
+}
+
+mshard_ok() { mariadb -uroot -h"$MYSQL_HOST" -P"$1" --connect-timeout=2 -e 'select 1' >/dev/null 2>&1; }
+
+mshard_up() {
+  local t0 p dir started=0
+  t0="$(now)"
+  [[ -x /usr/sbin/mariadbd ]] || apt_install mariadb-server
+  need_cmd mariadb mariadb-client
+  for p in "${MSHARD_PORTS[@]}"; do
+    [[ -n "$(mshard_pid "$p")" ]] && continue
+    dir="$MSHARD_DIR/$p"
+    mkdir -p "$dir"
+    port_open "$MYSQL_HOST" "$p" && die "port $p is taken by something that is not shard $p of $MSHARD_DIR"
+    if [[ ! -d "$dir/data/mysql" ]]; then
+      mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
+        --skip-test-db --user="$(id -un)" >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; die "mariadb-install-db for $p failed"; }
+    fi
+    # 9>&-: the daemon must not inherit the lock fd.
+    (/usr/sbin/mariadbd --no-defaults --datadir="$dir/data" --port="$p" --bind-address="$MYSQL_HOST" \
+      --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
+      --user="$(id -un)" --innodb-buffer-pool-size=128M --max-connections=500 \
+      --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci 9>&- >/dev/null 2>&1 &)
+    started=$((started + 1))
+  done
+  local deadline=$((SECONDS + SERVICE_TIMEOUT))
+  for p in "${MSHARD_PORTS[@]}"; do
+    until mshard_ok "$p"; do
+      ((SECONDS < deadline)) || die "mariadb shard $p not answering (log: $MSHARD_DIR/$p/error.log)"
+      sleep 0.2
+    done
+    local db
+    for db in "${DATABASES[@]}"; do
+      mariadb -uroot -h"$MYSQL_HOST" -P"$p" -e "CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4" \
+        || die "could not create database $db on shard $p"
+    done
+  done
+  log "mariadb-shards ready in $(elapsed_since "$t0") s ($started started; ports ${MSHARD_PORTS[*]})"
+}
+
+mshard_down() {
+  local p pid
+  for p in "${MSHARD_PORTS[@]}"; do
+    pid="$(mshard_pid "$p")"
+    [[ -n "$pid" ]] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+  done
+  log "mariadb-shards stopped (data kept in $MSHARD_DIR; rm -rf it to re-create)"
+}
+
+mshard_status() {
+  local p pid rc=0
+  for p in "${MSHARD_PORTS[@]}"; do
+    pid="$(mshard_pid "$p")"
+    if [[ -n "$pid" ]] && mshard_ok "$p"; then
+      printf 'mariadb-%s up    %s:%s (pid %s)\n' "$p" "$MYSQL_HOST" "$p" "$pid"
+    else
+      printf 'mariadb-%s down  %s:%s\n' "$p" "$MYSQL_HOST" "$p"; rc=1
+    fi
+  done
+  return "$rc"
+}
+
 # ---------------------------------------------------------------------- main
 
 cmd_up() {
@@ -625,7 +705,7 @@ cmd_status() {
   return "$rc"
 }
 
-usage() { echo "usage: $0 up|down|status | kafka-cluster up|down|status | redis-cluster up|down|status" >&2; exit 2; }
+usage() { echo "usage: $0 up|down|status | kafka-cluster up|down|status | redis-cluster up|down|status | mariadb-shards up|down|status" >&2; exit 2; }
 
 case "${1:-}" in
   up) cmd_up ;;
@@ -643,6 +723,13 @@ case "${1:-}" in
       up) take_lock; rcluster_up ;;
       down) take_lock; rcluster_down ;;
       status) rcluster_status ;;
+      *) usage ;;
+    esac ;;
+  mariadb-shards)
+    case "${2:-}" in
+      up) take_lock; mshard_up ;;
+      down) take_lock; mshard_down ;;
+      status) mshard_status ;;
       *) usage ;;
     esac ;;
   *) usage ;;

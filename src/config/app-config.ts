@@ -103,6 +103,8 @@ export interface AppConfig {
     /** Embedded outbox bounds per user (count, bytes of envelope JSON). */
     memoryMaxPerUser: number;
     memoryMaxBytesPerUser: number;
+    /** Sharded outbox: one MySQL URL per shard, in placement order; empty = the outbox is in `mysql.url`. */
+    shards: string[];
   };
   directory: {
     kind: 'builtin' | 'http';
@@ -255,6 +257,7 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       purgeChunk: e.OUTBOX_PURGE_CHUNK ?? 5_000,
       memoryMaxPerUser: e.OUTBOX_MEMORY_MAX_PER_USER ?? 10_000,
       memoryMaxBytesPerUser: e.OUTBOX_MEMORY_MAX_BYTES ?? 4 * 1024 * 1024,
+      shards: list(e.OUTBOX_SHARDS) ?? [],
     },
     directory: {
       kind: directoryKind,

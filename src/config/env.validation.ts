@@ -540,6 +540,32 @@ export class EnvVars {
   OUTBOX_MEMORY_MAX_BYTES?: number;
 
   @Doc(
+    'Outbox',
+    'unset (the outbox lives in `MYSQL_URL`)',
+    'sharded outbox: comma list of MySQL URLs, one per shard, in a fixed order; a user is placed by a stable hash of the user id (docs/scaling.md). The directory stays in `MYSQL_URL`. Add a shard only with `npm run outbox:reshard`',
+    'mysql://root@10.0.0.1:3306/relay,mysql://root@10.0.0.2:3306/relay',
+  )
+  @IsOptional()
+  @IsString()
+  @Check(
+    (e) =>
+      (e.OUTBOX_SHARDS ?? '')
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean)
+        .every((u) => /^mysql:\/\/[^\s,]+$/.test(u)),
+    'OUTBOX_SHARDS must be a comma list of mysql:// URLs',
+  )
+  @Check(
+    (e) => {
+      const urls = (e.OUTBOX_SHARDS ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+      return new Set(urls).size === urls.length;
+    },
+    'OUTBOX_SHARDS lists a shard twice',
+  )
+  OUTBOX_SHARDS?: string;
+
+  @Doc(
     'Directory',
     '–',
     'upstream: `GET {url}/conversations/{id}/members` → `{"members":[...]}`, 404 = no such conversation (required with `DIRECTORY=http`)',

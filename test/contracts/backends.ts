@@ -21,10 +21,13 @@ export interface ContractDatabase {
   dispose(): Promise<void>;
 }
 
-/** A freshly migrated MariaDB database `relay_<name>_<random>`, dropped by dispose(). */
-export async function contractDatabase(name: string): Promise<ContractDatabase> {
+/** The second MariaDB instance (`scripts/infra.sh mariadb-shards up`), for the sharded outbox. */
+export const MYSQL_SHARD_SERVER = process.env.RELAY_TEST_MYSQL_SHARD_SERVER ?? 'mysql://root@127.0.0.1:3307';
+
+/** A freshly migrated MariaDB database `relay_<name>_<random>` on `server`, dropped by dispose(). */
+export async function contractDatabase(name: string, server = MYSQL_SERVER): Promise<ContractDatabase> {
   const database = databaseFor(`${name}-${randomUUID().slice(0, 8)}`);
-  const url = `${MYSQL_SERVER}/${database}`;
+  const url = `${server}/${database}`;
   await ensureDatabase(url);
   const pools: DataSource[] = [];
   const open = async (poolSize = 4): Promise<DataSource> => {
@@ -38,7 +41,7 @@ export async function contractDatabase(name: string): Promise<ContractDatabase> 
     open,
     dispose: async () => {
       await Promise.allSettled(pools.map((ds) => ds.destroy()));
-      await mysqlAdmin(`DROP DATABASE IF EXISTS \`${database}\``, MYSQL_SERVER);
+      await mysqlAdmin(`DROP DATABASE IF EXISTS \`${database}\``, server);
     },
   };
 }

@@ -19,6 +19,12 @@ export interface OutboxHarness {
    */
   openExpiring(): Promise<{ store: OutboxStore; expire(): Promise<void> }>;
   dispose(): Promise<void>;
+  /**
+   * The store orders a conversation's messages only as its writers do (the sharded outbox): one
+   * writer appends a conversation's batches in order, others only repeat those batches (a partition
+   * handed over), as the router does. The concurrency test then gives each writer a conversation.
+   */
+  oneWriterPerConversation?: boolean;
 }
 
 function env(
@@ -327,9 +333,10 @@ export function outboxStoreContract(driver: string, harness: () => OutboxHarness
         const shared = b % 4 === 0;
         const id = shared ? `shared-${b}` : `w${w}-b${b}`;
         const k = shared ? b : w * 100 + b;
+        const conversation = h.oneWriterPerConversation ? (shared ? 'c-shared' : `c-w${w}`) : 'c1';
         return users
           .filter((_, i) => (i * 7 + k * 13) % 5 !== 0)
-          .map((userId) => ({ userId, envelope: env(id) }));
+          .map((userId) => ({ userId, envelope: env(id, undefined, conversation) }));
       };
 
       const returned = new Map<string, number>();
@@ -384,23 +391,30 @@ export function outboxStoreContract(driver: string, harness: () => OutboxHarness
         for (const d of rows) expect(returned.get(`${u} ${d.envelope.id}`)).toBe(d.seq);
         expect(last.get(u)).toBe(expected.size);
       }
-      // Conversation seqs: one per distinct message, gapless, the same in every user's copy, and in
-      // every user's log in increasing order (commit order).
-      const byMessage = new Map<string, number>();
+      // Conversation seqs: one per distinct message, gapless per conversation, the same in every
+      // user's copy, and in every user's log in increasing order per conversation (commit order).
+      const byConversation = new Map<string, Map<string, number>>();
       for (const u of users) {
-        const numbers = (await store.readAfter(u, 0, 1000)).map((d) => {
+        const numbers = new Map<string, number[]>();
+        for (const d of await store.readAfter(u, 0, 1000)) {
           const n = convSeq(d.envelope)!;
+          const c = d.envelope.conversation_id;
+          let byMessage = byConversation.get(c);
+          if (!byMessage) byConversation.set(c, (byMessage = new Map()));
           const prev = byMessage.get(d.envelope.id);
           if (prev !== undefined && prev !== n) conflicts.push(`${d.envelope.id}: ${prev} vs ${n}`);
           byMessage.set(d.envelope.id, n);
-          return n;
-        });
-        expect(numbers).toEqual([...numbers].sort((x, y) => x - y));
+          numbers.set(c, [...(numbers.get(c) ?? []), n]);
+        }
+        for (const seen of numbers.values()) expect(seen).toEqual([...seen].sort((x, y) => x - y));
       }
       expect(conflicts).toEqual([]);
-      expect([...byMessage.values()].sort((x, y) => x - y)).toEqual(
-        Array.from({ length: byMessage.size }, (_, i) => i + 1),
-      );
+      expect(byConversation.size).toBe(h.oneWriterPerConversation ? writers.length + 1 : 1);
+      for (const byMessage of byConversation.values()) {
+        expect([...byMessage.values()].sort((x, y) => x - y)).toEqual(
+          Array.from({ length: byMessage.size }, (_, i) => i + 1),
+        );
+      }
     });
   });
 }

@@ -91,12 +91,15 @@ export class MysqlOutboxDriver extends OutboxStore {
     this.retries = options.retries ?? 5;
   }
 
-  /** Loads the store's epoch, creating it on the very first start (insert-if-absent, read back). */
-  async init(): Promise<this> {
+  /**
+   * Loads the store's epoch, creating it on the very first start (insert-if-absent, read back):
+   * `epochIfNew` when given (the shards of one sharded outbox share their first shard's), else random.
+   */
+  async init(epochIfNew?: string): Promise<this> {
     try {
       await this.ds.query(
         `INSERT INTO relay_meta (name, value) VALUES (?, ?) ON DUPLICATE KEY UPDATE name = name`,
-        [EPOCH_KEY, randomBytes(8).toString('hex')],
+        [EPOCH_KEY, epochIfNew ?? randomBytes(8).toString('hex')],
       );
       const rows: { value: string }[] = await this.ds.query(`SELECT value FROM relay_meta WHERE name = ?`, [
         EPOCH_KEY,
@@ -114,24 +117,82 @@ export class MysqlOutboxDriver extends OutboxStore {
     return this;
   }
 
+  /** The stored epoch, or null when this database has none yet (a shard never initialised). */
+  async storedEpoch(): Promise<string | null> {
+    const rows: { value: string }[] = await this.ds.query(`SELECT value FROM relay_meta WHERE name = ?`, [
+      EPOCH_KEY,
+    ]);
+    return rows[0]?.value ?? null;
+  }
+
+  /** True when no user log was ever written here (no user head). */
+  async isEmpty(): Promise<boolean> {
+    const rows: unknown[] = await this.ds.query(`SELECT 1 FROM outbox_head WHERE scope = 'u' LIMIT 1`);
+    return rows.length === 0;
+  }
+
   epoch(): string {
     if (this.generation === null) throw new Error('MysqlOutboxDriver used before init()');
     return this.generation;
   }
 
   async append(deliveries: NewDelivery[]): Promise<StoredDelivery[]> {
-    if (deliveries.length === 0) return [];
+    return this.write(deliveries, [], true);
+  }
+
+  /**
+   * Sharded outbox, on the home shard of the messages' conversations: stores each message once (no
+   * delivery) and gives it its conversation order number, with the rules of `append` (gapless, in
+   * input order, in commit order; a message already stored keeps its number). Returns id -> number.
+   */
+  async sequence(messages: OutboxEntry[]): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const toStore = messages.filter((m) => !isReceiptEntry(m));
+    if (toStore.length === 0) return out;
+    const entries = await this.writeEntries([], toStore, true);
+    for (const e of entries.values()) out.set(e.envelope.id, e.convSeq);
+    return out;
+  }
+
+  /**
+   * Sharded outbox, on a user's shard: like `append`, but every message already carries its
+   * conversation order number (`envelope.seq`, from `sequence` on its home shard), which is stored
+   * as given: this shard holds no conversation head.
+   */
+  async appendSequenced(deliveries: NewDelivery[]): Promise<StoredDelivery[]> {
+    for (const { envelope } of deliveries) {
+      if (!isReceiptEntry(envelope) && !(Number.isSafeInteger(envelope.seq) && envelope.seq! > 0)) {
+        throw new Error(`message ${envelope.id} has no conversation order number`);
+      }
+    }
+    return this.write(deliveries, [], false);
+  }
+
+  private async write(
+    deliveries: NewDelivery[],
+    extra: OutboxEntry[],
+    allocateConvSeq: boolean,
+  ): Promise<StoredDelivery[]> {
+    if (deliveries.length === 0 && extra.length === 0) return [];
+    const slots: Pending[] = [];
+    await this.writeEntries(deliveries, extra, allocateConvSeq, slots);
+    return slots.map((p) => ({ userId: p.userId, seq: p.seq, envelope: stored(p.entry) }));
+  }
+
+  /** The append transaction with its retries; fills `slots` with one Pending per delivery, in input order. */
+  private async writeEntries(
+    deliveries: NewDelivery[],
+    extra: OutboxEntry[],
+    allocateConvSeq: boolean,
+    slots: Pending[] = [],
+  ): Promise<Map<string, PendingEntry>> {
     // Fold repeats of one (user, entry) inside the call into one Pending; `ordered` lists the
     // distinct ones in input order, which decides their seq order; `entries` is in first-seen order,
     // which decides the conversation seqs.
     const entries = new Map<string, PendingEntry>();
     const byUser = new Map<string, Map<string, Pending>>();
-    const slots: Pending[] = [];
     const ordered: Pending[] = [];
-    for (const { userId, envelope } of deliveries) {
-      if (userId.length === 0 || userId.length > MAX_USER_ID) {
-        throw new Error(`invalid outbox user id "${userId}"`);
-      }
+    const entryOf = (envelope: OutboxEntry): PendingEntry => {
       if (envelope.id.length === 0 || envelope.id.length > MAX_MESSAGE_ID) {
         throw new Error(`invalid outbox message id "${envelope.id}"`);
       }
@@ -140,6 +201,14 @@ export class MysqlOutboxDriver extends OutboxStore {
       }
       let entry = entries.get(envelope.id);
       if (!entry) entries.set(envelope.id, (entry = { envelope, convSeq: 0, known: false }));
+      return entry;
+    };
+    for (const envelope of extra) entryOf(envelope);
+    for (const { userId, envelope } of deliveries) {
+      if (userId.length === 0 || userId.length > MAX_USER_ID) {
+        throw new Error(`invalid outbox user id "${userId}"`);
+      }
+      const entry = entryOf(envelope);
       let messages = byUser.get(userId);
       if (!messages) byUser.set(userId, (messages = new Map()));
       let p = messages.get(envelope.id);
@@ -155,7 +224,7 @@ export class MysqlOutboxDriver extends OutboxStore {
       for (const e of entries.values()) Object.assign(e, { convSeq: 0, known: false });
       for (const p of ordered) p.seq = 0;
       try {
-        await this.appendTx(entries, byUser, ordered);
+        await this.appendTx(entries, byUser, ordered, allocateConvSeq);
         break;
       } catch (err) {
         if (attempt >= this.retries || !isRetryableTxError(err)) throw err;
@@ -163,7 +232,7 @@ export class MysqlOutboxDriver extends OutboxStore {
       // Jittered backoff so the transactions that collided do not collide again in lockstep.
       await sleep(Math.floor(Math.random() * 10 * 2 ** attempt) + 1);
     }
-    return slots.map((p) => ({ userId: p.userId, seq: p.seq, envelope: stored(p.entry) }));
+    return entries;
   }
 
   /**
@@ -176,12 +245,13 @@ export class MysqlOutboxDriver extends OutboxStore {
     entries: Map<string, PendingEntry>,
     byUser: Map<string, Map<string, Pending>>,
     ordered: Pending[],
+    allocateConvSeq: boolean,
   ): Promise<void> {
     const qr = this.ds.createQueryRunner();
     await qr.connect();
     let clean = false; // the connection holds no open transaction
     try {
-      await this.appendStatements(qr, entries, byUser, ordered);
+      await this.appendStatements(qr, entries, byUser, ordered, allocateConvSeq);
       clean = true;
     } catch (err) {
       clean = await qr.query('ROLLBACK').then(
@@ -201,15 +271,18 @@ export class MysqlOutboxDriver extends OutboxStore {
     entries: Map<string, PendingEntry>,
     byUser: Map<string, Map<string, Pending>>,
     ordered: Pending[],
+    allocateConvSeq: boolean,
   ): Promise<void> {
     // (1) Lock the head rows (conversations of the messages, then recipients), in one global order.
     // The locks come from the upsert alone. The read in (2) is deliberately not `FOR UPDATE`: on a
     // small table InnoDB serves an IN list by scanning the primary key and would lock (wait for) rows
     // of others on the way, out of order, which deadlocks writers of disjoint users. A READ COMMITTED
     // read returns the latest committed head, and holding the row's lock means there is no newer one.
+    // A shard that does not allocate conversation seqs (appendSequenced) holds no conversation head.
     const conversations = [
       ...new Set(
         [...entries.values()]
+          .filter(() => allocateConvSeq)
           .filter((e) => !isReceiptEntry(e.envelope))
           .map((e) => e.envelope.conversation_id),
       ),
@@ -297,6 +370,10 @@ export class MysqlOutboxDriver extends OutboxStore {
       if (e.known) continue;
       freshEntries.push(e);
       if (isReceiptEntry(e.envelope)) continue;
+      if (!allocateConvSeq) {
+        e.convSeq = e.envelope.seq!; // checked by appendSequenced
+        continue;
+      }
       const c = e.envelope.conversation_id;
       e.convSeq = heads.c.get(c)! + 1;
       heads.c.set(c, e.convSeq);
@@ -344,7 +421,7 @@ export class MysqlOutboxDriver extends OutboxStore {
     );
     const moved: [Scope, string, number][] = [];
     for (const c of new Set(
-      freshEntries.filter((e) => e.convSeq > 0).map((e) => e.envelope.conversation_id),
+      freshEntries.filter((e) => allocateConvSeq && e.convSeq > 0).map((e) => e.envelope.conversation_id),
     )) {
       moved.push(['c', c, heads.c.get(c)!]);
     }
