@@ -537,7 +537,9 @@ rcluster_up() {
     mkdir -p "$dir"
     port_open "$REDIS_HOST" "$p" && die "port $p is taken by something that is not node $p of $RCLUSTER_DIR"
     # 9>&-: the daemon must not inherit the lock fd.
-    redis-server "$CONFIG_DIR/redis/cluster-node.conf" --port "$p" --bind "$REDIS_HOST" --dir "$dir" \
+    # The cluster bus port defaults to port + 10000 (37001..), inside Linux's ephemeral range, where an
+    # outgoing connection can hold it when the node starts: keep it below (port - 10000).
+    redis-server "$CONFIG_DIR/redis/cluster-node.conf" --port "$p" --cluster-port "$((p - 10000))" --bind "$REDIS_HOST" --dir "$dir" \
       --cluster-config-file "$dir/nodes.conf" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" \
       --daemonize yes 9>&- || die "redis-server on $p failed (log: $dir/redis.log)"
     started=$((started + 1))

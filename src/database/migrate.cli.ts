@@ -5,7 +5,8 @@ import { createDataSource, redactUrl } from './data-source';
 import { migrationStatus, revertLastMigration, runMigrationsLocked } from './migrate';
 
 /**
- * Schema migrations for the MySQL engine, against MYSQL_URL (same configuration as the service):
+ * Schema migrations for the MySQL engine, against MYSQL_URL and every OUTBOX_SHARDS database (same
+ * configuration as the service), one after the other:
  *
  *   node dist/database/migrate.cli.js [up]    apply pending migrations (under the migration lock)
  *   node dist/database/migrate.cli.js revert  revert the most recent one
@@ -25,9 +26,10 @@ async function main(argv: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   }
-  let url: string;
+  let urls: string[];
   try {
-    url = loadConfig().mysql.url;
+    const config = loadConfig();
+    urls = [...new Set([config.mysql.url, ...config.outbox.shards])];
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(err.message);
@@ -36,6 +38,14 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
 
+  for (const url of urls) {
+    const code = await migrate(command, url, urls.length > 1 ? `${redactUrl(url)}: ` : '');
+    if (code !== 0) return code;
+  }
+  return 0;
+}
+
+async function migrate(command: string, url: string, label: string): Promise<number> {
   const ds = createDataSource(url, { poolSize: 2 });
   try {
     await ds.initialize();
@@ -46,16 +56,16 @@ async function main(argv: string[]): Promise<number> {
   try {
     if (command === 'up') {
       const applied = await runMigrationsLocked(ds);
-      out(applied.length > 0 ? `applied: ${applied.join(', ')}` : 'schema is up to date');
+      out(`${label}${applied.length > 0 ? `applied: ${applied.join(', ')}` : 'schema is up to date'}`);
     } else if (command === 'revert') {
       const reverted = await revertLastMigration(ds);
-      out(reverted ? `reverted: ${reverted}` : 'nothing to revert');
+      out(`${label}${reverted ? `reverted: ${reverted}` : 'nothing to revert'}`);
     } else {
-      for (const m of await migrationStatus(ds)) out(`${m.executed ? '[x]' : '[ ]'} ${m.name}`);
+      for (const m of await migrationStatus(ds)) out(`${label}${m.executed ? '[x]' : '[ ]'} ${m.name}`);
     }
     return 0;
   } catch (err) {
-    console.error(`migration ${command} failed: ${(err as Error).message}`);
+    console.error(`${label}migration ${command} failed: ${(err as Error).message}`);
     return 1;
   } finally {
     await ds.destroy().catch(() => undefined);

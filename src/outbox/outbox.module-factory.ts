@@ -49,7 +49,9 @@ async function openShards(config: Config, main: DataSource): Promise<ShardedOutb
         try {
           await ds.initialize();
         } catch (err) {
-          throw new Error(`cannot connect to outbox shard ${i} at ${redactUrl(url)}: ${(err as Error).message}`);
+          throw new Error(
+            `cannot connect to outbox shard ${i} at ${redactUrl(url)}: ${(err as Error).message}`,
+          );
         }
         if (config.mysql.migrateOnStart) {
           const applied = await runMigrationsLocked(ds);
@@ -62,7 +64,9 @@ async function openShards(config: Config, main: DataSource): Promise<ShardedOutb
       pools.map((ds) => new MysqlOutboxDriver(ds, config.outbox.retentionSec)),
       closeAll,
     );
-    logger.log(`sharded outbox over ${pools.length} shards: ${config.outbox.shards.map(redactUrl).join(', ')}`);
+    logger.log(
+      `sharded outbox over ${pools.length} shards: ${config.outbox.shards.map(redactUrl).join(', ')}`,
+    );
     return store;
   } catch (err) {
     await closeAll();

@@ -100,9 +100,9 @@ describe('sharded outbox: placement and cross-shard order', () => {
       [0, [a0, b0], [a1, b1]],
       [1, [a1, b1], [a0, b0]],
     ] as const) {
-      const users = (await rowsOn(shard, 'SELECT DISTINCT user_id FROM outbox_delivery ORDER BY user_id')).map(
-        (r) => r.user_id,
-      );
+      const users = (
+        await rowsOn(shard, 'SELECT DISTINCT user_id FROM outbox_delivery ORDER BY user_id')
+      ).map((r) => r.user_id);
       expect(users).toEqual([...mine].sort());
       const heads = await rowsOn(shard, "SELECT id FROM outbox_head WHERE scope = 'u' AND id IN (?, ?)", [
         ...theirs,
@@ -129,7 +129,9 @@ describe('sharded outbox: placement and cross-shard order', () => {
     const other = await rowsOn(1 - home, "SELECT seq FROM outbox_head WHERE scope = 'c'");
     expect(other).toEqual([]); // only the home shard allocates
     for (const u of [u0, u1]) {
-      expect((await store.readAfter(u, 0, 10)).map((d) => (d.envelope as Envelope).seq)).toEqual([1, 2, 3, 4, 5]);
+      expect((await store.readAfter(u, 0, 10)).map((d) => (d.envelope as Envelope).seq)).toEqual([
+        1, 2, 3, 4, 5,
+      ]);
     }
     expect((await store.conversationHeads(['room', 'none'])).get('room')).toBe(5);
     expect(await store.senders('room', 0, 5, 10)).toEqual(['alice']);
@@ -145,7 +147,9 @@ describe('sharded outbox: placement and cross-shard order', () => {
       { userId: u1, envelope: env(`x${i}`, 'retry-room') },
     ]);
     const real = drivers[1].appendSequenced.bind(drivers[1]);
-    const failing = jest.spyOn(drivers[1], 'appendSequenced').mockRejectedValueOnce(new Error('shard 1 down'));
+    const failing = jest
+      .spyOn(drivers[1], 'appendSequenced')
+      .mockRejectedValueOnce(new Error('shard 1 down'));
     await expect(store.append(batch)).rejects.toThrow('shard 1 down');
     failing.mockImplementation(real);
     const stored = await store.append(batch); // the router's redelivery of the same batch

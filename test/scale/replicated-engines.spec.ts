@@ -5,17 +5,26 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
+import { createConnection } from 'mysql2/promise';
+import { jumpHash } from '../../src/outbox/sharding/shard-placement';
 import { keySlot } from '../../src/redis/key-slot';
 import { databaseFor, isolatedEngineEnv, mysqlAdmin } from '../support/backends';
 import { NodeProcess, startNode, stopNode } from '../support/cluster';
 import { waitFor } from '../support/wait-for';
 import { Frame, TestClient } from '../support/ws-client';
-import { INFRA_DIR, INFRA_SCRIPT, KAFKA_CLUSTER_BROKERS, REDIS_CLUSTER_NODES } from './scale-env';
+import {
+  INFRA_DIR,
+  INFRA_SCRIPT,
+  KAFKA_CLUSTER_BROKERS,
+  OUTBOX_SHARD_PORT,
+  REDIS_CLUSTER_NODES,
+} from './scale-env';
 
 /**
  * relay on replicated engines: 2 gateways + 2 routers (real processes) on the 3-broker Kafka cluster
- * (replication 3, min.insync.replicas 2) and the 3-master Redis Cluster of scripts/infra.sh, with the
- * fault suite's check: every acked message reaches every member device exactly once, in order.
+ * (replication 3, min.insync.replicas 2), the 3-master Redis Cluster and a 2-shard outbox (MariaDB on
+ * 3306 and the second mariadbd of `scripts/infra.sh mariadb-shards`), with the fault suite's check:
+ * every acked message reaches every member device exactly once, in order.
  *
  * Clients behave like the SDK: a send that is refused or unanswered is retried with the same ref
  * until it is acked, so "acked" is the set the check holds relay to.
@@ -23,8 +32,14 @@ import { INFRA_DIR, INFRA_SCRIPT, KAFKA_CLUSTER_BROKERS, REDIS_CLUSTER_NODES } f
 const run = randomUUID().slice(0, 8);
 const database = databaseFor(`scale-${run}`);
 const base = isolatedEngineEnv(`scale-${run}`);
+const shardUrls = [
+  `mysql://root@127.0.0.1:3306/${database}`,
+  `mysql://root@127.0.0.1:${OUTBOX_SHARD_PORT}/${database}`,
+];
 const env = {
   ...base,
+  MYSQL_URL: shardUrls[0], // the directory
+  OUTBOX_SHARDS: shardUrls.join(','),
   NODE_ENV: 'test',
   LOG_LEVEL: 'warn',
   HEARTBEAT_MS: '500',
@@ -34,6 +49,7 @@ const env = {
   KAFKA_REPLICATION_FACTOR: '3',
   REDIS_CLUSTER_NODES: REDIS_CLUSTER_NODES.join(','),
 };
+const shardServer = `mysql://root@127.0.0.1:${OUTBOX_SHARD_PORT}`;
 const gatewayEnv = { ...env, APP_ROLES: 'gateway' };
 const routerEnv = { ...env, APP_ROLES: 'router' };
 const topic = base.KAFKA_TOPIC;
@@ -174,6 +190,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
 
   beforeAll(async () => {
     await mysqlAdmin(`CREATE DATABASE IF NOT EXISTS \`${database}\``);
+    await mysqlAdmin(`CREATE DATABASE IF NOT EXISTS \`${database}\``, shardServer);
     r1 = await startNode('scale-router-1', routerEnv);
     [r2, gw1, gw2] = await Promise.all([
       startNode('scale-router-2', routerEnv),
@@ -188,10 +205,12 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
 
   afterAll(async () => {
     await Promise.all([gw1, gw2, r1, r2].filter(Boolean).map((n) => stopNode(n)));
-    await mysqlAdmin(`DROP DATABASE IF EXISTS \`${database}\``);
     // Leave the clusters whole for the next run (restarts whatever a test killed).
     await infra('kafka-cluster', 'up');
     await infra('redis-cluster', 'up');
+    await infra('mariadb-shards', 'up');
+    await mysqlAdmin(`DROP DATABASE IF EXISTS \`${database}\``);
+    await mysqlAdmin(`DROP DATABASE IF EXISTS \`${database}\``, shardServer);
   });
 
   it('the topic is replicated 3 ways with min.insync.replicas=2', async () => {
@@ -403,5 +422,70 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     );
     console.log(`push after failover delivered in ${Date.now() - t0} ms`);
     await infra('redis-cluster', 'up');
+  });
+
+  it('kill -9 of an outbox shard mid-stream, then its restart: members on both shards get every acked message once, in order', async () => {
+    // Members on each shard (placement is a pure function of the user id), one with two devices.
+    const onShard = (shard: number, n: number) => {
+      const out: string[] = [];
+      for (let i = 0; out.length < n; i++) if (jumpHash(`sh${i}`, 2) === shard) out.push(`sh${i}`);
+      return out;
+    };
+    const [s0a, s0b] = onShard(0, 2);
+    const [s1a, s1b] = onShard(1, 2);
+    await put('ss', [s0a, s0b, s1a, s1b]);
+    const members = [s0a, s0b, s1a, s1b].map((u) => new Member(u));
+    members[0].add(await connect(gw1, s0a));
+    members[1].add(await connect(gw2, s0b));
+    members[2].add(await connect(gw1, s1a));
+    members[2].add(await connect(gw2, s1a));
+    members[3].add(await connect(gw2, s1b));
+
+    const pid = pidFile(join(INFRA_DIR, 'mariadb-shards', String(OUTBOX_SHARD_PORT), 'mysqld.pid'));
+    let killedAt = 0;
+    let restarted: Promise<number> | null = null;
+    const total = 150;
+    const result = await stream(members[0].devices[0], 'ss', total, async (i) => {
+      if (i === 40) {
+        killedAt = Date.now();
+        process.kill(pid, 'SIGKILL');
+      }
+      // Acks go on (Kafka has the messages) while shard 1 is down; bring it back mid-stream.
+      if (i === 80) {
+        const t0 = Date.now();
+        restarted = infra('mariadb-shards', 'up').then(() => Date.now() - t0);
+        await restarted;
+      }
+    });
+    expect(result.acked).toHaveLength(total);
+    await expectExactlyOnceInOrder(members, result.acked);
+
+    // Each member's deliveries sit on that member's shard, and only there.
+    for (const [server, mine, theirs] of [
+      [undefined, [s0a, s0b], [s1a, s1b]],
+      [shardServer, [s1a, s1b], [s0a, s0b]],
+    ] as const) {
+      const db = await createConnection(`${server ?? 'mysql://root@127.0.0.1:3306'}/${database}`);
+      const [rows] = await db.query(
+        'SELECT user_id, COUNT(*) AS n, COUNT(DISTINCT entry_id) AS d FROM outbox_delivery WHERE user_id IN (?) GROUP BY user_id',
+        [[...mine, ...theirs]],
+      );
+      await db.end();
+      const counts = Object.fromEntries(
+        (rows as { user_id: string; n: number; d: number }[]).map((r) => [
+          r.user_id,
+          [Number(r.n), Number(r.d)],
+        ]),
+      );
+      expect(counts).toEqual(Object.fromEntries(mine.map((u) => [u, [total, total]])));
+    }
+    const maxGap = Math.max(...result.ackTimes.slice(1).map((t, i) => t - result.ackTimes[i]));
+    console.log(
+      `outbox shard ${OUTBOX_SHARD_PORT} kill -9 at send 40, restarted at send 80 in ${await restarted!} ms: ` +
+        `longest gap between acks ${maxGap} ms, longest pause in deliveries on a device ` +
+        `${Math.max(...members.map((m) => m.longestDeliveryGap()))} ms (shard-0 members: ` +
+        `${Math.max(members[0].longestDeliveryGap(), members[1].longestDeliveryGap())} ms), ` +
+        `refused/retried sends: ${result.refusals.length}, killed ${Date.now() - killedAt} ms ago`,
+    );
   });
 });

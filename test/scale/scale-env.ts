@@ -10,3 +10,5 @@ export const REDIS_CLUSTER_PORTS = (
 ).split(',');
 export const REDIS_CLUSTER_NODES = REDIS_CLUSTER_PORTS.map((p) => `127.0.0.1:${p}`);
 export const INFRA_SCRIPT = join(__dirname, '..', '..', 'scripts', 'infra.sh');
+/** The second MariaDB instance (`scripts/infra.sh mariadb-shards`): outbox shard 1 of the scale suite. */
+export const OUTBOX_SHARD_PORT = Number((process.env.MARIADB_SHARD_PORTS ?? '3307').split(',')[0]);

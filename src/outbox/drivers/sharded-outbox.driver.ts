@@ -120,7 +120,8 @@ export class ShardedOutboxDriver extends OutboxStore implements OnApplicationShu
     const convSeqs = new Map<string, number>();
     await Promise.all(
       [...messagesByHome].map(async ([home, messages]) => {
-        for (const [id, seq] of await this.shards[home].sequence([...messages.values()])) convSeqs.set(id, seq);
+        for (const [id, seq] of await this.shards[home].sequence([...messages.values()]))
+          convSeqs.set(id, seq);
       }),
     );
     // (2) Deliveries on the users' shards, each shard's in input order.
@@ -172,7 +173,12 @@ export class ShardedOutboxDriver extends OutboxStore implements OnApplicationShu
   }
 
   senders(conversationId: string, afterSeq: number, uptoSeq: number, limit: number): Promise<string[]> {
-    return this.shards[this.placement.shardOf(conversationId)].senders(conversationId, afterSeq, uptoSeq, limit);
+    return this.shards[this.placement.shardOf(conversationId)].senders(
+      conversationId,
+      afterSeq,
+      uptoSeq,
+      limit,
+    );
   }
 
   /**
