@@ -556,13 +556,13 @@ export class EnvVars {
         .every((u) => /^mysql:\/\/[^\s,]+$/.test(u)),
     'OUTBOX_SHARDS must be a comma list of mysql:// URLs',
   )
-  @Check(
-    (e) => {
-      const urls = (e.OUTBOX_SHARDS ?? '').split(',').map((u) => u.trim()).filter(Boolean);
-      return new Set(urls).size === urls.length;
-    },
-    'OUTBOX_SHARDS lists a shard twice',
-  )
+  @Check((e) => {
+    const urls = (e.OUTBOX_SHARDS ?? '')
+      .split(',')
+      .map((u) => u.trim())
+      .filter(Boolean);
+    return new Set(urls).size === urls.length;
+  }, 'OUTBOX_SHARDS lists a shard twice')
   OUTBOX_SHARDS?: string;
 
   @Doc(

@@ -46,9 +46,9 @@ async function main(argv: string[]): Promise<number> {
     const resharder = new Resharder(await Promise.all(from.map(pool)), await Promise.all(to.map(pool)));
     const t0 = Date.now();
     const report = command === 'copy' ? await resharder.copy() : await resharder.cleanup();
-    console.log(
+    process.stdout.write(
       `${command}: ${report.users} users, ${report.conversations} conversations, ${report.deliveries} deliveries, ` +
-        `${report.entries} entries in ${Date.now() - t0} ms (${from.map(redactUrl).join(',')} -> ${to.map(redactUrl).join(',')})`,
+        `${report.entries} entries in ${Date.now() - t0} ms (${from.map(redactUrl).join(',')} -> ${to.map(redactUrl).join(',')})\n`,
     );
     return 0;
   } catch (err) {
