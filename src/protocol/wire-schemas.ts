@@ -10,9 +10,14 @@ import { IngressMessage } from './envelope';
  */
 const ajv = new Ajv({ allErrors: false });
 
-/** A compiled check for a format whose TypeScript type is T (the schema's unit test keeps them in step). */
+/**
+ * A check for a format whose TypeScript type is T (the schema's unit test keeps them in step),
+ * compiled on its first use: compiling generates code, and a node that never reads a format (a
+ * gateway never reads bus records) should not pay for it at boot.
+ */
 export function compileWireSchema<T>(schema: object): (v: unknown) => v is T {
-  return ajv.compile<T>(schema);
+  let compiled: ((v: unknown) => v is T) | undefined;
+  return (v: unknown): v is T => (compiled ??= ajv.compile<T>(schema))(v);
 }
 
 /** A bus record (IngressMessage, src/protocol/envelope.ts). `body` may be any JSON value. */
