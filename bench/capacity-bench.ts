@@ -21,7 +21,7 @@
  *   CAPACITY_PHASES=outbox,kafka npm run bench:capacity
  *
  * Knobs (env): CAPACITY_PHASES (all), CAPACITY_CONNECTIONS (15000; one process may hold 20,000 files),
- * CAPACITY_CONN_ENGINES (memory,production), CAPACITY_IDLE_SECONDS (30), CAPACITY_OUTBOX_INFLIGHT (1,4,16),
+ * CAPACITY_CONN_ENGINES (memory,production), CAPACITY_IDLE_SECONDS (50: two heartbeats), CAPACITY_OUTBOX_INFLIGHT (1,4,16),
  * CAPACITY_OUTBOX_SECONDS (15), CAPACITY_OUTBOX_MESSAGES (100), CAPACITY_OUTBOX_RECIPIENTS (10),
  * CAPACITY_OUTBOX_USERS (1000000), CAPACITY_ROOMS (100), CAPACITY_MEMBERS (10), CAPACITY_PER_SENDER (100),
  * CAPACITY_WINDOW (10), CAPACITY_REDIS_PORT (16390), CAPACITY_KAFKA_RECORDS (100000), CAPACITY_BROKER
@@ -57,7 +57,7 @@ const list = (name: string, fallback: string): string[] =>
 const PHASES = list('CAPACITY_PHASES', 'connections,outbox,production,redis,kafka');
 const CONNECTIONS = num('CAPACITY_CONNECTIONS', 15_000);
 const CONN_ENGINES = list('CAPACITY_CONN_ENGINES', 'memory,production');
-const IDLE_SECONDS = num('CAPACITY_IDLE_SECONDS', 30);
+const IDLE_SECONDS = num('CAPACITY_IDLE_SECONDS', 50);
 const OUTBOX_INFLIGHT = list('CAPACITY_OUTBOX_INFLIGHT', '1,4,16').map(Number);
 const OUTBOX_SECONDS = num('CAPACITY_OUTBOX_SECONDS', 15);
 const OUTBOX_MESSAGES = num('CAPACITY_OUTBOX_MESSAGES', 100);
@@ -260,6 +260,13 @@ async function commandStats(redis: Redis): Promise<Map<string, number>> {
   return out;
 }
 
+/** CPU the Redis server has used so far, in ms (INFO cpu: all its threads, microsecond resolution). */
+async function redisCpuMs(redis: Redis): Promise<number> {
+  const text = await redis.info('cpu');
+  const get = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, 'm').exec(text)?.[1] ?? NaN);
+  return (get('used_cpu_user') + get('used_cpu_sys')) * 1000;
+}
+
 function statsDelta(a: Map<string, number>, b: Map<string, number>): Map<string, number> {
   const d = new Map<string, number>();
   for (const [k, v] of b) {
@@ -331,24 +338,33 @@ async function connectionsPhase(): Promise<void> {
         `${f0(((cpu1 - cpu0) * 1000) / CONNECTIONS)} us`,
       );
       const stats0 = redis ? await commandStats(redis) : undefined;
+      const rc0 = redis ? await redisCpuMs(redis) : NaN;
       const cpu2 = cpuMs(pid);
       const i0 = performance.now();
       await new Promise((r) => setTimeout(r, IDLE_SECONDS * 1000));
       const idleS = (performance.now() - i0) / 1000;
       const cpu3 = cpuMs(pid);
+      const window = `${f0(idleS)} s window, HEARTBEAT_MS ${HEARTBEAT_MS}`;
       record(
         'connections',
         `idle gateway CPU per 10k connections (${engine})`,
         `${f2(((cpu3 - cpu2) / 1000 / idleS) * (10_000 / CONNECTIONS) * 100)} % of a core`,
-        `${f0(idleS)} s window, HEARTBEAT_MS ${HEARTBEAT_MS}`,
+        window,
       );
       if (redis && stats0) {
         const d = statsDelta(stats0, await commandStats(redis));
+        const rc1 = await redisCpuMs(redis);
         record(
           'connections',
           'idle Redis commands / connection / s (production)',
           f2(total(d) / CONNECTIONS / idleS),
-          breakdown(d, CONNECTIONS * idleS),
+          `${window}; per connection per heartbeat: ${breakdown(d, (CONNECTIONS * idleS * 1000) / HEARTBEAT_MS)}`,
+        );
+        record(
+          'connections',
+          'idle Redis CPU per 10k connections (production)',
+          `${f2(((rc1 - rc0) / 1000 / idleS) * (10_000 / CONNECTIONS) * 100)} % of a core`,
+          'private redis-server, INFO cpu',
         );
       }
       await ask(load, { cmd: 'close-all' } satisfies Command, 60_000);
@@ -496,11 +512,10 @@ async function productionPhase(): Promise<void> {
       } satisfies Command,
       300_000,
     );
-    const redisPid = redisServer?.pid;
     const stats0 = await commandStats(redis);
     const r0 = cpuMs(router.child.pid!);
     const g0 = cpuMs(gateway.child.pid!);
-    const x0 = redisPid ? cpuMs(redisPid) : NaN;
+    const x0 = await redisCpuMs(redis);
     const tp = await ask<ThroughputResult>(
       load,
       {
@@ -514,7 +529,7 @@ async function productionPhase(): Promise<void> {
     );
     const r1 = cpuMs(router.child.pid!);
     const g1 = cpuMs(gateway.child.pid!);
-    const x1 = redisPid ? cpuMs(redisPid) : NaN;
+    const x1 = await redisCpuMs(redis);
     const d = statsDelta(stats0, await commandStats(redis));
     const delivered = tp.delivered;
     const tag = `${tp.acked} messages, ${delivered}/${tp.expected} deliveries`;
@@ -536,13 +551,12 @@ async function productionPhase(): Promise<void> {
       f0(delivered / ((g1 - g0) / 1000)),
       'ingress + egress of both sides',
     );
-    if (redisPid)
-      record(
-        'production',
-        'deliveries / Redis CPU-second',
-        f0(delivered / ((x1 - x0) / 1000)),
-        'private redis-server',
-      );
+    record(
+      'production',
+      'deliveries / Redis CPU-second',
+      f0(delivered / ((x1 - x0) / 1000)),
+      'private redis-server, INFO cpu',
+    );
     record('production', 'Redis commands / delivery', f2(total(d) / delivered), breakdown(d, delivered));
     record(
       'production',
