@@ -410,6 +410,8 @@ async function outboxPhase(): Promise<void> {
     const outbox = await new MysqlOutboxDriver(ds, 86_400).init();
     const body = { text: 'x'.repeat(100) };
     const dbPid = await mariadbPid(ds);
+    let allRows = 0;
+    let allEntries = 0;
     for (const inflight of OUTBOX_INFLIGHT) {
       // One lane per partition; each lane's conversations are its own (a conversation lives on one
       // partition) and have fixed members drawn from the whole user pool, so lanes share users.
@@ -479,7 +481,28 @@ async function outboxPhase(): Promise<void> {
           `${f1(((db1 - db0) / rows) * 1000)} ms = ${f0(rows / ((db1 - db0) / 1000))} rows / MariaDB CPU-s`,
           'whole server: other users of it are included',
         );
+      allRows += rows;
+      allEntries += n;
     }
+    // What a retained delivery and entry cost on disk (InnoDB data + indexes, after ANALYZE).
+    await ds.query('ANALYZE TABLE outbox_delivery, outbox_entry');
+    const sizes = (await ds.query(
+      `SELECT table_name AS t, data_length + index_length AS bytes FROM information_schema.tables
+       WHERE table_schema = DATABASE() AND table_name IN ('outbox_delivery', 'outbox_entry')`,
+    )) as { t: string; bytes: number }[];
+    const size = (t: string) => Number(sizes.find((x) => x.t === t)?.bytes ?? NaN);
+    record(
+      'outbox',
+      'disk / delivery row',
+      `${f0(size('outbox_delivery') / allRows)} B`,
+      `InnoDB data + indexes of outbox_delivery over ${f0(allRows)} rows`,
+    );
+    record(
+      'outbox',
+      'disk / entry (100-byte body)',
+      `${f0(size('outbox_entry') / allEntries)} B`,
+      `outbox_entry over ${f0(allEntries)} entries`,
+    );
   } finally {
     await ds.destroy();
   }
@@ -602,6 +625,44 @@ async function redisPhase(): Promise<void> {
           `redis-benchmark ${shown}`,
         );
     }
+  }
+  // The routers read the whole live-node registry (one sorted set) once per bus batch: its cost with
+  // as many gateways as the 10M-connection fleet has.
+  const redis = new Redis(redisUrl);
+  try {
+    const key = 'relay-capacity:nodes';
+    for (const nodes of [100, 1000]) {
+      await redis.del(key);
+      const now = Date.now();
+      await redis.zadd(key, ...Array.from({ length: nodes }, (_, i) => [now, `gateway-${RUN}-${i}`]).flat());
+      const args = [
+        '-p',
+        String(REDIS_PORT),
+        '-q',
+        '-n',
+        '20000',
+        'ZRANGEBYSCORE',
+        key,
+        String(now - 75_000),
+        '+inf',
+      ];
+      const out = execFileSync('redis-benchmark', args, { encoding: 'utf8', timeout: 120_000 });
+      const m = /([\d.]+) requests per second/.exec(
+        out
+          .split(/[\r\n]/)
+          .filter(Boolean)
+          .at(-1) ?? '',
+      );
+      record(
+        'redis',
+        `ZRANGEBYSCORE of a ${nodes}-node registry (the router's liveNodes)`,
+        `${f0(Number(m?.[1]))} ops/s`,
+        `redis-benchmark ${args.join(' ')}`,
+      );
+    }
+    await redis.del(key);
+  } finally {
+    redis.disconnect();
   }
 }
 
