@@ -16,6 +16,7 @@ import {
 } from '../protocol/bus-record';
 import { IngressMessage } from '../protocol/envelope';
 import { ReceiptRouting } from './receipt-routing';
+import { LiveNodesCache } from './live-nodes.cache';
 import { RouterMembers } from './router-members';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { SessionEntry, SessionMap } from '../session/session-map';
@@ -74,6 +75,8 @@ export class RouterService implements BeforeApplicationShutdown {
   private readonly skipped = new Map<string, number>();
   /** Member lists per conversation, dropped on the conversation's membership records. */
   private readonly members: RouterMembers;
+  /** The node registry, read at most once a second (and at once for a node it does not know). */
+  private readonly liveNodes: LiveNodesCache;
 
   constructor(
     private readonly bus: MessageBus,
@@ -87,6 +90,7 @@ export class RouterService implements BeforeApplicationShutdown {
   ) {
     this.debug = ['debug', 'verbose'].includes(config.logLevel);
     this.members = new RouterMembers(directory, config.directory.kind === 'builtin');
+    this.liveNodes = new LiveNodesCache(() => sessions.liveNodes());
   }
 
   /** The consumer itself is stopped by BusTransport.close when Nest closes the microservice. */
@@ -273,7 +277,12 @@ export class RouterService implements BeforeApplicationShutdown {
     let sessions: Map<string, SessionEntry[]>;
     let live: Set<string>;
     try {
-      [sessions, live] = await Promise.all([this.sessions.lookup(userIds), this.sessions.liveNodes()]);
+      const cached = this.liveNodes.fresh();
+      [sessions, live] = await Promise.all([
+        this.sessions.lookup(userIds),
+        cached ? Promise.resolve(cached) : this.liveNodes.refresh(),
+      ]);
+      if (cached) live = await this.liveNodes.nodesFor(cached, namedNodes(sessions));
     } catch (err) {
       this.missedAll = true;
       this.pushFailed(`session lookup failed: ${(err as Error).message}`);
@@ -329,13 +338,17 @@ export class RouterService implements BeforeApplicationShutdown {
     if (this.resyncTimer) return;
     this.resyncTimer = setTimeout(() => {
       this.resyncTimer = undefined;
-      void this.sessions
-        .liveNodes()
+      void this.liveNodes
+        .refresh()
         .then((live) => this.publish(new Map(), live))
         .catch((err: Error) => this.pushFailed(`resync failed: ${err.message}`));
     }, 1_000);
     this.resyncTimer.unref();
   }
+}
+
+function* namedNodes(sessions: Map<string, SessionEntry[]>): Iterable<string> {
+  for (const entries of sessions.values()) for (const e of entries) yield e.node;
 }
 
 function cut(id: string): string {

@@ -1,0 +1,54 @@
+import { LiveNodesCache } from './live-nodes.cache';
+
+describe('LiveNodesCache', () => {
+  let now = 0;
+  let reads = 0;
+  let registry = new Set(['gw-1']);
+  const cache = () =>
+    new LiveNodesCache(
+      async () => {
+        reads++;
+        return new Set(registry);
+      },
+      1_000,
+      () => now,
+    );
+
+  beforeEach(() => {
+    now = 0;
+    reads = 0;
+    registry = new Set(['gw-1']);
+  });
+
+  it('reads the registry once per ttl, and shares a read in flight', async () => {
+    const c = cache();
+    expect(c.fresh()).toBeNull();
+    const [a, b] = await Promise.all([c.refresh(), c.refresh()]);
+    expect(reads).toBe(1);
+    expect(a).toEqual(new Set(['gw-1']));
+    expect(b).toBe(a);
+    now = 999;
+    expect(c.fresh()).toBe(a);
+    now = 1_000;
+    expect(c.fresh()).toBeNull();
+  });
+
+  it('re-reads at once when a session names a node it does not hold (a gateway that just joined)', async () => {
+    const c = cache();
+    const first = await c.refresh();
+    registry.add('gw-2');
+    now = 10;
+    expect(await c.nodesFor(first, ['gw-1'])).toBe(first);
+    expect(reads).toBe(1);
+    const next = await c.nodesFor(first, ['gw-1', 'gw-2']);
+    expect(reads).toBe(2);
+    expect(next).toEqual(new Set(['gw-1', 'gw-2']));
+    expect(c.fresh()).toBe(next);
+  });
+
+  it('keeps no result of a failed read', async () => {
+    const c = new LiveNodesCache(() => Promise.reject(new Error('redis down')), 1_000, () => now);
+    await expect(c.refresh()).rejects.toThrow('redis down');
+    expect(c.fresh()).toBeNull();
+  });
+});
