@@ -16,7 +16,8 @@ const env = {
   ...isolatedEngineEnv(`lpcluster-${run}`),
   NODE_ENV: 'test',
   LOG_LEVEL: 'warn',
-  HEARTBEAT_MS: '500',
+  // A pong must come back within two beats (2-3 s): a loaded CI box can deschedule the test process for a second.
+  HEARTBEAT_MS: '1000',
   POLL_TIMEOUT_MS: '3000',
   // The same key on every node: any of them accepts the session id another issued.
   POLL_SESSION_SECRET: `cluster-${run}`.padEnd(40, '-'),
