@@ -2,6 +2,7 @@
 export const ER_LOCK_WAIT_TIMEOUT = 1205;
 export const ER_LOCK_DEADLOCK = 1213;
 export const ER_NO_SUCH_TABLE = 1146;
+export const ER_DUP_ENTRY = 1062;
 
 interface DriverErrorLike {
   errno?: unknown;

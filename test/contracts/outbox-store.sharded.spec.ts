@@ -172,6 +172,26 @@ describe('sharded outbox: placement and cross-shard order', () => {
     }
   });
 
+  it('skips the delivery lookup for messages its home shard just stored, and falls back to it when a concurrent writer got there first', async () => {
+    const driver = new MysqlOutboxDriver(pools[0], 3600);
+    await driver.init();
+    const [u] = usersOn(0, 1, 's');
+    const m = env('fresh-1', 'fresh-room');
+    const sequenced = await driver.sequence([m]);
+    expect(sequenced.get('fresh-1')).toEqual({ seq: 1, stored: true });
+    expect((await driver.sequence([m])).get('fresh-1')).toEqual({ seq: 1, stored: false });
+    // A concurrent writer (a partition handed over) delivers it first...
+    const first = await driver.appendSequenced([{ userId: u, envelope: { ...m, seq: 1 } }]);
+    // ...and this writer, told the message is fresh, must still return that delivery, not a second one.
+    const again = await driver.appendSequenced(
+      [{ userId: u, envelope: { ...m, seq: 1 } }],
+      new Set(['fresh-1']),
+    );
+    expect(again.map((d) => d.seq)).toEqual(first.map((d) => d.seq));
+    const rows = await rowsOn(0, 'SELECT COUNT(*) AS n FROM outbox_delivery WHERE user_id = ?', [u]);
+    expect(Number(rows[0].n)).toBe(1);
+  });
+
   it('refuses a shard of another outbox, and an empty shard joining a store that holds user logs', async () => {
     const store = await open(pools);
     await store.append([{ userId: 'someone', envelope: env('m1', 'c') }]);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DataSource, QueryRunner } from 'typeorm';
-import { ER_NO_SUCH_TABLE, isRetryableTxError, mysqlErrno } from '../../database/mysql-errors';
+import { ER_DUP_ENTRY, ER_NO_SUCH_TABLE, isRetryableTxError, mysqlErrno } from '../../database/mysql-errors';
 import { chunks, inTransaction, list, repeat, tuples } from '../../database/transaction';
 import { Envelope } from '../../protocol/envelope';
 import { isReceiptEntry, OutboxEntry } from '../../protocol/outbox-entry';
@@ -59,6 +59,16 @@ interface PendingEntry {
   convSeq: number;
   /** Already stored (found by id in this transaction). */
   known: boolean;
+  /** Stored by the caller's `sequence` just before: no delivery points at it yet, skip that lookup. */
+  fresh: boolean;
+}
+
+/** A message as `sequence` left it on its home shard. */
+export interface SequencedEntry {
+  /** Its conversation order number. */
+  seq: number;
+  /** Stored by this call (no delivery can point at it yet), not found already stored. */
+  stored: boolean;
 }
 
 /** One (user, entry) delivery of an append. */
@@ -145,37 +155,44 @@ export class MysqlOutboxDriver extends OutboxStore {
    * delivery) and gives it its conversation order number, with the rules of `append` (gapless, in
    * input order, in commit order; a message already stored keeps its number). Returns id -> number.
    */
-  async sequence(messages: OutboxEntry[]): Promise<Map<string, number>> {
-    const out = new Map<string, number>();
+  async sequence(messages: OutboxEntry[]): Promise<Map<string, SequencedEntry>> {
+    const out = new Map<string, SequencedEntry>();
     const toStore = messages.filter((m) => !isReceiptEntry(m));
     if (toStore.length === 0) return out;
     const entries = await this.writeEntries([], toStore, true);
-    for (const e of entries.values()) out.set(e.envelope.id, e.convSeq);
+    for (const e of entries.values()) out.set(e.envelope.id, { seq: e.convSeq, stored: !e.known });
     return out;
   }
 
   /**
    * Sharded outbox, on a user's shard: like `append`, but every message already carries its
    * conversation order number (`envelope.seq`, from `sequence` on its home shard), which is stored
-   * as given: this shard holds no conversation head.
+   * as given: this shard holds no conversation head. `fresh`: ids `sequence` just stored (on this
+   * shard, its home): no delivery of them can exist, so their lookup is skipped (a concurrent writer
+   * that did add one makes the insert fail on UNIQUE(user_id, entry_id); the append is then retried
+   * with the lookup).
    */
-  async appendSequenced(deliveries: NewDelivery[]): Promise<StoredDelivery[]> {
+  async appendSequenced(
+    deliveries: NewDelivery[],
+    fresh: ReadonlySet<string> = new Set(),
+  ): Promise<StoredDelivery[]> {
     for (const { envelope } of deliveries) {
       if (!isReceiptEntry(envelope) && !(Number.isSafeInteger(envelope.seq) && envelope.seq! > 0)) {
         throw new Error(`message ${envelope.id} has no conversation order number`);
       }
     }
-    return this.write(deliveries, [], false);
+    return this.write(deliveries, [], false, fresh);
   }
 
   private async write(
     deliveries: NewDelivery[],
     extra: OutboxEntry[],
     allocateConvSeq: boolean,
+    fresh: ReadonlySet<string> = new Set(),
   ): Promise<StoredDelivery[]> {
     if (deliveries.length === 0 && extra.length === 0) return [];
     const slots: Pending[] = [];
-    await this.writeEntries(deliveries, extra, allocateConvSeq, slots);
+    await this.writeEntries(deliveries, extra, allocateConvSeq, slots, fresh);
     return slots.map((p) => ({ userId: p.userId, seq: p.seq, envelope: stored(p.entry) }));
   }
 
@@ -185,6 +202,7 @@ export class MysqlOutboxDriver extends OutboxStore {
     extra: OutboxEntry[],
     allocateConvSeq: boolean,
     slots: Pending[] = [],
+    fresh: ReadonlySet<string> = new Set(),
   ): Promise<Map<string, PendingEntry>> {
     // Fold repeats of one (user, entry) inside the call into one Pending; `ordered` lists the
     // distinct ones in input order, which decides their seq order; `entries` is in first-seen order,
@@ -200,7 +218,7 @@ export class MysqlOutboxDriver extends OutboxStore {
         throw new Error(`invalid outbox conversation id "${envelope.conversation_id}"`);
       }
       let entry = entries.get(envelope.id);
-      if (!entry) entries.set(envelope.id, (entry = { envelope, convSeq: 0, known: false }));
+      if (!entry) entries.set(envelope.id, (entry = { envelope, convSeq: 0, known: false, fresh: false }));
       return entry;
     };
     for (const envelope of extra) entryOf(envelope);
@@ -219,15 +237,20 @@ export class MysqlOutboxDriver extends OutboxStore {
       slots.push(p);
     }
 
+    let trustFresh = fresh.size > 0;
     for (let attempt = 0; ; attempt++) {
       // A retried attempt starts from scratch.
-      for (const e of entries.values()) Object.assign(e, { convSeq: 0, known: false });
+      for (const e of entries.values()) {
+        Object.assign(e, { convSeq: 0, known: false, fresh: trustFresh && fresh.has(e.envelope.id) });
+      }
       for (const p of ordered) p.seq = 0;
       try {
         await this.appendTx(entries, byUser, ordered, allocateConvSeq);
         break;
       } catch (err) {
-        if (attempt >= this.retries || !isRetryableTxError(err)) throw err;
+        // A "fresh" entry got a delivery from a concurrent writer after all: look them up this time.
+        if (trustFresh && mysqlErrno(err) === ER_DUP_ENTRY) trustFresh = false;
+        else if (attempt >= this.retries || !isRetryableTxError(err)) throw err;
       }
       // Jittered backoff so the transactions that collided do not collide again in lockstep.
       await sleep(Math.floor(Math.random() * 10 * 2 ** attempt) + 1);
@@ -345,7 +368,7 @@ export class MysqlOutboxDriver extends OutboxStore {
       if (!heads.c.has(c)) throw new Error(`outbox head row of conversation ${c} vanished`);
 
     // (3) Deliveries of entries already stored keep their seq (redelivery only: a new entry has none).
-    const candidates = ordered.filter((p) => p.entry.known);
+    const candidates = ordered.filter((p) => p.entry.known && !p.entry.fresh);
     if (candidates.length > 0) {
       const lookups = chunks(candidates, this.chunkRows).map((part) => ({
         sql: `SELECT user_id, entry_id, seq FROM outbox_delivery WHERE (user_id, entry_id) IN (${tuples(part.length, 2)})`,

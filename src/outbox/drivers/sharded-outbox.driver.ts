@@ -118,10 +118,15 @@ export class ShardedOutboxDriver extends OutboxStore implements OnApplicationShu
       if (!group.has(envelope.id)) group.set(envelope.id, envelope);
     }
     const convSeqs = new Map<string, number>();
+    const freshOn = new Map<number, Set<string>>(); // per home shard: messages its `sequence` just stored
     await Promise.all(
       [...messagesByHome].map(async ([home, messages]) => {
-        for (const [id, seq] of await this.shards[home].sequence([...messages.values()]))
+        const fresh = new Set<string>();
+        for (const [id, { seq, stored }] of await this.shards[home].sequence([...messages.values()])) {
           convSeqs.set(id, seq);
+          if (stored) fresh.add(id);
+        }
+        freshOn.set(home, fresh);
       }),
     );
     // (2) Deliveries on the users' shards, each shard's in input order.
@@ -139,7 +144,7 @@ export class ShardedOutboxDriver extends OutboxStore implements OnApplicationShu
     const out = new Array<StoredDelivery>(deliveries.length);
     await Promise.all(
       [...byShard].map(async ([shard, group]) => {
-        const stored = await this.shards[shard].appendSequenced(group.deliveries);
+        const stored = await this.shards[shard].appendSequenced(group.deliveries, freshOn.get(shard));
         stored.forEach((d, j) => (out[group.index[j]] = d));
       }),
     );
