@@ -199,8 +199,12 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     ]);
   });
 
-  afterEach(() => {
+  /** Kafka admin/producer clients a test opened: closed even when the test fails midway (or jest hangs). */
+  const kafkaClients: { disconnect(): Promise<void> }[] = [];
+
+  afterEach(async () => {
     for (const c of clients.splice(0)) c.terminate();
+    await Promise.all(kafkaClients.splice(0).map((k) => k.disconnect().catch(() => undefined)));
   });
 
   afterAll(async () => {
@@ -220,6 +224,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
       logLevel: logLevel.NOTHING,
     });
     const admin = kafka.admin();
+    kafkaClients.push(admin);
     await admin.connect();
     try {
       const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
@@ -252,6 +257,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
       logLevel: logLevel.NOTHING,
     });
     const admin = kafka.admin();
+    kafkaClients.push(admin);
     await admin.connect();
     let killedAt = 0;
     let victim = 0;
@@ -293,6 +299,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
       logLevel: logLevel.NOTHING,
     });
     const admin = kafka.admin();
+    kafkaClients.push(admin);
     await admin.connect();
     const before = await admin.fetchTopicOffsets(topic);
     const warm = await dee.sendMessage('isr', 'before', 'isr-0', 20_000);
@@ -306,8 +313,10 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     const survivor = topics[0].partitions.find((p) => p.partitionId === partition)!.leader;
     // A probe topic led by the same broker, replicated to the same two others: the broker's own answer.
     const probe = `${topic}-probe`;
+    // Not kafkajs's waitForLeaders: a busy broker answers its metadata probe with
+    // UNKNOWN_TOPIC_OR_PARTITION and it gives up (seen here); wait for the leader ourselves.
     await admin.createTopics({
-      waitForLeaders: true,
+      waitForLeaders: false,
       topics: [
         {
           topic: probe,
@@ -317,6 +326,18 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
         },
       ],
     });
+    await waitFor(
+      async () => {
+        try {
+          const meta = await admin.fetchTopicMetadata({ topics: [probe] });
+          return meta.topics[0].partitions[0]?.leader === survivor;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      `the probe topic's leader to be broker ${survivor}`,
+    );
     // Kill the partition's two followers: the leader survives and alone is below min.insync.replicas,
     // so with acks=all it must not ack.
     await Promise.all([1, 2, 3].filter((b) => b !== survivor).map((b) => killBroker(b)));
@@ -332,6 +353,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
       retry: { retries: 0 },
     });
     const producer = raw.producer({ retry: { retries: 0 } });
+    kafkaClients.push(producer);
     await producer.connect();
     const leaderAlive = await producer.send({
       topic: probe,
