@@ -170,7 +170,7 @@ export class EnvVars {
   @Doc(
     'Engines',
     'from `ENGINE`',
-    '`memory` or `redis` (session map, node registry, node channels, send dedupe)',
+    '`memory` or `redis` (session map, node registry, node channels, send dedupe, membership sets of the built-in directory)',
   )
   @IsOptional()
   @IsIn(['memory', 'redis'])
