@@ -32,4 +32,28 @@ describe('Batcher', () => {
     fail = false;
     await expect(b.add('c')).resolves.toBeUndefined();
   });
+
+  it('eager: an idle batcher flushes at the end of the tick, with what the tick and its promise chains added', async () => {
+    const calls: number[][] = [];
+    const b = new Batcher<number>(
+      async (items) => {
+        calls.push(items);
+      },
+      500,
+      true,
+    );
+    let callsWhenImmediateRan: number[][] | null = null;
+    setImmediate(() => (callsWhenImmediateRan = calls.map((c) => [...c])));
+    const done = [
+      b.add(1),
+      Promise.resolve().then(() => b.add(2)),
+      Promise.resolve()
+        .then(() => undefined)
+        .then(() => b.add(3)),
+    ];
+    await Promise.all(done);
+    await new Promise((r) => setImmediate(r));
+    expect(callsWhenImmediateRan).toEqual([[1, 2, 3]]);
+    expect(calls).toEqual([[1, 2, 3]]);
+  });
 });

@@ -170,7 +170,7 @@ export class EnvVars {
   @Doc(
     'Engines',
     'from `ENGINE`',
-    '`memory` or `redis` (session map, node registry, node channels, send dedupe)',
+    '`memory` or `redis` (session map, node registry, node channels, send dedupe, membership sets of the built-in directory)',
   )
   @IsOptional()
   @IsIn(['memory', 'redis'])
@@ -179,7 +179,11 @@ export class EnvVars {
   @IsOptional()
   @IsIn(['memory', 'mysql'])
   OUTBOX?: string;
-  @Doc('Directory', '`builtin`', '`builtin` (stored by relay, no cache) or `http` (upstream service)')
+  @Doc(
+    'Directory',
+    '`builtin`',
+    '`builtin` (stored by relay; a change applies to the next message) or `http` (upstream service)',
+  )
   @IsOptional()
   @IsIn(['builtin', 'http'])
   DIRECTORY?: string;

@@ -21,6 +21,7 @@ import { ArrayMaxSize, IsArray, IsString, Matches } from 'class-validator';
 import { timingSafeEqual } from 'node:crypto';
 import { Config } from '../config/config.module';
 import { DirectoryStore } from './conversation-directory';
+import { MembershipCheck } from './membership-check';
 import { ID_PATTERN, ID_PATTERN_SOURCE } from '../protocol/frames';
 
 /** Conversation and user ids (the same charset as the WebSocket protocol's ids). */
@@ -88,6 +89,7 @@ export class DirectoryController {
     private readonly store: DirectoryStore,
     private readonly config: Config,
     private readonly events: MembershipEvents,
+    private readonly membership: MembershipCheck,
   ) {}
 
   @Put(':id')
@@ -106,7 +108,7 @@ export class DirectoryController {
         `members lists ${dto.members.length} ids; a conversation has at most ${max} (MAX_CONVERSATION_MEMBERS)`,
       );
     }
-    await this.store.put(id, dto.members);
+    await changeMembership(this.membership, id, () => this.store.put(id, dto.members));
     const members = [...new Set(dto.members)];
     await this.recordChange(id, 'replaced', { member_count: members.length });
     return { id, members };
@@ -133,13 +135,44 @@ export class DirectoryController {
   @ApiResponse({ status: 204, description: 'deleted' })
   @ApiResponse({ status: 404, description: 'no such conversation' })
   async delete(@Param('id') id: string): Promise<void> {
-    if (!(await this.store.delete(checkId(id)))) throw new NotFoundException(`conversation ${id} not found`);
+    const deleted = await changeMembership(this.membership, checkId(id), () => this.store.delete(id));
+    if (!deleted) throw new NotFoundException(`conversation ${id} not found`);
     await this.recordChange(id, 'deleted');
   }
 
   private recordChange(id: string, op: 'replaced' | 'deleted', detail = {}): Promise<void> {
     return recordMembershipChange(this.events, id, op, detail);
   }
+}
+
+/**
+ * Runs a change of the built-in store, then makes the next membership check on every node see the store
+ * as it is now (MembershipCheck.changed), before the API answers: also when the change failed or changed
+ * nothing, since it may have committed, or be the retry of a change whose invalidation failed. A failed
+ * invalidation answers 503; the caller retries the (idempotent) request.
+ */
+export async function changeMembership<T>(
+  membership: MembershipCheck,
+  id: string,
+  change: () => Promise<T>,
+): Promise<T> {
+  let outcome: { ok: true; value: T } | { ok: false; error: unknown };
+  try {
+    outcome = { ok: true, value: await change() };
+  } catch (error) {
+    outcome = { ok: false, error };
+  }
+  try {
+    await membership.changed(id);
+  } catch {
+    throw apiError(
+      503,
+      'unavailable',
+      'the membership cache could not be updated after the change; retry the request (it is idempotent)',
+    );
+  }
+  if (!outcome.ok) throw outcome.error;
+  return outcome.value;
 }
 
 /**

@@ -14,7 +14,8 @@ import { apiError, ApiErrorBody } from '../common/api-error';
 import { Config } from '../config/config.module';
 import { ID_PATTERN, ID_PATTERN_SOURCE } from '../protocol/frames';
 import { DirectoryStore } from './conversation-directory';
-import { AdminKeyGuard, recordMembershipChange } from './directory.controller';
+import { AdminKeyGuard, changeMembership, recordMembershipChange } from './directory.controller';
+import { MembershipCheck } from './membership-check';
 import { MEMBERSHIP_RECORD_MAX_IDS, MembershipEvents } from './membership-events';
 
 /** Ids per add/remove request: one membership record each. */
@@ -53,8 +54,9 @@ export class MembersPageAnswer {
 /**
  * Incremental membership of the built-in directory: add and remove without resending the list
  * (idempotent; concurrent changes never lose each other: the store adds and deletes rows, it never
- * rewrites the list), and paged listing. The router reads the store on every batch (no cache), so a
- * change applies to the next message. Each change is a `membership` record on the event stream.
+ * rewrites the list), and paged listing. A change applies to the next message: the gateways' membership
+ * sets are invalidated before the answer (changeMembership), and the routers drop their cached list when
+ * they see the change's record. Each change is a `membership` record on the event stream.
  */
 @ApiTags('directory')
 @ApiBearerAuth()
@@ -71,6 +73,7 @@ export class MembersController {
     private readonly store: DirectoryStore,
     private readonly config: Config,
     private readonly events: MembershipEvents,
+    private readonly membership: MembershipCheck,
   ) {}
 
   @Post()
@@ -87,7 +90,9 @@ export class MembersController {
   async add(@Param('id') id: string, @Body() body: unknown): Promise<MembersChangeAnswer> {
     const members = memberIds(body);
     const max = this.config.directory.maxMembers;
-    const result = await this.store.addMembers(conversationId(id), members, max);
+    const result = await changeMembership(this.membership, conversationId(id), () =>
+      this.store.addMembers(id, members, max),
+    );
     if (!result.ok) {
       throw apiError(
         400,
@@ -146,7 +151,9 @@ export class MembersController {
   }
 
   private async removeIds(id: string, members: string[]): Promise<MembersChangeAnswer> {
-    const result = await this.store.removeMembers(conversationId(id), members);
+    const result = await changeMembership(this.membership, conversationId(id), () =>
+      this.store.removeMembers(id, members),
+    );
     if (!result) throw apiError(404, 'not_found', `conversation ${id} not found`);
     await recordMembershipChange(this.events, id, 'removed', { members: [...new Set(members)] });
     return { id, changed: result.ok ? result.changed : 0, member_count: result.count };

@@ -1,8 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { MessageBus } from '../bus/message-bus';
-import { Batcher } from '../common/batcher';
 import { newMessageId } from '../common/ids';
-import { ConversationDirectory } from '../directory/conversation-directory';
+import { Membership, MembershipCheck } from '../directory/membership-check';
 import { IngressMessage } from '../protocol/envelope';
 import { STREAM_SCHEMA_VERSION, StreamMessageRecord } from '../protocol/stream-records';
 import { SendDedupe } from '../session/send-dedupe';
@@ -36,26 +35,21 @@ export type Prepared = { ok: true; record: StreamMessageRecord } | { ok: false; 
  */
 @Injectable()
 export class IngressPipeline {
-  /** Membership checks of concurrent submissions share one directory call (one query for the SQL store). */
-  private readonly membership = new Batcher<string, string[] | null>(async (ids) => {
-    const found = await this.directory.members([...new Set(ids)]);
-    return ids.map((id) => found.get(id) ?? null);
-  });
-
   constructor(
     private readonly bus: MessageBus,
-    private readonly directory: ConversationDirectory,
+    private readonly membership: MembershipCheck,
     private readonly dedupe: SendDedupe,
   ) {}
 
   async prepare(s: Submission): Promise<Prepared> {
     const now = Date.now();
     const candidate = { id: newMessageId(now), ts: now, conversation_id: s.conversationId };
-    // The membership check and the dedupe reservation are independent round trips: issued together,
-    // a send waits for the slower one, not their sum. Both settle before anything is decided (no
-    // unobserved rejection). A refused submission gives its fresh reservation back.
+    // The membership check and the dedupe reservation are independent: issued together, a send waits
+    // for the slower one, not their sum (on the production engines both are Redis commands that ioredis
+    // auto-pipelines into one round trip). Both settle before anything is decided (no unobserved
+    // rejection). A refused submission gives its fresh reservation back.
     const [membership, reservation] = await Promise.allSettled([
-      this.membership.add(s.conversationId),
+      this.membership.check(s.conversationId, s.from),
       this.dedupe.reserve(s.from, s.ref, candidate),
     ]);
     // A failed check throws (the caller answers `unavailable`); a reservation made meanwhile is kept:
@@ -87,9 +81,10 @@ export class IngressPipeline {
   }
 }
 
-function refusalOf(s: Submission, members: string[] | null): Refusal | null {
-  if (!members) return { code: 'not_found', message: `conversation ${s.conversationId} does not exist` };
-  if (!s.service && !members.includes(s.from))
+function refusalOf(s: Submission, membership: Membership): Refusal | null {
+  if (membership === 'no_conversation')
+    return { code: 'not_found', message: `conversation ${s.conversationId} does not exist` };
+  if (!s.service && membership !== 'member')
     return { code: 'forbidden', message: `${s.from} is not a member of conversation ${s.conversationId}` };
   return null;
 }

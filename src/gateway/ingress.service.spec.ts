@@ -1,6 +1,7 @@
 import { WebSocket } from 'ws';
 import { MessageBus } from '../bus/message-bus';
 import { ConversationDirectory } from '../directory/conversation-directory';
+import { DirectoryMembershipDriver } from '../directory/drivers/directory-membership.driver';
 import { MetricsService } from '../metrics/metrics.service';
 import { MemoryOutboxDriver } from '../outbox/drivers/memory-outbox.driver';
 import { IngressMessage } from '../protocol/envelope';
@@ -34,7 +35,11 @@ function setup() {
     maxBufferedBytes: 16 << 20,
   });
   const ingress = new IngressService(
-    new IngressPipeline(bus as unknown as MessageBus, directory, new MemoryDedupeDriver(60_000)),
+    new IngressPipeline(
+      bus as unknown as MessageBus,
+      new DirectoryMembershipDriver(directory),
+      new MemoryDedupeDriver(60_000),
+    ),
     new MetricsService(),
   );
   const send = (ref: string) =>
@@ -104,7 +109,7 @@ function setupWith(dir: ConversationDirectory, dedupe = new MemoryDedupeDriver(6
     maxBufferedBytes: 16 << 20,
   });
   const ingress = new IngressService(
-    new IngressPipeline(bus as unknown as MessageBus, dir, dedupe),
+    new IngressPipeline(bus as unknown as MessageBus, new DirectoryMembershipDriver(dir), dedupe),
     new MetricsService(),
   );
   const send = (ref: string) =>
@@ -237,7 +242,7 @@ describe('IngressPipeline checks', () => {
     };
     const pipeline = new IngressPipeline(
       new ManualBus() as unknown as MessageBus,
-      dir as unknown as ConversationDirectory,
+      new DirectoryMembershipDriver(dir as unknown as ConversationDirectory),
       dedupe,
     );
     const outsider = pipeline.prepare({ from: 'x', conversationId: 'c', ref: 'r1', body: 1 });

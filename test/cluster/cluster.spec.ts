@@ -75,6 +75,32 @@ describe('cluster: 2 gateways + routers as separate processes on the production 
     }
   });
 
+  it("a membership change made through one gateway's API applies to the very next send on the other", async () => {
+    const api = (path: string, body: unknown) =>
+      fetch(`${gw1.http}/v1/conversations/${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const { client: cy } = await connect(gw2, 'cy');
+    const code = async (conversation: string, ref: string) => {
+      const f = await cy.sendMessage(conversation, ref, ref);
+      return f.type === 'ack' ? 'ack' : f.payload?.code;
+    };
+    // gw2's membership set for each conversation is loaded (and cached) before every change.
+    expect(await code('later', 'm0')).toBe('not_found');
+    await put('later', ['cy']);
+    expect(await code('later', 'm1')).toBe('ack');
+    await put('members', ['cy', 'dee']);
+    expect(await code('members', 'm2')).toBe('ack');
+    expect((await api('members/members/remove', { members: ['cy'] })).status).toBe(200);
+    expect(await code('members', 'm3')).toBe('forbidden');
+    expect((await api('members/members', { members: ['cy'] })).status).toBe(200);
+    expect(await code('members', 'm4')).toBe('ack');
+    expect((await fetch(`${gw1.http}/v1/conversations/members`, { method: 'DELETE' })).status).toBe(204);
+    expect(await code('members', 'm5')).toBe('not_found');
+  });
+
   it('kill -9 of a gateway while messages flow: its clients resume on the other node with every acked message exactly once, in order', async () => {
     await put('crash-gw', ['cat', 'dan', 'eve']);
     const victim = await startNode('gateway-3', gatewayEnv);

@@ -78,7 +78,8 @@ export class KafkaProducer {
     private readonly opts: KafkaProducerOptions,
     private readonly isClosed: () => boolean,
   ) {
-    this.batcher = new Batcher((items) => this.flush(items), opts.maxPublishBatch);
+    // Eager: at low load a publish goes out at the end of its tick, not one event-loop turn later.
+    this.batcher = new Batcher((items) => this.flush(items), opts.maxPublishBatch, true);
   }
 
   /** Let a produce request in flight settle (bounded by publishTimeoutMs); true if it did. */
