@@ -117,10 +117,15 @@ async function main(): Promise<void> {
       relay.push(...(await sendTimes(N)));
     }
   } finally {
+    // Leave nothing behind: the node's topic and database, the bare topic (Redis keys expire).
+    const exited = new Promise((r) => gw.child.once('exit', r));
     gw.child.kill('SIGTERM');
+    await exited;
     await producer.disconnect();
-    await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    await admin.deleteTopics({ topics: [topic, `relay-ack-${run}`] }).catch(() => undefined);
     await admin.disconnect();
+    const conn = await createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
+    await conn.query(`DROP DATABASE IF EXISTS \`relay_ack_${run}\``).finally(() => conn.end());
   }
   const row = (name: string, xs: number[]) =>
     `${name.padEnd(28)} ${pct(xs, 50).toFixed(2).padStart(8)} ${pct(xs, 99).toFixed(2).padStart(8)}`;
