@@ -118,9 +118,11 @@ async function main(): Promise<void> {
     }
   } finally {
     // Leave nothing behind: the node's topic and database, the bare topic (Redis keys expire).
-    const exited = new Promise((r) => gw.child.once('exit', r));
-    gw.child.kill('SIGTERM');
-    await exited;
+    if (gw.child.exitCode === null && gw.child.signalCode === null) {
+      const exited = new Promise((r) => gw.child.once('exit', r));
+      gw.child.kill('SIGTERM');
+      await exited;
+    }
     await producer.disconnect();
     await admin.deleteTopics({ topics: [topic, `relay-ack-${run}`] }).catch(() => undefined);
     await admin.disconnect();
