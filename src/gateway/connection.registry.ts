@@ -10,11 +10,16 @@ export interface ConnectionLifecycle {
   closed(conn: Connection, userLast: boolean): void;
 }
 
-/** The connections open on this node, by user. Owned by the event loop: no locking needed. */
+/**
+ * The connections open on this node, by user. Owned by the event loop: no locking needed.
+ * A user's connections are a small array replaced (never changed in place) on every add and remove:
+ * a caller walking one while a connection closes sees the list it started with, as it would with a
+ * Set, and one connection costs ~56 B instead of a Set's ~150 B.
+ */
 @Injectable()
 export class ConnectionRegistry {
   private readonly logger = new Logger(ConnectionRegistry.name);
-  private readonly byUser = new Map<string, Set<Connection>>();
+  private readonly byUser = new Map<string, readonly Connection[]>();
   private readonly lifecycle: ConnectionLifecycle[] = [];
   readonly all = new Set<Connection>();
 
@@ -26,19 +31,19 @@ export class ConnectionRegistry {
   add(conn: Connection): void {
     if (this.all.has(conn)) return;
     this.all.add(conn);
-    let set = this.byUser.get(conn.userId);
-    if (!set) this.byUser.set(conn.userId, (set = new Set()));
-    set.add(conn);
-    this.tell((o) => o.opened(conn, set.size === 1));
+    const had = this.byUser.get(conn.userId);
+    this.byUser.set(conn.userId, had ? [...had, conn] : [conn]);
+    this.tell((o) => o.opened(conn, !had));
   }
 
   remove(conn: Connection): void {
     if (!this.all.delete(conn)) return;
-    const set = this.byUser.get(conn.userId);
-    if (!set) return;
-    set.delete(conn);
-    if (set.size === 0) this.byUser.delete(conn.userId);
-    this.tell((o) => o.closed(conn, set.size === 0));
+    const had = this.byUser.get(conn.userId);
+    if (!had) return;
+    const left = had.filter((c) => c !== conn);
+    if (left.length === 0) this.byUser.delete(conn.userId);
+    else this.byUser.set(conn.userId, left);
+    this.tell((o) => o.closed(conn, left.length === 0));
   }
 
   /** An observer's failure must not undo the registration (or escape into socket callbacks). */
@@ -52,8 +57,14 @@ export class ConnectionRegistry {
     }
   }
 
-  forUser(userId: string): Set<Connection> | undefined {
+  /** The user's connections here (a snapshot: later adds and removes replace it), or undefined. */
+  forUser(userId: string): readonly Connection[] | undefined {
     return this.byUser.get(userId);
+  }
+
+  /** The users with at least one connection here. */
+  users(): IterableIterator<string> {
+    return this.byUser.keys();
   }
 
   get size(): number {

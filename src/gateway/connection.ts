@@ -97,6 +97,8 @@ export class Connection {
     private readonly source: DeliverySource,
     private readonly limits: ConnectionLimits,
     private readonly observer: ConnectionObserver = NO_OBSERVER,
+    /** The client's address, as admission counted it (released with it on close). */
+    readonly ip: string = '',
   ) {
     this.frameTokens = new TokenBucket(limits.frameRatePerSec, limits.frameBurst);
     if (expiresAt !== null) this.armExpiry();

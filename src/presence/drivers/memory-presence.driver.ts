@@ -1,10 +1,45 @@
 import { addRoute, PresenceChange, PresenceState, PresenceStore } from '../presence.store';
 
+/**
+ * A user's presence. The nodes holding them and each one's last refresh (ms): the first inline
+ * (`node`, `at`; one process is one node, so usually the only one), any further ones in `others`.
+ * A Map per online user would cost ~170 B each.
+ */
 interface UserPresence {
   online: boolean;
   version: number;
-  /** node -> last refresh (ms). */
-  nodes: Map<string, number>;
+  node: string | null;
+  at: number;
+  others: Map<string, number> | null;
+}
+
+function setNode(p: UserPresence, node: string, at: number): void {
+  if (p.node === null || p.node === node) {
+    p.node = node;
+    p.at = at;
+  } else (p.others ??= new Map()).set(node, at);
+}
+
+function deleteNode(p: UserPresence, node: string): void {
+  if (p.node !== node) {
+    p.others?.delete(node);
+  } else if (p.others && p.others.size > 0) {
+    const [next, at] = p.others.entries().next().value!;
+    p.others.delete(next);
+    p.node = next;
+    p.at = at;
+  } else {
+    p.node = null;
+  }
+  if (p.others?.size === 0) p.others = null;
+}
+
+/** Every node holding the user, with its last refresh (a copy: callers may delete while they walk it). */
+function nodesOf(p: UserPresence | undefined): [string, number][] {
+  if (!p || p.node === null) return [];
+  const out: [string, number][] = [[p.node, p.at]];
+  if (p.others) out.push(...p.others);
+  return out;
 }
 
 /**
@@ -33,7 +68,7 @@ export class MemoryPresenceDriver extends PresenceStore {
     const changes: PresenceChange[] = [];
     for (const userId of userIds) {
       const p = this.user(userId);
-      p.nodes.set(node, now);
+      setNode(p, node, now);
       this.due.set(userId, now + this.ttlMs);
       if (p.online) continue;
       p.online = true;
@@ -46,7 +81,8 @@ export class MemoryPresenceDriver extends PresenceStore {
   async left(node: string, userIds: string[], graceMs: number): Promise<void> {
     const at = this.now() + graceMs;
     for (const userId of userIds) {
-      this.users.get(userId)?.nodes.delete(node);
+      const p = this.users.get(userId);
+      if (p) deleteNode(p, node);
       this.due.set(userId, at);
     }
   }
@@ -61,9 +97,9 @@ export class MemoryPresenceDriver extends PresenceStore {
       if (++checked > limit) break;
       const p = this.users.get(userId);
       let latest = 0;
-      for (const [node, t] of p?.nodes ?? []) {
+      for (const [node, t] of nodesOf(p)) {
         if (t >= cutoff) latest = Math.max(latest, t);
-        else p!.nodes.delete(node);
+        else deleteNode(p!, node);
       }
       if (latest > 0) {
         this.due.set(userId, latest + this.ttlMs);
@@ -125,8 +161,10 @@ export class MemoryPresenceDriver extends PresenceStore {
     const cutoff = now - this.ttlMs;
     const routes = new Map<string, string[]>();
     for (const user of recipients) {
-      for (const [node, t] of this.users.get(user)?.nodes ?? [])
-        if (t >= cutoff) addRoute(routes, node, user);
+      const p = this.users.get(user);
+      if (!p || p.node === null) continue;
+      if (p.at >= cutoff) addRoute(routes, p.node, user);
+      for (const [node, t] of p.others ?? []) if (t >= cutoff) addRoute(routes, node, user);
     }
     return routes;
   }
@@ -135,7 +173,7 @@ export class MemoryPresenceDriver extends PresenceStore {
 
   private user(userId: string): UserPresence {
     let p = this.users.get(userId);
-    if (!p) this.users.set(userId, (p = { online: false, version: 0, nodes: new Map() }));
+    if (!p) this.users.set(userId, (p = { online: false, version: 0, node: null, at: 0, others: null }));
     return p;
   }
 

@@ -1,8 +1,14 @@
 import { SessionEntry, SessionMap } from '../session-map';
 
+/**
+ * A user's entries: the one entry itself (most users have one connection), or a map by connection id
+ * from the second one on. A map per user would cost ~170 B for every connected user.
+ */
+type UserEntries = SessionEntry | Map<string, SessionEntry>;
+
 /** In-process session map with the same TTL semantics as the Redis driver (checked on read). */
 export class MemorySessionDriver extends SessionMap {
-  private readonly users = new Map<string, Map<string, SessionEntry>>();
+  private readonly users = new Map<string, UserEntries>();
   private readonly nodes = new Map<string, number>();
 
   constructor(
@@ -13,37 +19,64 @@ export class MemorySessionDriver extends SessionMap {
   }
 
   async add(userId: string, entry: SessionEntry): Promise<void> {
-    let conns = this.users.get(userId);
-    if (!conns) this.users.set(userId, (conns = new Map()));
-    conns.set(entry.connId, { ...entry });
+    this.put(userId, { ...entry });
   }
 
   async remove(userId: string, connId: string): Promise<void> {
-    const conns = this.users.get(userId);
-    if (!conns) return;
-    conns.delete(connId);
-    if (conns.size === 0) this.users.delete(userId);
+    const held = this.users.get(userId);
+    if (held === undefined) return;
+    if (!(held instanceof Map)) {
+      if (held.connId === connId) this.users.delete(userId);
+      return;
+    }
+    held.delete(connId);
+    if (held.size === 1) this.users.set(userId, held.values().next().value!);
+    else if (held.size === 0) this.users.delete(userId);
   }
 
   async touch(entries: { userId: string; entry: SessionEntry }[]): Promise<void> {
-    for (const { userId, entry } of entries) await this.add(userId, entry);
+    for (const { userId, entry } of entries) this.put(userId, { ...entry });
   }
 
   async lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>> {
     const cutoff = this.now() - this.ttlMs;
     const out = new Map<string, SessionEntry[]>();
     for (const userId of userIds) {
-      const conns = this.users.get(userId);
-      if (!conns) continue;
+      const held = this.users.get(userId);
+      if (held === undefined) continue;
+      if (!(held instanceof Map)) {
+        if (held.lastPing >= cutoff) out.set(userId, [held]);
+        else this.users.delete(userId);
+        continue;
+      }
       const live: SessionEntry[] = [];
-      for (const [id, e] of conns) {
+      for (const [id, e] of held) {
         if (e.lastPing >= cutoff) live.push(e);
-        else conns.delete(id);
+        else held.delete(id);
       }
       if (live.length > 0) out.set(userId, live);
       else this.users.delete(userId);
+      if (held.size === 1) this.users.set(userId, held.values().next().value!);
     }
     return out;
+  }
+
+  /** Stores (or replaces) one entry, keeping the one-entry form while the user has a single connection. */
+  private put(userId: string, entry: SessionEntry): void {
+    const held = this.users.get(userId);
+    if (held === undefined || (!(held instanceof Map) && held.connId === entry.connId)) {
+      this.users.set(userId, entry);
+    } else if (held instanceof Map) {
+      held.set(entry.connId, entry);
+    } else {
+      this.users.set(
+        userId,
+        new Map([
+          [held.connId, held],
+          [entry.connId, entry],
+        ]),
+      );
+    }
   }
 
   async registerNode(node: string): Promise<void> {
