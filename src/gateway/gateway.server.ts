@@ -60,6 +60,11 @@ export class GatewayServer
     function (this: WebSocket): void {
       connections.get(this)?.onPong();
     })(this.connections);
+  /** A connection's hello did not come in time (one function for every connection). */
+  private readonly onHelloTimeout = (conn: Connection): void =>
+    this.boundary.guard('handshake-timer', conn, () =>
+      conn.close(CLOSE.handshakeTimeout, 'hello not received in time'),
+    );
   /** Connection -> metrics, one object shared by every connection. */
   private readonly observer: ConnectionObserver = {
     frameRejected: (code: ErrorCode) => this.metrics.framesRejected.labels(code).inc(),
@@ -169,11 +174,7 @@ export class GatewayServer
     this.metrics.connections.inc();
     this.metrics.connects.inc();
     this.admission.admitted(userId, ip);
-    conn.expectHello(this.admission.handshakeTimeoutMs(), () =>
-      this.boundary.guard('handshake-timer', conn, () =>
-        conn.close(CLOSE.handshakeTimeout, 'hello not received in time'),
-      ),
-    );
+    conn.expectHello(this.admission.handshakeTimeoutMs(), this.onHelloTimeout);
     ws.on('pong', this.onPong);
     this.connections.set(ws, conn);
     this.logger.debug('connection open', { conn: conn.id, user: userId, ip });
