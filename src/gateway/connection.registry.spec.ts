@@ -17,6 +17,8 @@ describe('ConnectionRegistry', () => {
     registry.add(a2);
     registry.add(b1);
     expect(registry.size).toBe(3);
+    expect([...registry.all]).toEqual([a1, a2, b1]);
+    expect(registry.has(a2)).toBe(true);
     expect(registry.forUser('ann')).toEqual([a1, a2]);
     expect([...registry.users()]).toEqual(['ann', 'bob']);
 
@@ -28,6 +30,9 @@ describe('ConnectionRegistry', () => {
     registry.remove(a2);
     expect(registry.forUser('ann')).toBeUndefined();
     expect([...registry.users()]).toEqual(['bob']);
+    expect(registry.size).toBe(1);
+    expect(registry.has(a2)).toBe(false);
+    expect([...registry.all]).toEqual([b1]);
     expect(told).toEqual(['open a1 true', 'open a2 false', 'open b1 true', 'close a1 false', 'close a2 true']);
   });
 });

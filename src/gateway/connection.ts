@@ -106,9 +106,11 @@ export class Connection {
   private readonly frameTokens: TokenBucket;
   /** Consecutive inbound frames over the frame budget. */
   private overBudget = 0;
-  /** True from construction until the first fill ends, and while any fill runs: pushes wait. */
-  private filling = true;
-  private fillRunning = false;
+  /**
+   * Pushes wait (in `pending`) until `live`: 'waiting' from construction until the first fill starts,
+   * 'filling' while any fill runs, 'live' between fills.
+   */
+  private flow: 'waiting' | 'filling' | 'live' = 'waiting';
   /** The server started the closing handshake (or terminated): labels the close in metrics. */
   private serverClosed = false;
 
@@ -296,7 +298,7 @@ export class Connection {
   /** A live delivery for this connection's user. */
   push(seq: number, frame: string, entry?: OutboxEntry): void {
     if (this.phase === 'closed') return;
-    if (this.filling) {
+    if (this.flow !== 'live') {
       (this.extras().pending ??= []).push({ seq, frame, entry });
       return;
     }
@@ -330,9 +332,8 @@ export class Connection {
   }
 
   private async fill(): Promise<void> {
-    if (this.fillRunning) return;
-    this.filling = true;
-    this.fillRunning = true;
+    if (this.flow === 'filling') return;
+    this.flow = 'filling';
     try {
       for (;;) {
         const rows = await this.source.readAfter(this.userId, this.lastSeq, FILL_PAGE);
@@ -358,8 +359,7 @@ export class Connection {
       Connection.logger.warn(`fill for user ${this.userId} failed: ${(err as Error).message}`);
       this.close(CLOSE.internal, 'outbox unavailable'); // the client resumes from its cursor
     } finally {
-      this.fillRunning = false;
-      this.filling = false;
+      this.flow = 'live';
     }
   }
 

@@ -199,7 +199,7 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
   }
 
   private holds(conn: Connection, conversationId: string, sub: Subscription): boolean {
-    return this.subs.get(conn)?.get(conversationId) === sub && this.registry.all.has(conn);
+    return this.subs.get(conn)?.get(conversationId) === sub && this.registry.has(conn);
   }
 
   private drop(conn: Connection, conversationId: string, sub: Subscription): void {

@@ -1,25 +1,39 @@
 import { SessionEntry, SessionMap } from '../session-map';
 
 /**
+ * One entry as kept here: times as ms since the driver's origin, small integers V8 stores in the
+ * field, where the entry's Date.now() values would cost a 16-byte heap number each. `lookup` hands
+ * out SessionEntry copies.
+ */
+interface Held {
+  connId: string;
+  node: string;
+  connectedAt: number;
+  lastPing: number;
+}
+
+/**
  * A user's entries: the one entry itself (most users have one connection), or a map by connection id
  * from the second one on. A map per user would cost ~170 B for every connected user.
  */
-type UserEntries = SessionEntry | Map<string, SessionEntry>;
+type UserEntries = Held | Map<string, Held>;
 
 /** In-process session map with the same TTL semantics as the Redis driver (checked on read). */
 export class MemorySessionDriver extends SessionMap {
   private readonly users = new Map<string, UserEntries>();
   private readonly nodes = new Map<string, number>();
+  private readonly origin: number;
 
   constructor(
     private readonly ttlMs: number,
     private readonly now: () => number = Date.now,
   ) {
     super();
+    this.origin = now();
   }
 
   async add(userId: string, entry: SessionEntry): Promise<void> {
-    this.put(userId, { ...entry });
+    this.put(userId, this.hold(entry));
   }
 
   async remove(userId: string, connId: string): Promise<void> {
@@ -35,23 +49,23 @@ export class MemorySessionDriver extends SessionMap {
   }
 
   async touch(entries: { userId: string; entry: SessionEntry }[]): Promise<void> {
-    for (const { userId, entry } of entries) this.put(userId, { ...entry });
+    for (const { userId, entry } of entries) this.put(userId, this.hold(entry));
   }
 
   async lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>> {
-    const cutoff = this.now() - this.ttlMs;
+    const cutoff = this.now() - this.ttlMs - this.origin;
     const out = new Map<string, SessionEntry[]>();
     for (const userId of userIds) {
       const held = this.users.get(userId);
       if (held === undefined) continue;
       if (!(held instanceof Map)) {
-        if (held.lastPing >= cutoff) out.set(userId, [held]);
+        if (held.lastPing >= cutoff) out.set(userId, [this.entryOf(held)]);
         else this.users.delete(userId);
         continue;
       }
       const live: SessionEntry[] = [];
       for (const [id, e] of held) {
-        if (e.lastPing >= cutoff) live.push(e);
+        if (e.lastPing >= cutoff) live.push(this.entryOf(e));
         else held.delete(id);
       }
       if (live.length > 0) out.set(userId, live);
@@ -61,8 +75,26 @@ export class MemorySessionDriver extends SessionMap {
     return out;
   }
 
+  private hold(e: SessionEntry): Held {
+    return {
+      connId: e.connId,
+      node: e.node,
+      connectedAt: e.connectedAt - this.origin,
+      lastPing: e.lastPing - this.origin,
+    };
+  }
+
+  private entryOf(h: Held): SessionEntry {
+    return {
+      connId: h.connId,
+      node: h.node,
+      connectedAt: h.connectedAt + this.origin,
+      lastPing: h.lastPing + this.origin,
+    };
+  }
+
   /** Stores (or replaces) one entry, keeping the one-entry form while the user has a single connection. */
-  private put(userId: string, entry: SessionEntry): void {
+  private put(userId: string, entry: Held): void {
     const held = this.users.get(userId);
     if (held === undefined || (!(held instanceof Map) && held.connId === entry.connId)) {
       this.users.set(userId, entry);
