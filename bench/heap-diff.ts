@@ -50,6 +50,7 @@ const SETTLE_MS = Number(process.env.HEAP_SETTLE_MS ?? 500);
 const OWNERS = new Set([
   'Connection',
   'WebSocket',
+  'RelaySocket',
   'Socket',
   'TCP',
   'Receiver',
@@ -75,7 +76,10 @@ async function freePort(): Promise<number> {
 
 function ask<T>(child: ChildProcess, message: object, ms: number): Promise<T> {
   return new Promise<T>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no answer to ${JSON.stringify(message)} in ${ms} ms`)), ms);
+    const timer = setTimeout(
+      () => fail(new Error(`no answer to ${JSON.stringify(message)} in ${ms} ms`)),
+      ms,
+    );
     child.once('message', (m: { ok?: boolean; error?: string }) => {
       clearTimeout(timer);
       if (m.ok === false) fail(new Error(m.error));
@@ -116,7 +120,10 @@ async function startServer(): Promise<{ child: ChildProcess; port: number }> {
 function connectIdle(port: number, userId: string): Promise<WebSocket> {
   return new Promise((ok, fail) => {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws?user_id=${userId}`);
-    const timer = setTimeout(() => fail(new Error(`${userId}: no welcome in ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => fail(new Error(`${userId}: no welcome in ${CONNECT_TIMEOUT_MS} ms`)),
+      CONNECT_TIMEOUT_MS,
+    );
     ws.once('error', fail);
     ws.once('open', () => ws.send('{"type":"hello","payload":{}}'));
     ws.on('message', (d) => {
@@ -140,7 +147,9 @@ interface Snapshot {
 
 function load(path: string): Snapshot {
   const raw = JSON.parse(readFileSync(path, 'utf8')) as {
-    snapshot: { meta: { node_fields: string[]; edge_fields: string[]; node_types: [string[]]; edge_types: [string[]] } };
+    snapshot: {
+      meta: { node_fields: string[]; edge_fields: string[]; node_types: [string[]]; edge_types: [string[]] };
+    };
     nodes: number[];
     edges: number[];
     strings: string[];
@@ -227,8 +236,10 @@ function summarize(s: Snapshot): {
       if (parent[to] !== -1) continue;
       parent[to] = i;
       const edgeType = s.edgeTypes[type];
-      const name = edgeType === 'element' || edgeType === 'hidden' ? '[]' : String(strings[edges[e * EF + 1]]);
-      via[to] = /^\d+$/.test(name) ? '[]' : name; // table slots are numbered internal edges
+      const name =
+        edgeType === 'element' || edgeType === 'hidden' ? '[]' : String(strings[edges[e * EF + 1]]);
+      // Table slots are numbered internal edges; WeakMap entries are named after their key's node id.
+      via[to] = /^\d+$/.test(name) ? '[]' : name.includes(' / part of key') ? '[weak entry]' : name;
       owner[to] = ownerHere;
       queue[tail++] = to;
     }
@@ -311,14 +322,18 @@ async function snapshots(): Promise<{ count: number; heap: number; path: string 
         const batch = Math.min(50, count - sockets.length);
         const base = sockets.length;
         sockets.push(
-          ...(await Promise.all(Array.from({ length: batch }, (_, j) => connectIdle(port, `idle-user-${base + j}`)))),
+          ...(await Promise.all(
+            Array.from({ length: batch }, (_, j) => connectIdle(port, `idle-user-${base + j}`)),
+          )),
         );
       }
       await new Promise((r) => setTimeout(r, SETTLE_MS));
       const path = join(dir, `relay-${count}.heapsnapshot`);
       const answer = await ask<{ heap: number; snapshot: string }>(child, { snapshot: path }, 300_000);
       shots.push({ count, heap: answer.heap, path: answer.snapshot });
-      console.log(`${count} idle connections: heap used ${(answer.heap / 2 ** 20).toFixed(1)} MiB -> ${answer.snapshot}`);
+      console.log(
+        `${count} idle connections: heap used ${(answer.heap / 2 ** 20).toFixed(1)} MiB -> ${answer.snapshot}`,
+      );
     }
   } finally {
     for (const ws of sockets) ws.terminate();
@@ -342,7 +357,11 @@ async function main(): Promise<void> {
   );
   table('by owner (nearest owner on the path from the roots)', diff(sa.byOwner, sb.byOwner, per), TOP);
   table('by constructor', diff(sa.byKind, sb.byKind, per), TOP);
-  table(`by holder (the last ${DEPTH} edges of the path -> object)`, diff(sa.byHolder, sb.byHolder, per), TOP);
+  table(
+    `by holder (the last ${DEPTH} edges of the path -> object)`,
+    diff(sa.byHolder, sb.byHolder, per),
+    TOP,
+  );
   if (!KEEP && !process.env.HEAP_FILES) rmSync(dirname(a.path), { recursive: true, force: true });
 }
 

@@ -19,7 +19,11 @@ if (process.send) {
     if (m === 'heap') {
       collect();
       process.send?.({ heap: process.memoryUsage().heapUsed });
-    } else if (typeof m === 'object' && m !== null && typeof (m as { snapshot?: unknown }).snapshot === 'string') {
+    } else if (
+      typeof m === 'object' &&
+      m !== null &&
+      typeof (m as { snapshot?: unknown }).snapshot === 'string'
+    ) {
       collect();
       const heap = process.memoryUsage().heapUsed;
       try {

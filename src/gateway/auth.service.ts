@@ -125,7 +125,8 @@ export class AuthService implements OnModuleInit {
     if (this.config.auth.mode === 'dev') {
       const userId = url.searchParams.get('user_id');
       // A slice of the URL until interned: it would keep the whole query string alive.
-      if (userId && ID_PATTERN.test(userId)) return { principal: { userId: intern(userId), expiresAt: null } };
+      if (userId && ID_PATTERN.test(userId))
+        return { principal: { userId: intern(userId), expiresAt: null } };
       if (userId) return { failure: 'invalid user_id' };
     }
     return { failure: 'missing token' };

@@ -33,6 +33,12 @@ describe('ConnectionRegistry', () => {
     expect(registry.size).toBe(1);
     expect(registry.has(a2)).toBe(false);
     expect([...registry.all]).toEqual([b1]);
-    expect(told).toEqual(['open a1 true', 'open a2 false', 'open b1 true', 'close a1 false', 'close a2 true']);
+    expect(told).toEqual([
+      'open a1 true',
+      'open a2 false',
+      'open b1 true',
+      'close a1 false',
+      'close a2 true',
+    ]);
   });
 });

@@ -7,7 +7,7 @@ import { deliveryFrame, OutboxEntry } from '../protocol/outbox-entry';
 import { DeliveredTracker } from './delivered-tracker';
 import { AppConfig } from '../config/app-config';
 import { IngressLane, RefusalRange } from './ingress-lane';
-import { TokenBucket } from './token-bucket';
+import { refill, TokenBucket } from './token-bucket';
 import { DeadlineHeap } from './deadline-heap';
 import { fromCompactTime, toCompactTime } from './compact-time';
 import type { ConnectionSocket } from './connection-socket';
@@ -103,7 +103,9 @@ export class Connection {
   private epoch = '';
   private missedPongs = 0;
   private lastPong = this.born;
-  private readonly frameTokens: TokenBucket;
+  /** The frame budget, a token bucket kept in two fields (see `takeFrameToken`); it starts full. */
+  private frameTokens: number;
+  private frameAt = this.born;
   /** Consecutive inbound frames over the frame budget. */
   private overBudget = 0;
   /**
@@ -125,7 +127,7 @@ export class Connection {
     /** The client's address, as admission counted it (released with it on close). */
     readonly ip: string = '',
   ) {
-    this.frameTokens = new TokenBucket(limits.frameRatePerSec, limits.frameBurst);
+    this.frameTokens = limits.frameBurst;
     if (expiresAt !== null) Connection.expiries.add(this, expiresAt, Connection.expire);
   }
 
@@ -265,7 +267,9 @@ export class Connection {
   /** Token bucket for `send` frames. */
   takeSendToken(now = Date.now()): boolean {
     const more = this.extras();
-    return (more.sendTokens ??= new TokenBucket(this.limits.sendRatePerSec, this.limits.sendBurst, now)).take(now);
+    return (more.sendTokens ??= new TokenBucket(this.limits.sendRatePerSec, this.limits.sendBurst, now)).take(
+      now,
+    );
   }
 
   /**
@@ -275,7 +279,11 @@ export class Connection {
    * lets one frame through now and then, while one that only grazes its budget is just rate-limited.
    */
   takeFrameToken(now = Date.now()): FrameBudget {
-    if (this.frameTokens.take(now)) {
+    const { frameRatePerSec, frameBurst } = this.limits;
+    const tokens = refill(this.frameTokens, fromCompactTime(this.frameAt), now, frameRatePerSec, frameBurst);
+    this.frameAt = toCompactTime(now);
+    this.frameTokens = tokens >= 1 ? tokens - 1 : tokens;
+    if (tokens >= 1) {
       if (this.overBudget > 0) this.overBudget--;
       return 'ok';
     }
@@ -323,7 +331,6 @@ export class Connection {
     Connection.hellos.remove(this);
     Connection.expiries.remove(this);
   }
-
 
   private write(seq: number, frame: string, entry?: OutboxEntry): void {
     this.sendRaw(frame);
@@ -394,4 +401,3 @@ export class Connection {
     }
   }
 }
-

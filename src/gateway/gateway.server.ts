@@ -170,7 +170,16 @@ export class GatewayServer
     id: string = randomBytes(12).toString('base64url'),
   ): void {
     // The gateway config section carries every per-connection limit (ConnectionLimits).
-    const conn = new Connection(id, userId, expiresAt, ws, this.outbox, this.config.gateway, this.observer, ip);
+    const conn = new Connection(
+      id,
+      userId,
+      expiresAt,
+      ws,
+      this.outbox,
+      this.config.gateway,
+      this.observer,
+      ip,
+    );
     this.metrics.connections.inc();
     this.metrics.connects.inc();
     this.admission.admitted(userId, ip);

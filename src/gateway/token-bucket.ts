@@ -17,10 +17,19 @@ export class TokenBucket {
   }
 
   take(now: number): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - fromCompactTime(this.at)) / 1000) * this.perSec);
+    this.tokens = refill(this.tokens, fromCompactTime(this.at), now, this.perSec, this.burst);
     this.at = toCompactTime(now);
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
   }
+}
+
+/**
+ * The tokens a bucket holding `tokens` at `at` holds at `now` (refilled at `perSec`, at most `burst`):
+ * TokenBucket's rule, for an owner that keeps the two numbers in its own fields (Connection's frame
+ * budget: one bucket object less per connection).
+ */
+export function refill(tokens: number, at: number, now: number, perSec: number, burst: number): number {
+  return Math.min(burst, tokens + ((now - at) / 1000) * perSec);
 }

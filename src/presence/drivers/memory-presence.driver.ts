@@ -184,7 +184,8 @@ export class MemoryPresenceDriver extends PresenceStore {
 
   private user(userId: string): UserPresence {
     let p = this.users.get(userId);
-    if (!p) this.users.set(userId, (p = { online: false, version: 0, node: null, at: 0, others: null, due: 0 }));
+    if (!p)
+      this.users.set(userId, (p = { online: false, version: 0, node: null, at: 0, others: null, due: 0 }));
     return p;
   }
 
