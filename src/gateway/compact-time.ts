@@ -1,3 +1,5 @@
+import { smallInt } from '../common/small-int';
+
 /**
  * Times kept per connection, as small integers. V8 stores an integer that fits 31 bits in the field
  * itself; Date.now() does not, so each field holding one costs a 16-byte heap number besides. Times
@@ -7,7 +9,7 @@
 const ORIGIN = Date.now();
 
 export function toCompactTime(epochMs: number): number {
-  return epochMs - ORIGIN;
+  return smallInt(epochMs - ORIGIN);
 }
 
 export function fromCompactTime(compact: number): number {

@@ -10,6 +10,7 @@ import { IngressLane, RefusalRange } from './ingress-lane';
 import { refill, TokenBucket } from './token-bucket';
 import { DeadlineHeap } from './deadline-heap';
 import { fromCompactTime, toCompactTime } from './compact-time';
+import { smallInt } from '../common/small-int';
 import type { ConnectionSocket } from './connection-socket';
 
 /** What a connection needs from the outbox: the consumer defines the small interface it uses. */
@@ -282,7 +283,7 @@ export class Connection {
     const { frameRatePerSec, frameBurst } = this.limits;
     const tokens = refill(this.frameTokens, fromCompactTime(this.frameAt), now, frameRatePerSec, frameBurst);
     this.frameAt = toCompactTime(now);
-    this.frameTokens = tokens >= 1 ? tokens - 1 : tokens;
+    this.frameTokens = smallInt(tokens >= 1 ? tokens - 1 : tokens);
     if (tokens >= 1) {
       if (this.overBudget > 0) this.overBudget--;
       return 'ok';

@@ -1,3 +1,4 @@
+import { smallInt } from '../common/small-int';
 import { fromCompactTime, toCompactTime } from './compact-time';
 
 /** A token bucket: `burst` tokens, refilled at `perSec`. */
@@ -20,7 +21,7 @@ export class TokenBucket {
     this.tokens = refill(this.tokens, fromCompactTime(this.at), now, this.perSec, this.burst);
     this.at = toCompactTime(now);
     if (this.tokens < 1) return false;
-    this.tokens -= 1;
+    this.tokens = smallInt(this.tokens - 1);
     return true;
   }
 }

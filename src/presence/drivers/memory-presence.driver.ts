@@ -1,3 +1,4 @@
+import { smallInt } from '../../common/small-int';
 import { addRoute, PresenceChange, PresenceState, PresenceStore } from '../presence.store';
 
 /**
@@ -76,7 +77,7 @@ export class MemoryPresenceDriver extends PresenceStore {
     for (const userId of userIds) {
       const p = this.user(userId);
       setNode(p, node, at);
-      p.due = at + this.ttlMs;
+      p.due = smallInt(at + this.ttlMs);
       if (p.online) continue;
       p.online = true;
       p.version = this.nextVersion(p.version);
@@ -91,7 +92,7 @@ export class MemoryPresenceDriver extends PresenceStore {
       const p = this.users.get(userId);
       if (!p) continue; // never online: nothing to check
       deleteNode(p, node);
-      p.due = due;
+      p.due = smallInt(due);
     }
   }
 
@@ -111,7 +112,7 @@ export class MemoryPresenceDriver extends PresenceStore {
         else deleteNode(p, node);
       }
       if (latest > -Infinity) {
-        p.due = latest + this.ttlMs;
+        p.due = smallInt(latest + this.ttlMs);
         continue;
       }
       if (!p.online) {
@@ -189,9 +190,9 @@ export class MemoryPresenceDriver extends PresenceStore {
     return p;
   }
 
-  /** A time as ms since `origin`. */
+  /** A time as ms since `origin` (a small integer: see smallInt). */
   private rel(ms: number): number {
-    return ms - this.origin;
+    return smallInt(ms - this.origin);
   }
 
   /** Grows with time like the Redis driver's (microseconds), never repeats. */

@@ -1,8 +1,9 @@
+import { smallInt } from '../../common/small-int';
 import { SessionEntry, SessionMap } from '../session-map';
 
 /**
- * One entry as kept here: times as ms since the driver's origin, small integers V8 stores in the
- * field, where the entry's Date.now() values would cost a 16-byte heap number each. `lookup` hands
+ * One entry as kept here: times as ms since the driver's origin, small integers (smallInt) V8 stores
+ * in the field, where the entry's Date.now() values would cost a 16-byte heap number each. `lookup` hands
  * out SessionEntry copies.
  */
 interface Held {
@@ -79,8 +80,8 @@ export class MemorySessionDriver extends SessionMap {
     return {
       connId: e.connId,
       node: e.node,
-      connectedAt: e.connectedAt - this.origin,
-      lastPing: e.lastPing - this.origin,
+      connectedAt: smallInt(e.connectedAt - this.origin),
+      lastPing: smallInt(e.lastPing - this.origin),
     };
   }
 
