@@ -3,14 +3,17 @@ import { SessionEntry, SessionMap } from '../session-map';
 
 /**
  * One entry as kept here: times as ms since the driver's origin, small integers (smallInt) V8 stores
- * in the field, where the entry's Date.now() values would cost a 16-byte heap number each. `lookup` hands
- * out SessionEntry copies.
+ * in the field, where the entry's Date.now() values would cost a 16-byte heap number each. A class,
+ * not an object literal: literals with SessionEntry's keys share one V8 shape, whose time fields hold
+ * doubles (boxed). `lookup` hands out SessionEntry copies.
  */
-interface Held {
-  connId: string;
-  node: string;
-  connectedAt: number;
-  lastPing: number;
+class Held {
+  constructor(
+    readonly connId: string,
+    readonly node: string,
+    readonly connectedAt: number,
+    readonly lastPing: number,
+  ) {}
 }
 
 /**
@@ -77,12 +80,12 @@ export class MemorySessionDriver extends SessionMap {
   }
 
   private hold(e: SessionEntry): Held {
-    return {
-      connId: e.connId,
-      node: e.node,
-      connectedAt: smallInt(e.connectedAt - this.origin),
-      lastPing: smallInt(e.lastPing - this.origin),
-    };
+    return new Held(
+      e.connId,
+      e.node,
+      smallInt(e.connectedAt - this.origin),
+      smallInt(e.lastPing - this.origin),
+    );
   }
 
   private entryOf(h: Held): SessionEntry {
