@@ -36,8 +36,8 @@ function destroyOnError(this: Duplex): void {
  * registered on each socket: frames (`message`) go straight to the gateway's codec, `close` to its
  * `handleDisconnect`, `error` to a debug line. Listeners anyone else adds (ws's own `close` for
  * `clients`, the gateway's `pong`, a drain's `once('close')`) still run, through EventEmitter.
- * Each socket's listener table then holds two events instead of five: a 4-event table and the
- * per-socket listeners cost ~250 B per idle connection more.
+ * Each socket's listener table then holds two events instead of four: the larger table and Nest's
+ * per-socket close listener cost ~360 B per idle connection more (docs/performance.md).
  */
 function relaySocketClass(sink: FrameSink, log: Logger): typeof WebSocket {
   return class RelaySocket extends WebSocket {
@@ -47,11 +47,10 @@ function relaySocketClass(sink: FrameSink, log: Logger): typeof WebSocket {
         case 'message':
           sink.onFrame(this, args[0] as RawData, args[1] as boolean);
           return this.listenerCount(event) > 0 ? super.emit(event, ...args) : true;
-        case 'close': {
-          const heard = super.emit(event, ...args); // ws's own `clients` bookkeeping first, as before
+        case 'close':
+          super.emit(event, ...args); // ws's own `clients` bookkeeping first, as before
           sink.handleDisconnect(this, args[0]);
-          return heard || true;
-        }
+          return true;
         case 'error':
           log.debug(`socket error: ${(args[0] as Error).message}`);
           // Without a listener EventEmitter throws an 'error': handled here, so only pass it on.
