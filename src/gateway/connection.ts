@@ -7,7 +7,10 @@ import { deliveryFrame, OutboxEntry } from '../protocol/outbox-entry';
 import { DeliveredTracker } from './delivered-tracker';
 import { AppConfig } from '../config/app-config';
 import { IngressLane, RefusalRange } from './ingress-lane';
-import { TokenBucket } from './token-bucket';
+import { refill, TokenBucket } from './token-bucket';
+import { DeadlineHeap } from './deadline-heap';
+import { fromCompactTime, toCompactTime } from './compact-time';
+import { smallInt } from '../common/small-int';
 import type { ConnectionSocket } from './connection-socket';
 
 /** What a connection needs from the outbox: the consumer defines the small interface it uses. */
@@ -35,10 +38,25 @@ export type FrameBudget = 'ok' | 'limited' | 'flooding';
 const FILL_PAGE = 500;
 /** A fill writes until this many bytes are unsent, then waits for the socket (never near the hard cap). */
 const SOFT_BUFFER = 1 << 20;
-/** setTimeout's longest delay; a later token expiry re-arms the timer when it fires. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export type ConnectionState = 'handshake' | 'greeting' | 'open' | 'closed';
+
+/**
+ * A connection's state that an idle one never needs, in one object created by the first use: five
+ * fields of the connection would cost every idle connection 40 B, this costs it 8.
+ */
+interface ConnectionExtras {
+  /** Created by the first `send`: see `ingress`. */
+  lane: IngressLane | null;
+  /** v1.1: which conversation seqs the deliveries written so far cover (for delivered receipts); see `delivered`. */
+  tracker: DeliveredTracker | null;
+  /** Created by the first `send`, full, as if it had been there from the start. */
+  sendTokens: TokenBucket | null;
+  /** Frames received while hello is being answered; handled right after welcome. */
+  early: string[] | null;
+  /** Live pushes waiting for a fill (see the class invariants). */
+  pending: { seq: number; frame: string; entry?: OutboxEntry }[] | null;
+}
 
 export function messageFrame(cursor: string, envelopeJson: string): string {
   return `{"type":"message","msg_id":"${cursor}","payload":${envelopeJson}}`;
@@ -56,36 +74,46 @@ export function messageFrame(cursor: string, envelopeJson: string): string {
  *   holds every seq below a visible one (OutboxStore contract), then drains `pending`.
  * - Every write goes through `sendRaw`: with more than `maxBufferedBytes` unsent, the socket is closed
  *   1013 instead (the client resumes from its cursor), so no client can make us queue without bound.
- * - Once the token's `exp` passes, the expiry timer closes the socket 4001; it is cleared on close.
+ * - Once the token's `exp` passes, the socket is closed 4001 (`expiries`); the deadline goes on close.
+ * - An idle connection keeps little: no timer of its own (hello and expiry deadlines share one timer
+ *   each, see DeadlineHeap), no bucket or lane before its first send, times as small integers.
  * - Lifecycle: handshake -> (hello) greeting -> (welcome sent, `start`) open -> closed. While greeting,
  *   inbound frames are held (`holdEarly`, at most `sendBurst`) so nothing overtakes `welcome`.
  */
 export class Connection {
   private static readonly logger = new Logger('Connection');
+  /** Every connection's hello deadline, on one timer. */
+  private static readonly hellos = new DeadlineHeap<Connection>((err, conn) =>
+    Connection.logger.error(`hello timeout for user ${conn.userId} failed: ${(err as Error).message}`),
+  );
+  /** Every connection's token expiry, on one timer. */
+  private static readonly expiries = new DeadlineHeap<Connection>((err, conn) =>
+    Connection.logger.error(`expiry for user ${conn.userId} failed: ${(err as Error).message}`),
+  );
+  /** The token's `exp` passed: close 4001 (one function for every connection). */
+  private static readonly expire = (conn: Connection): void => {
+    if (conn.phase !== 'closed') conn.close(CLOSE.unauthorized, 'token expired');
+  };
 
-  /** Created by the first `send` (an idle connection never needs one): see `ingress`. */
-  private lane: IngressLane | null = null;
-  /** v1.1: which conversation seqs the deliveries written so far cover (for delivered receipts); see `delivered`. */
-  private tracker: DeliveredTracker | null = null;
-  readonly connectedAt = Date.now();
+  /** What an idle connection never needs, created by the first use (see ConnectionExtras). */
+  private more: ConnectionExtras | null = null;
+  /** Compact times (see compact-time.ts): a Date.now() in a field costs a 16-byte heap number more. */
+  private readonly born = toCompactTime(Date.now());
   private phase: ConnectionState = 'handshake';
-  /** Frames received while hello is being answered; handled right after welcome (allocated on demand). */
-  private early: string[] | null = null;
-  private handshakeTimer: NodeJS.Timeout | undefined;
   private lastSeq = 0;
   private epoch = '';
   private missedPongs = 0;
-  private lastPong = Date.now();
-  /** Created by the first `send`, full, as if it had been there from the start. */
-  private sendTokens: TokenBucket | null = null;
-  private readonly frameTokens: TokenBucket;
+  private lastPong = this.born;
+  /** The frame budget, a token bucket kept in two fields (see `takeFrameToken`); it starts full. */
+  private frameTokens: number;
+  private frameAt = this.born;
   /** Consecutive inbound frames over the frame budget. */
   private overBudget = 0;
-  private expiryTimer: NodeJS.Timeout | undefined;
-  /** True from construction until the first fill ends, and while any fill runs: pushes wait. */
-  private filling = true;
-  private fillRunning = false;
-  private pending: { seq: number; frame: string; entry?: OutboxEntry }[] | null = null;
+  /**
+   * Pushes wait (in `pending`) until `live`: 'waiting' from construction until the first fill starts,
+   * 'filling' while any fill runs, 'live' between fills.
+   */
+  private flow: 'waiting' | 'filling' | 'live' = 'waiting';
   /** The server started the closing handshake (or terminated): labels the close in metrics. */
   private serverClosed = false;
 
@@ -97,9 +125,16 @@ export class Connection {
     private readonly source: DeliverySource,
     private readonly limits: ConnectionLimits,
     private readonly observer: ConnectionObserver = NO_OBSERVER,
+    /** The client's address, as admission counted it (released with it on close). */
+    readonly ip: string = '',
   ) {
-    this.frameTokens = new TokenBucket(limits.frameRatePerSec, limits.frameBurst);
-    if (expiresAt !== null) this.armExpiry();
+    this.frameTokens = limits.frameBurst;
+    if (expiresAt !== null) Connection.expiries.add(this, expiresAt, Connection.expire);
+  }
+
+  /** When the connection was accepted (epoch ms). */
+  get connectedAt(): number {
+    return fromCompactTime(this.born);
   }
 
   get state(): ConnectionState {
@@ -108,22 +143,24 @@ export class Connection {
 
   /** When the client last answered a ping (the session entry's `lastPing`). */
   get lastPing(): number {
-    return this.lastPong;
+    return fromCompactTime(this.lastPong);
   }
 
   /** Publish order, in-flight publishes and refusals after a failure (IngressService drives it). */
   get ingress(): IngressLane {
-    return (this.lane ??= new IngressLane());
+    const more = this.extras();
+    return (more.lane ??= new IngressLane());
   }
 
   /** Created by the first delivery it must track (an idle connection never needs one). */
   get delivered(): DeliveredTracker {
-    return (this.tracker ??= new DeliveredTracker());
+    const more = this.extras();
+    return (more.tracker ??= new DeliveredTracker());
   }
 
   /** The ingress lane's open refusal ranges (read-only). */
   get refusals(): readonly RefusalRange[] {
-    return this.lane?.refusals ?? [];
+    return this.more?.lane?.refusals ?? [];
   }
 
   /** Whether the server, not the client, closed first (meaningful once the socket is closing). */
@@ -195,24 +232,27 @@ export class Connection {
 
   onPong(now = Date.now()): void {
     this.missedPongs = 0;
-    this.lastPong = now;
+    this.lastPong = toCompactTime(now);
   }
 
-  /** Before hello: `onTimeout` runs unless hello arrives within `ms`. */
-  expectHello(ms: number, onTimeout: () => void): void {
-    this.handshakeTimer = setTimeout(onTimeout, ms);
+  /**
+   * Before hello: `onTimeout(this)` runs unless hello arrives within `ms`. One function for every
+   * connection (no closure per connection); a throw is logged.
+   */
+  expectHello(ms: number, onTimeout: (conn: Connection) => void): void {
+    Connection.hellos.add(this, Date.now() + ms, onTimeout);
   }
 
-  /** hello arrived: the handshake timer stops and frames are held until `start` (after welcome). */
+  /** hello arrived: the hello deadline goes and frames are held until `start` (after welcome). */
   beginGreeting(): void {
-    clearTimeout(this.handshakeTimer);
-    this.handshakeTimer = undefined; // a cleared timer still holds its callback and the connection
+    Connection.hellos.remove(this);
     this.phase = 'greeting';
   }
 
   /** Holds a frame received while greeting; false when `sendBurst` frames are already held. */
   holdEarly(text: string): boolean {
-    const held = (this.early ??= []);
+    const more = this.extras();
+    const held = (more.early ??= []);
     if (held.length >= this.limits.sendBurst) return false;
     held.push(text);
     return true;
@@ -220,14 +260,15 @@ export class Connection {
 
   /** The frames held while greeting, in arrival order; none are held after this. */
   takeEarly(): string[] {
-    const held = this.early ?? [];
-    this.early = null;
+    const held = this.more?.early ?? [];
+    if (this.more) this.more.early = null;
     return held;
   }
 
   /** Token bucket for `send` frames. */
   takeSendToken(now = Date.now()): boolean {
-    return (this.sendTokens ??= new TokenBucket(this.limits.sendRatePerSec, this.limits.sendBurst, now)).take(
+    const more = this.extras();
+    return (more.sendTokens ??= new TokenBucket(this.limits.sendRatePerSec, this.limits.sendBurst, now)).take(
       now,
     );
   }
@@ -239,7 +280,11 @@ export class Connection {
    * lets one frame through now and then, while one that only grazes its budget is just rate-limited.
    */
   takeFrameToken(now = Date.now()): FrameBudget {
-    if (this.frameTokens.take(now)) {
+    const { frameRatePerSec, frameBurst } = this.limits;
+    const tokens = refill(this.frameTokens, fromCompactTime(this.frameAt), now, frameRatePerSec, frameBurst);
+    this.frameAt = toCompactTime(now);
+    this.frameTokens = smallInt(tokens >= 1 ? tokens - 1 : tokens);
+    if (tokens >= 1) {
       if (this.overBudget > 0) this.overBudget--;
       return 'ok';
     }
@@ -262,13 +307,13 @@ export class Connection {
   /** A live delivery for this connection's user. */
   push(seq: number, frame: string, entry?: OutboxEntry): void {
     if (this.phase === 'closed') return;
-    if (this.filling) {
-      (this.pending ??= []).push({ seq, frame, entry });
+    if (this.flow !== 'live') {
+      (this.extras().pending ??= []).push({ seq, frame, entry });
       return;
     }
     if (seq <= this.lastSeq) return;
     if (seq !== this.lastSeq + 1) {
-      (this.pending ??= []).push({ seq, frame, entry });
+      (this.extras().pending ??= []).push({ seq, frame, entry });
       void this.fill();
       return;
     }
@@ -282,28 +327,10 @@ export class Connection {
 
   markClosed(): void {
     this.phase = 'closed';
-    this.pending = null;
-    this.lane?.clear();
-    clearTimeout(this.handshakeTimer);
-    clearTimeout(this.expiryTimer);
-  }
-
-  /** Closes 4001 at `exp`; a timer cannot wait longer than MAX_TIMER_MS, so far expiries re-arm. */
-  private armExpiry(): void {
-    const left = Math.max(0, this.expiresAt! - Date.now());
-    this.expiryTimer = setTimeout(
-      () => {
-        try {
-          if (this.phase === 'closed') return;
-          if (this.expired()) this.close(CLOSE.unauthorized, 'token expired');
-          else this.armExpiry();
-        } catch (err) {
-          Connection.logger.error(`expiry timer for user ${this.userId} failed: ${(err as Error).message}`);
-        }
-      },
-      Math.min(Math.max(left, 0), MAX_TIMER_MS),
-    );
-    this.expiryTimer.unref();
+    if (this.more) this.more.pending = null;
+    this.more?.lane?.clear();
+    Connection.hellos.remove(this);
+    Connection.expiries.remove(this);
   }
 
   private write(seq: number, frame: string, entry?: OutboxEntry): void {
@@ -313,9 +340,8 @@ export class Connection {
   }
 
   private async fill(): Promise<void> {
-    if (this.fillRunning) return;
-    this.filling = true;
-    this.fillRunning = true;
+    if (this.flow === 'filling') return;
+    this.flow = 'filling';
     try {
       for (;;) {
         const rows = await this.source.readAfter(this.userId, this.lastSeq, FILL_PAGE);
@@ -341,21 +367,24 @@ export class Connection {
       Connection.logger.warn(`fill for user ${this.userId} failed: ${(err as Error).message}`);
       this.close(CLOSE.internal, 'outbox unavailable'); // the client resumes from its cursor
     } finally {
-      this.fillRunning = false;
-      this.filling = false;
+      this.flow = 'live';
     }
   }
 
   /** Writes queued pushes in seq order; false when it met a gap (the rest is re-read from the outbox). */
   private drainPending(): boolean {
-    const queued = this.pending?.sort((a, b) => a.seq - b.seq) ?? [];
-    this.pending = null;
+    const queued = this.more?.pending?.sort((a, b) => a.seq - b.seq) ?? [];
+    if (this.more) this.more.pending = null;
     for (const p of queued) {
       if (p.seq <= this.lastSeq) continue;
       if (p.seq !== this.lastSeq + 1) return false;
       this.write(p.seq, p.frame, p.entry);
     }
     return true;
+  }
+
+  private extras(): ConnectionExtras {
+    return (this.more ??= { lane: null, tracker: null, sendTokens: null, early: null, pending: null });
   }
 
   private softBuffer(): number {

@@ -51,15 +51,20 @@ export class GatewayServer
   /** Set by Nest: every socket of this endpoint, with or without hello (the drain closes them all). */
   @WebSocketServer() private readonly server!: WsServer;
   /** The connection behind each socket; a WeakMap so a socket never outlives its entry here. */
-  private readonly connections = new WeakMap<ConnectionSocket, { conn: Connection; ip: string }>();
+  private readonly connections = new WeakMap<ConnectionSocket, Connection>();
   private readonly boundary: Containment;
   /** Frames held during the greeting re-enter the dispatch here (one function for every connection). */
   private readonly handleHeld: HeldFrameHandler = (conn, text) => this.handleText(conn, text);
   /** Every socket's `pong` listener (`this` is the socket): shared, no closure per connection. */
   private readonly onPong = ((connections) =>
     function (this: WebSocket): void {
-      connections.get(this)?.conn.onPong();
+      connections.get(this)?.onPong();
     })(this.connections);
+  /** A connection's hello did not come in time (one function for every connection). */
+  private readonly onHelloTimeout = (conn: Connection): void =>
+    this.boundary.guard('handshake-timer', conn, () =>
+      conn.close(CLOSE.handshakeTimeout, 'hello not received in time'),
+    );
   /** Connection -> metrics, one object shared by every connection. */
   private readonly observer: ConnectionObserver = {
     frameRejected: (code: ErrorCode) => this.metrics.framesRejected.labels(code).inc(),
@@ -109,21 +114,21 @@ export class GatewayServer
 
   /** Every frame of every socket (RelayWsAdapter's one listener). */
   onFrame(ws: ConnectionSocket, data: RawData, isBinary: boolean): void {
-    const entry = this.connections.get(ws);
-    if (!entry) return;
+    const conn = this.connections.get(ws);
+    if (!conn) return;
     try {
-      this.onMessage(entry.conn, data, isBinary);
+      this.onMessage(conn, data, isBinary);
     } catch (err) {
-      this.boundary.contain('frame', err, entry.conn);
+      this.boundary.contain('frame', err, conn);
     }
   }
 
   /** `code`: the socket's close code (Nest passes on the first argument of ws's `close` event). */
   handleDisconnect(ws: ConnectionSocket, code?: unknown): void {
-    const entry = this.connections.get(ws);
-    if (!entry) return;
+    const conn = this.connections.get(ws);
+    if (!conn) return;
     this.connections.delete(ws);
-    const { conn, ip } = entry;
+    const { ip } = conn;
     this.logger.debug('connection closed', { conn: conn.id, user: conn.userId, code });
     this.boundary.guard('close', null, () => {
       this.countEnd(typeof code === 'number' ? code : 1006, conn.closedByServer);
@@ -165,17 +170,22 @@ export class GatewayServer
     id: string = randomBytes(12).toString('base64url'),
   ): void {
     // The gateway config section carries every per-connection limit (ConnectionLimits).
-    const conn = new Connection(id, userId, expiresAt, ws, this.outbox, this.config.gateway, this.observer);
+    const conn = new Connection(
+      id,
+      userId,
+      expiresAt,
+      ws,
+      this.outbox,
+      this.config.gateway,
+      this.observer,
+      ip,
+    );
     this.metrics.connections.inc();
     this.metrics.connects.inc();
     this.admission.admitted(userId, ip);
-    conn.expectHello(this.admission.handshakeTimeoutMs(), () =>
-      this.boundary.guard('handshake-timer', conn, () =>
-        conn.close(CLOSE.handshakeTimeout, 'hello not received in time'),
-      ),
-    );
+    conn.expectHello(this.admission.handshakeTimeoutMs(), this.onHelloTimeout);
     ws.on('pong', this.onPong);
-    this.connections.set(ws, { conn, ip });
+    this.connections.set(ws, conn);
     this.logger.debug('connection open', { conn: conn.id, user: userId, ip });
   }
 
@@ -259,7 +269,7 @@ export class GatewayServer
         new Promise<void>((resolve) => {
           if (ws.readyState !== WebSocket.OPEN) return resolve();
           ws.once('close', () => resolve());
-          const conn = this.connections.get(ws)?.conn;
+          const conn = this.connections.get(ws);
           if (conn) conn.close(CLOSE.draining, 'server draining, reconnect');
           else this.refuse(ws, CLOSE.draining, 'server draining, reconnect');
         }),

@@ -52,8 +52,6 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
   private readonly watching = new Map<string, Map<Connection, Set<string>>>();
   /** The last state seen of every watched user. */
   private readonly known = new Map<string, PresenceState>();
-  /** Users with a connection on this node. */
-  private readonly local = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
   private readonly maxWatched: number;
   /** Timer work still running: a slow store makes the next tick skip, not pile up. */
@@ -100,7 +98,6 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
 
   opened(conn: Connection, userFirst: boolean): void {
     if (!userFirst) return;
-    this.local.add(conn.userId);
     this.run('presence.online', async () =>
       this.announce(await this.store.connected(this.node, [conn.userId])),
     );
@@ -113,7 +110,6 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
       for (const [conversationId, sub] of subs) this.unindex(conn, conversationId, sub.members);
     }
     if (!userLast) return;
-    this.local.delete(conn.userId);
     this.typing.lastConnectionClosed(conn.userId);
     this.run('presence.left', () =>
       this.store.left(this.node, [conn.userId], this.config.live.presenceGraceMs),
@@ -203,7 +199,7 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
   }
 
   private holds(conn: Connection, conversationId: string, sub: Subscription): boolean {
-    return this.subs.get(conn)?.get(conversationId) === sub && this.registry.all.has(conn);
+    return this.subs.get(conn)?.get(conversationId) === sub && this.registry.has(conn);
   }
 
   private drop(conn: Connection, conversationId: string, sub: Subscription): void {
@@ -319,7 +315,7 @@ export class PresenceHub implements ConnectionLifecycle, OnApplicationBootstrap,
    */
   private async refresh(): Promise<void> {
     const [changes, states] = await Promise.all([
-      this.store.connected(this.node, [...this.local]),
+      this.store.connected(this.node, [...this.registry.users()]),
       this.store.watch(this.node, [...this.watching.keys()]),
     ]);
     for (const [user, state] of states) this.apply({ u: user, on: state.online, v: state.version });

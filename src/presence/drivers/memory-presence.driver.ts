@@ -1,10 +1,49 @@
+import { smallInt } from '../../common/small-int';
 import { addRoute, PresenceChange, PresenceState, PresenceStore } from '../presence.store';
 
+/**
+ * A user's presence. The nodes holding them and each one's last refresh: the first inline (`node`,
+ * `at`; one process is one node, so usually the only one), any further ones in `others`; `due`: when
+ * the offline check runs. A Map per online user (and an entry in a second map for `due`) would cost
+ * ~210 B each. Times are ms since the driver's origin (`rel`), small integers V8 keeps in the field
+ * where a Date.now() would cost a 16-byte heap number each.
+ */
 interface UserPresence {
   online: boolean;
   version: number;
-  /** node -> last refresh (ms). */
-  nodes: Map<string, number>;
+  node: string | null;
+  at: number;
+  others: Map<string, number> | null;
+  due: number;
+}
+
+function setNode(p: UserPresence, node: string, at: number): void {
+  if (p.node === null || p.node === node) {
+    p.node = node;
+    p.at = at;
+  } else (p.others ??= new Map()).set(node, at);
+}
+
+function deleteNode(p: UserPresence, node: string): void {
+  if (p.node !== node) {
+    p.others?.delete(node);
+  } else if (p.others && p.others.size > 0) {
+    const [next, at] = p.others.entries().next().value!;
+    p.others.delete(next);
+    p.node = next;
+    p.at = at;
+  } else {
+    p.node = null;
+  }
+  if (p.others?.size === 0) p.others = null;
+}
+
+/** Every node holding the user, with its last refresh (a copy: callers may delete while they walk it). */
+function nodesOf(p: UserPresence | undefined): [string, number][] {
+  if (!p || p.node === null) return [];
+  const out: [string, number][] = [[p.node, p.at]];
+  if (p.others) out.push(...p.others);
+  return out;
 }
 
 /**
@@ -12,29 +51,33 @@ interface UserPresence {
  * watches expire after `ttlMs`, the offline check runs when due, versions only grow.
  */
 export class MemoryPresenceDriver extends PresenceStore {
+  /** Every user online somewhere, or offline within the grace (their `due` check pending). */
   private readonly users = new Map<string, UserPresence>();
   /** user -> node -> last watch refresh (ms). */
   private readonly watchers = new Map<string, Map<string, number>>();
-  /** user -> when the offline check is due (ms). */
-  private readonly due = new Map<string, number>();
   /** `${user}|${conversation}` -> start slot claimed until (ms). */
   private readonly typingSlots = new Map<string, number>();
   private lastVersion = 0;
+
+  /** `rel` times count from here. */
+  private readonly origin: number;
 
   constructor(
     private readonly ttlMs: number,
     private readonly now: () => number = Date.now,
   ) {
     super();
+    this.origin = now();
   }
 
   async connected(node: string, userIds: string[]): Promise<PresenceChange[]> {
     const now = this.now();
+    const at = this.rel(now);
     const changes: PresenceChange[] = [];
     for (const userId of userIds) {
       const p = this.user(userId);
-      p.nodes.set(node, now);
-      this.due.set(userId, now + this.ttlMs);
+      setNode(p, node, at);
+      p.due = smallInt(at + this.ttlMs);
       if (p.online) continue;
       p.online = true;
       p.version = this.nextVersion(p.version);
@@ -44,33 +87,38 @@ export class MemoryPresenceDriver extends PresenceStore {
   }
 
   async left(node: string, userIds: string[], graceMs: number): Promise<void> {
-    const at = this.now() + graceMs;
+    const due = this.rel(this.now()) + graceMs;
     for (const userId of userIds) {
-      this.users.get(userId)?.nodes.delete(node);
-      this.due.set(userId, at);
+      const p = this.users.get(userId);
+      if (!p) continue; // never online: nothing to check
+      deleteNode(p, node);
+      p.due = smallInt(due);
     }
   }
 
   async sweep(limit: number): Promise<PresenceChange[]> {
     const now = this.now();
-    const cutoff = now - this.ttlMs;
+    const at = this.rel(now);
+    const cutoff = at - this.ttlMs;
     const changes: PresenceChange[] = [];
     let checked = 0;
-    for (const [userId, at] of [...this.due]) {
-      if (at > now) continue;
+    // Deleting the entry being visited is safe in a Map walk.
+    for (const [userId, p] of this.users) {
+      if (p.due > at) continue;
       if (++checked > limit) break;
-      const p = this.users.get(userId);
-      let latest = 0;
-      for (const [node, t] of p?.nodes ?? []) {
+      let latest = -Infinity;
+      for (const [node, t] of nodesOf(p)) {
         if (t >= cutoff) latest = Math.max(latest, t);
-        else p!.nodes.delete(node);
+        else deleteNode(p, node);
       }
-      if (latest > 0) {
-        this.due.set(userId, latest + this.ttlMs);
+      if (latest > -Infinity) {
+        p.due = smallInt(latest + this.ttlMs);
         continue;
       }
-      this.due.delete(userId);
-      if (!p?.online) continue;
+      if (!p.online) {
+        this.users.delete(userId);
+        continue;
+      }
       // Forgotten once offline (bounded by the users online): versions keep growing without it.
       this.users.delete(userId);
       const version = this.nextVersion(p.version);
@@ -122,11 +170,13 @@ export class MemoryPresenceDriver extends PresenceStore {
     } else {
       this.typingSlots.delete(slot);
     }
-    const cutoff = now - this.ttlMs;
+    const cutoff = this.rel(now) - this.ttlMs;
     const routes = new Map<string, string[]>();
     for (const user of recipients) {
-      for (const [node, t] of this.users.get(user)?.nodes ?? [])
-        if (t >= cutoff) addRoute(routes, node, user);
+      const p = this.users.get(user);
+      if (!p || p.node === null) continue;
+      if (p.at >= cutoff) addRoute(routes, p.node, user);
+      for (const [node, t] of p.others ?? []) if (t >= cutoff) addRoute(routes, node, user);
     }
     return routes;
   }
@@ -135,8 +185,14 @@ export class MemoryPresenceDriver extends PresenceStore {
 
   private user(userId: string): UserPresence {
     let p = this.users.get(userId);
-    if (!p) this.users.set(userId, (p = { online: false, version: 0, nodes: new Map() }));
+    if (!p)
+      this.users.set(userId, (p = { online: false, version: 0, node: null, at: 0, others: null, due: 0 }));
     return p;
+  }
+
+  /** A time as ms since `origin` (a small integer: see smallInt). */
+  private rel(ms: number): number {
+    return smallInt(ms - this.origin);
   }
 
   /** Grows with time like the Redis driver's (microseconds), never repeats. */
