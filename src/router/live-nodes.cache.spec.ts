@@ -47,7 +47,11 @@ describe('LiveNodesCache', () => {
   });
 
   it('keeps no result of a failed read', async () => {
-    const c = new LiveNodesCache(() => Promise.reject(new Error('redis down')), 1_000, () => now);
+    const c = new LiveNodesCache(
+      () => Promise.reject(new Error('redis down')),
+      1_000,
+      () => now,
+    );
     await expect(c.refresh()).rejects.toThrow('redis down');
     expect(c.fresh()).toBeNull();
   });
