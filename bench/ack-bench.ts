@@ -12,12 +12,12 @@
  */
 import { ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { AddressInfo, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { createConnection } from 'mysql2/promise';
 import WebSocket from 'ws';
 import { benchRelayEnv } from './peers/relay-env';
+import { freePort, until } from './bench-process';
 
 const N = Number(process.env.ACK_N ?? 300);
 const ROUNDS = Number(process.env.ACK_ROUNDS ?? 3);
@@ -26,22 +26,6 @@ const RELAY_DIR = resolve(process.env.ACK_RELAY_DIR ?? join(__dirname, '../..'))
 /** `gateway` alone measures ingress only (no router on the same cores); acks need no router. */
 const ROLES = process.env.ACK_APP_ROLES ?? 'gateway,router';
 const BODY = { text: 'x'.repeat(100) };
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-async function until(what: string, ms: number, ok: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await ok().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);

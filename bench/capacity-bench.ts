@@ -34,7 +34,6 @@ import { ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { AddressInfo, createServer, Socket } from 'node:net';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
@@ -46,6 +45,7 @@ import { MysqlOutboxDriver } from '../src/outbox/drivers/mysql-outbox.driver';
 import { NewDelivery } from '../src/outbox/outbox.store';
 import type { Command, ThroughputResult } from './peers/load';
 import { benchRelayEnv } from './peers/relay-env';
+import { cpuMs, freePort, reachable, until } from './bench-process';
 
 const num = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
 const list = (name: string, fallback: string): string[] =>
@@ -76,7 +76,6 @@ const HEARTBEAT_MS = 25_000; // relay's default, stated so the idle window is kn
 const HERE = __dirname; // dist-bench/bench
 const RELAY_DIR = join(HERE, '../..');
 const HEAP_PROBE = join(HERE, 'peers/heap-probe.js');
-const CLK_TCK = 100; // Linux USER_HZ
 const READY_TIMEOUT_MS = 90_000;
 const RUN = randomUUID().slice(0, 6);
 
@@ -94,40 +93,7 @@ const record = (phase: string, figure: string, value: string, note?: string) => 
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-async function until(what: string, ms: number, ok: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await ok().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function reachable(host: string, port: number, hint: string): Promise<void> {
-  await new Promise<void>((ok, fail) => {
-    const s = new Socket();
-    s.setTimeout(2000);
-    s.once('connect', () => (s.destroy(), ok()));
-    s.once('timeout', () => (s.destroy(), fail(new Error(`${host}:${port} timed out (${hint})`))));
-    s.once('error', (e) => fail(new Error(`${host}:${port} unreachable: ${e.message} (${hint})`)));
-    s.connect(port, host);
-  });
-}
-
 /** User + system CPU a process has used so far, in ms (/proc/<pid>/stat). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-}
-
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;

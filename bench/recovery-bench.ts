@@ -15,12 +15,12 @@
  */
 import { ChildProcess, execFile, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { AddressInfo, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 import { createConnection } from 'mysql2/promise';
 import WebSocket from 'ws';
+import { freePort } from './bench-process';
 
 const run = promisify(execFile);
 const ROOT = resolve(join(__dirname, '../..'));
@@ -30,14 +30,6 @@ const BROKER = `127.0.0.1:${KAFKA_PORT}`;
 const SEND_MS = Number(process.env.RECOVERY_SEND_MS ?? 50);
 const DOWN_MS = Number(process.env.RECOVERY_DOWN_MS ?? 3000);
 const ROOMS = Number(process.env.RECOVERY_ROOMS ?? 8);
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 async function until(what: string, ms: number, ok: () => Promise<boolean>, stepMs = 20): Promise<void> {
   const deadline = Date.now() + ms;

@@ -19,11 +19,11 @@
 import { ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { AddressInfo, createServer, Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { createConnection } from 'mysql2/promise';
 import type { Command, Dialect, ThroughputResult } from './load';
 import { benchRelayEnv } from './relay-env';
+import { cpuMs, freePort, reachable } from '../bench-process';
 
 const env = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
 const SHAPE = {
@@ -41,7 +41,6 @@ const READY_TIMEOUT_MS = 60_000;
 const HERE = __dirname; // dist-bench/bench/peers
 const RELAY_DIR = resolve(process.env.PEERS_RELAY_DIR ?? join(HERE, '../../..'));
 const HEAP_PROBE = join(HERE, 'heap-probe.js');
-const CLK_TCK = 100; // Linux USER_HZ
 
 interface Target {
   name: string;
@@ -57,14 +56,6 @@ interface Server {
   bootMs: number;
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
 function until<T>(what: string, ms: number, attempt: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + ms;
   return (async () => {
@@ -75,17 +66,6 @@ function until<T>(what: string, ms: number, attempt: () => Promise<T | undefined
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
-}
-
-async function reachable(host: string, port: number, hint: string): Promise<void> {
-  await new Promise<void>((ok, fail) => {
-    const s = new Socket();
-    s.setTimeout(2000);
-    s.once('connect', () => (s.destroy(), ok()));
-    s.once('timeout', () => (s.destroy(), fail(new Error(`${host}:${port} timed out (${hint})`))));
-    s.once('error', (e) => fail(new Error(`${host}:${port} unreachable: ${e.message} (${hint})`)));
-    s.connect(port, host);
-  });
 }
 
 function spawnServer(script: string, extraEnv: Record<string, string>): ChildProcess {
@@ -173,12 +153,6 @@ const TARGETS: Target[] = [
 ];
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
-}
-
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
