@@ -73,7 +73,7 @@ describe('outbox:reshard from one database to two shards on two MariaDB instance
     }
     const before = await snapshot(single);
 
-    const resharder = new Resharder([a], [a, b]);
+    const resharder = new Resharder([a], [a, b], 7); // pages of 7 ids: several per shard
     const copied = await resharder.copy();
     const moving = USERS.filter((u) => jumpHash(u, 2) === 1);
     expect(copied.users).toBe(moving.length);

@@ -41,6 +41,8 @@ export class Resharder {
   constructor(
     private readonly from: DataSource[],
     private readonly to: DataSource[],
+    /** Head ids read per page (and users copied or deleted per round). */
+    private readonly pageSize = USERS_PER_ROUND,
   ) {
     this.before = new ShardPlacement(from.length);
     this.after = new ShardPlacement(to.length);
@@ -62,18 +64,18 @@ export class Resharder {
     const report: ReshardReport = { users: 0, conversations: 0, deliveries: 0, entries: 0 };
     for (const [i, source] of this.from.entries()) {
       for (const scope of ['u', 'c'] as const) {
-        const ids = (
-          (await source.query(`SELECT id FROM outbox_head WHERE scope = ?`, [scope])) as { id: string }[]
-        ).map((r) => r.id);
-        // Only what this shard owns under the old placement (a half-cleaned earlier run may leave copies).
-        const moving = ids.filter(
-          (id) => this.before.shardOf(id) === i && this.to[this.after.shardOf(id)] !== source,
-        );
-        for (const part of chunks(moving, USERS_PER_ROUND)) {
+        for await (const ids of headIds(source, scope, this.pageSize)) {
+          // Only what this shard owns under the old placement (a half-cleaned earlier run may leave copies).
+          const part = ids.filter(
+            (id) => this.before.shardOf(id) === i && this.to[this.after.shardOf(id)] !== source,
+          );
+          if (part.length === 0) continue;
           const byTarget = new Map<number, string[]>();
           for (const id of part) {
             const j = this.after.shardOf(id);
-            byTarget.set(j, [...(byTarget.get(j) ?? []), id]);
+            const group = byTarget.get(j);
+            if (group) group.push(id);
+            else byTarget.set(j, [id]);
           }
           for (const [j, group] of byTarget) {
             const moved =
@@ -96,11 +98,9 @@ export class Resharder {
     const report: ReshardReport = { users: 0, conversations: 0, deliveries: 0, entries: 0 };
     for (const [j, ds] of this.to.entries()) {
       for (const scope of ['u', 'c'] as const) {
-        const ids = (
-          (await ds.query(`SELECT id FROM outbox_head WHERE scope = ?`, [scope])) as { id: string }[]
-        ).map((r) => r.id);
-        const foreign = ids.filter((id) => this.after.shardOf(id) !== j);
-        for (const part of chunks(foreign, USERS_PER_ROUND)) {
+        for await (const ids of headIds(ds, scope, this.pageSize)) {
+          const part = ids.filter((id) => this.after.shardOf(id) !== j);
+          if (part.length === 0) continue;
           if (scope === 'u') {
             const res = (await ds.query(
               `DELETE FROM outbox_delivery WHERE user_id IN (${list(part.length)})`,
@@ -196,6 +196,24 @@ export class Resharder {
       n += rows.length;
     }
     return n;
+  }
+}
+
+/**
+ * A shard's head ids of one scope, `pageSize` at a time in id order (keyset pages: memory stays
+ * bounded however many users a shard holds, and deleting rows of a page already read is safe).
+ */
+async function* headIds(ds: DataSource, scope: 'u' | 'c', pageSize: number): AsyncGenerator<string[]> {
+  let after = '';
+  for (;;) {
+    const rows = (await ds.query(
+      `SELECT id FROM outbox_head WHERE scope = ? AND id > ? ORDER BY id LIMIT ?`,
+      [scope, after, pageSize],
+    )) as { id: string }[];
+    if (rows.length === 0) return;
+    yield rows.map((r) => r.id);
+    after = rows[rows.length - 1].id;
+    if (rows.length < pageSize) return;
   }
 }
 
