@@ -86,6 +86,11 @@ async function killBroker(id: number): Promise<void> {
   );
 }
 
+/** A kafkajs client of the 3-broker cluster (admin and probes of the tests). */
+function clusterKafka(): Kafka {
+  return new Kafka({ clientId: 'scale-test', brokers: KAFKA_CLUSTER_BROKERS, logLevel: logLevel.NOTHING });
+}
+
 /** A user's devices and everything they received, in order (with arrival times, for the figures). */
 class Member {
   readonly devices: TestClient[] = [];
@@ -117,6 +122,16 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     const { client } = await TestClient.connect(`${node.ws}?user_id=${user}`);
     clients.push(client);
     return client;
+  };
+  /** Members with their devices: `[user, nodes...]`, one connection per node listed. */
+  const membersOn = async (...layout: [string, ...NodeProcess[]][]): Promise<Member[]> => {
+    const out: Member[] = [];
+    for (const [user, ...nodes] of layout) {
+      const m = new Member(user);
+      for (const node of nodes) m.add(await connect(node, user));
+      out.push(m);
+    }
+    return out;
   };
   const put = async (id: string, members: string[]) => {
     const res = await fetch(`${gw1.http}/v1/conversations/${id}`, {
@@ -218,11 +233,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
   });
 
   it('the topic is replicated 3 ways with min.insync.replicas=2', async () => {
-    const kafka = new Kafka({
-      clientId: 'scale-test',
-      brokers: KAFKA_CLUSTER_BROKERS,
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = clusterKafka();
     const admin = kafka.admin();
     kafkaClients.push(admin);
     await admin.connect();
@@ -243,19 +254,9 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
 
   it('kill -9 of the partition leader mid-stream: acks continue, every acked message reaches every device once, in order', async () => {
     await put('kk', ['ann', 'ben', 'cyd']);
-    const ann = new Member('ann');
-    const ben = new Member('ben');
-    const cyd = new Member('cyd');
-    ann.add(await connect(gw1, 'ann'));
-    ben.add(await connect(gw1, 'ben'));
-    ben.add(await connect(gw2, 'ben'));
-    cyd.add(await connect(gw2, 'cyd'));
+    const [ann, ben, cyd] = await membersOn(['ann', gw1], ['ben', gw1, gw2], ['cyd', gw2]);
 
-    const kafka = new Kafka({
-      clientId: 'scale-test',
-      brokers: KAFKA_CLUSTER_BROKERS,
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = clusterKafka();
     const admin = kafka.admin();
     kafkaClients.push(admin);
     await admin.connect();
@@ -293,11 +294,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     await put('isr', ['dee', 'eli']);
     const dee = await connect(gw1, 'dee');
     const eli = await connect(gw2, 'eli');
-    const kafka = new Kafka({
-      clientId: 'scale-test',
-      brokers: KAFKA_CLUSTER_BROKERS,
-      logLevel: logLevel.NOTHING,
-    });
+    const kafka = clusterKafka();
     const admin = kafka.admin();
     kafkaClients.push(admin);
     await admin.connect();
@@ -394,13 +391,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
 
   it('kill -9 of the Redis master holding a gateway node channel during traffic: it resubscribes, every acked message reaches every device once, in order', async () => {
     await put('rr', ['fin', 'gil', 'hoa']);
-    const fin = new Member('fin');
-    const gil = new Member('gil');
-    const hoa = new Member('hoa');
-    fin.add(await connect(gw1, 'fin'));
-    gil.add(await connect(gw1, 'gil'));
-    gil.add(await connect(gw2, 'gil'));
-    hoa.add(await connect(gw2, 'hoa'));
+    const [fin, gil, hoa] = await membersOn(['fin', gw1], ['gil', gw1, gw2], ['hoa', gw2]);
 
     // The master serving gateway-2's sharded channel `<prefix>node:{scale-gateway-2}`.
     const channel = `${base.REDIS_KEY_PREFIX}node:{scale-gateway-2}`;
@@ -456,12 +447,7 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
     const [s0a, s0b] = onShard(0, 2);
     const [s1a, s1b] = onShard(1, 2);
     await put('ss', [s0a, s0b, s1a, s1b]);
-    const members = [s0a, s0b, s1a, s1b].map((u) => new Member(u));
-    members[0].add(await connect(gw1, s0a));
-    members[1].add(await connect(gw2, s0b));
-    members[2].add(await connect(gw1, s1a));
-    members[2].add(await connect(gw2, s1a));
-    members[3].add(await connect(gw2, s1b));
+    const members = await membersOn([s0a, gw1], [s0b, gw2], [s1a, gw1, gw2], [s1b, gw2]);
 
     const pid = pidFile(join(INFRA_DIR, 'mariadb-shards', String(OUTBOX_SHARD_PORT), 'mysqld.pid'));
     let killedAt = 0;
