@@ -36,6 +36,13 @@ import { NewDelivery, OutboxStats, OutboxStore, StoredDelivery } from '../outbox
  *    entries, (b) insert entries + insert deliveries + write heads + commit, sent as one
  *    multi-statement query each (a redelivery adds the lookup of 3 in between). Statements are
  *    multi-row (<= chunkRows rows / chunkBytes); a write round trip carries <= chunkBytes.
+ * 6. On MariaDB (INSERT .. ON DUPLICATE KEY UPDATE .. RETURNING) an `append` first tries the
+ *    optimistic path, which touches each head row once instead of three times: it assumes no entry of
+ *    the call is stored yet (true unless the bus redelivers), adds to each head the number of seqs it
+ *    needs (which creates or locks the row, in the same global order as 2, and returns its new value),
+ *    derives the seqs client side (old head + 1 .. new head, in the order of 4) and inserts. An entry
+ *    that was stored after all makes its insert fail on a unique key: the whole transaction rolls
+ *    back, heads included, and the append runs again on the path above, which finds it (3).
  */
 
 export interface MysqlOutboxOptions {
@@ -45,6 +52,11 @@ export interface MysqlOutboxOptions {
   chunkBytes?: number;
   /** Extra attempts of an append after a deadlock or lock wait timeout. */
   retries?: number;
+  /**
+   * Try the optimistic append first (point 6 above); needs INSERT .. RETURNING (MariaDB >= 10.5).
+   * Default: on when `init` finds such a server.
+   */
+  optimistic?: boolean;
 }
 
 const EPOCH_KEY = 'outbox_epoch';
@@ -85,6 +97,7 @@ export class MysqlOutboxDriver extends OutboxStore {
   private readonly chunkRows: number;
   private readonly chunkBytes: number;
   private readonly retries: number;
+  private optimistic: boolean | undefined;
 
   constructor(
     private readonly ds: DataSource,
@@ -99,6 +112,7 @@ export class MysqlOutboxDriver extends OutboxStore {
     this.chunkRows = options.chunkRows ?? 1000;
     this.chunkBytes = options.chunkBytes ?? 4 * 1024 * 1024;
     this.retries = options.retries ?? 5;
+    this.optimistic = options.optimistic;
   }
 
   /**
@@ -116,6 +130,7 @@ export class MysqlOutboxDriver extends OutboxStore {
       ]);
       this.generation = rows[0].value;
       await this.ds.query(`SELECT 1 FROM outbox_head LIMIT 0`); // the v1.1 tables exist
+      this.optimistic ??= await this.supportsReturning();
     } catch (err) {
       if (mysqlErrno(err) === ER_NO_SUCH_TABLE) {
         throw new Error(
@@ -125,6 +140,13 @@ export class MysqlOutboxDriver extends OutboxStore {
       throw err;
     }
     return this;
+  }
+
+  /** INSERT .. RETURNING: MariaDB from 10.5 on; MySQL has none. */
+  private async supportsReturning(): Promise<boolean> {
+    const [row]: { v: string }[] = await this.ds.query(`SELECT VERSION() AS v`);
+    const m = /^(\d+)\.(\d+)\.\d+-MariaDB/i.exec(row?.v ?? '');
+    return m !== null && (Number(m[1]) > 10 || (Number(m[1]) === 10 && Number(m[2]) >= 5));
   }
 
   /** The stored epoch, or null when this database has none yet (a shard never initialised). */
@@ -237,6 +259,16 @@ export class MysqlOutboxDriver extends OutboxStore {
       slots.push(p);
     }
 
+    // Only a plain append (conversation seqs allocated here, no entry stored without deliveries)
+    // can go optimistic; anything it cannot settle falls back to the careful path below.
+    if (this.optimistic && allocateConvSeq && extra.length === 0 && ordered.length > 0) {
+      try {
+        await this.inTx((qr) => this.appendOptimistic(qr, entries, byUser, ordered));
+        return entries;
+      } catch (err) {
+        if (mysqlErrno(err) !== ER_DUP_ENTRY && !isRetryableTxError(err)) throw err;
+      }
+    }
     let trustFresh = fresh.size > 0;
     for (let attempt = 0; ; attempt++) {
       // A retried attempt starts from scratch.
@@ -245,7 +277,7 @@ export class MysqlOutboxDriver extends OutboxStore {
       }
       for (const p of ordered) p.seq = 0;
       try {
-        await this.appendTx(entries, byUser, ordered, allocateConvSeq);
+        await this.inTx((qr) => this.appendStatements(qr, entries, byUser, ordered, allocateConvSeq));
         break;
       } catch (err) {
         // A "fresh" entry got a delivery from a concurrent writer after all: look them up this time.
@@ -259,22 +291,16 @@ export class MysqlOutboxDriver extends OutboxStore {
   }
 
   /**
-   * One append transaction in two round trips (three on a redelivery): (a) isolation, begin, lock
-   * the heads and read them with the entries already stored; (b) every write and the commit. The
+   * One append transaction: `statements` sends its round trips, the last ending in COMMIT. The
    * statements of a round trip run in order on the server and stop at the first error; any error
    * rolls the whole transaction back before the connection returns to the pool.
    */
-  private async appendTx(
-    entries: Map<string, PendingEntry>,
-    byUser: Map<string, Map<string, Pending>>,
-    ordered: Pending[],
-    allocateConvSeq: boolean,
-  ): Promise<void> {
+  private async inTx(statements: (qr: QueryRunner) => Promise<void>): Promise<void> {
     const qr = this.ds.createQueryRunner();
     await qr.connect();
     let clean = false; // the connection holds no open transaction
     try {
-      await this.appendStatements(qr, entries, byUser, ordered, allocateConvSeq);
+      await statements(qr);
       clean = true;
     } catch (err) {
       clean = await qr.query('ROLLBACK').then(
@@ -414,6 +440,91 @@ export class MysqlOutboxDriver extends OutboxStore {
 
     // (5) Entries, once each, then the deliveries (multi-row inserts bounded in rows and bytes),
     // (6) the heads that moved, then the commit: sent together, a round trip per chunkBytes.
+    const writes = this.insertStatements(freshEntries, fresh, extended);
+    const moved: [Scope, string, number][] = [];
+    for (const c of new Set(
+      freshEntries.filter((e) => allocateConvSeq && e.convSeq > 0).map((e) => e.envelope.conversation_id),
+    )) {
+      moved.push(['c', c, heads.c.get(c)!]);
+    }
+    for (const u of new Set(fresh.map((p) => p.userId))) moved.push(['u', u, heads.u.get(u)!]);
+    moved.sort((a, b) => (a[0] === b[0] ? (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0) : a[0] < b[0] ? -1 : 1));
+    for (const part of chunks(moved, this.chunkRows)) {
+      writes.push({
+        sql: `INSERT INTO outbox_head (scope, id, seq) VALUES ${tuples(part.length, 3)} ON DUPLICATE KEY UPDATE seq = VALUES(seq)`,
+        params: part.flat(),
+        bytes: part.length * 200,
+      });
+    }
+    await this.commitGrouped(qr, writes);
+  }
+
+  /**
+   * The optimistic append (point 6 of the header), in two round trips: (a) isolation, begin, and one
+   * upsert per chunk of heads that adds each head's count of new seqs and returns the new value;
+   * (b) the inserts and the commit. Every entry is taken as new, so the caller falls back to
+   * `appendStatements` on ER_DUP_ENTRY (an entry or a (user, entry) delivery was stored after all).
+   */
+  private async appendOptimistic(
+    qr: QueryRunner,
+    entries: Map<string, PendingEntry>,
+    byUser: Map<string, Map<string, Pending>>,
+    ordered: Pending[],
+  ): Promise<void> {
+    const perConversation = new Map<string, number>();
+    for (const e of entries.values()) {
+      if (isReceiptEntry(e.envelope)) continue;
+      const c = e.envelope.conversation_id;
+      perConversation.set(c, (perConversation.get(c) ?? 0) + 1);
+    }
+    const keys: [Scope, string, number][] = [
+      ...[...perConversation.keys()]
+        .sort()
+        .map((c): [Scope, string, number] => ['c', c, perConversation.get(c)!]),
+      ...[...byUser.keys()].sort().map((u): [Scope, string, number] => ['u', u, byUser.get(u)!.size]),
+    ];
+    const first: Statement[] = [
+      { sql: 'SET TRANSACTION ISOLATION LEVEL READ COMMITTED', params: [] },
+      { sql: 'START TRANSACTION', params: [] },
+    ];
+    for (const part of chunks(keys, this.chunkRows)) {
+      first.push({
+        sql: `INSERT INTO outbox_head (scope, id, seq) VALUES ${tuples(part.length, 3)} ON DUPLICATE KEY UPDATE seq = seq + VALUES(seq) RETURNING scope, id, seq`,
+        params: part.flat(),
+      });
+    }
+    // The head before this append: its new value minus what was added.
+    const next = { c: new Map<string, number>(), u: new Map<string, number>() };
+    const added = { c: perConversation, u: new Map([...byUser].map(([u, m]) => [u, m.size])) };
+    for (const rows of (await multi(qr, first)).slice(2) as {
+      scope: Scope;
+      id: string;
+      seq: number | string;
+    }[][]) {
+      for (const r of rows) next[r.scope].set(r.id, Number(r.seq) - added[r.scope].get(r.id)!);
+    }
+    for (const [scope, id] of keys) {
+      if (!next[scope].has(id)) throw new Error(`outbox head row ${scope}:${id} was not returned`);
+    }
+    for (const e of entries.values()) {
+      if (isReceiptEntry(e.envelope)) continue;
+      const c = e.envelope.conversation_id;
+      e.convSeq = next.c.get(c)! + 1;
+      next.c.set(c, e.convSeq);
+    }
+    for (const p of ordered) {
+      p.seq = next.u.get(p.userId)! + 1;
+      next.u.set(p.userId, p.seq);
+    }
+    await this.commitGrouped(qr, this.insertStatements([...entries.values()], ordered, new Set()));
+  }
+
+  /** The inserts of an append: entries once each, expiry of stored entries moved on, deliveries. */
+  private insertStatements(
+    freshEntries: PendingEntry[],
+    fresh: Pending[],
+    extended: Set<string>,
+  ): Statement[] {
     const writes: Statement[] = [];
     const expires = `NOW(3) + INTERVAL ${this.retentionSec} SECOND`;
     this.insertChunked(
@@ -442,21 +553,11 @@ export class MysqlOutboxDriver extends OutboxStore {
       `(?, ?, ?, NOW(3), ${expires})`,
       fresh.map((p) => ({ params: [p.userId, p.seq, p.entry.envelope.id], bytes: p.userId.length + 128 })),
     );
-    const moved: [Scope, string, number][] = [];
-    for (const c of new Set(
-      freshEntries.filter((e) => allocateConvSeq && e.convSeq > 0).map((e) => e.envelope.conversation_id),
-    )) {
-      moved.push(['c', c, heads.c.get(c)!]);
-    }
-    for (const u of new Set(fresh.map((p) => p.userId))) moved.push(['u', u, heads.u.get(u)!]);
-    moved.sort((a, b) => (a[0] === b[0] ? (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0) : a[0] < b[0] ? -1 : 1));
-    for (const part of chunks(moved, this.chunkRows)) {
-      writes.push({
-        sql: `INSERT INTO outbox_head (scope, id, seq) VALUES ${tuples(part.length, 3)} ON DUPLICATE KEY UPDATE seq = VALUES(seq)`,
-        params: part.flat(),
-        bytes: part.length * 200,
-      });
-    }
+    return writes;
+  }
+
+  /** `writes` then COMMIT, a round trip per chunkBytes of statements. */
+  private async commitGrouped(qr: QueryRunner, writes: Statement[]): Promise<void> {
     writes.push({ sql: 'COMMIT', params: [], bytes: 0 });
     let group: Statement[] = [];
     let bytes = 0;
