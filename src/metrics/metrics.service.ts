@@ -43,6 +43,12 @@ export class MetricsService {
     help: 'Node channel publishes that failed (clients catch up from the outbox)',
     registers: [this.registry],
   });
+  readonly sessionPrefetch = new Counter({
+    name: 'relay_router_session_prefetch_total',
+    help: 'Session lookups made during the outbox commit, by outcome: reused, or looked up again after it (a connection registered meanwhile)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
   readonly fills = new Counter({
     name: 'relay_outbox_fills_total',
     help: 'Connection catch-ups read from the outbox',

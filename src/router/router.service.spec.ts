@@ -79,6 +79,26 @@ describe('RouterService', () => {
     ]);
   });
 
+  it('pushes to a connection that registered while the outbox committed (the early session lookup is redone)', async () => {
+    const { router, outbox, channel, sessions, metrics } = await setup();
+    const append = outbox.append.bind(outbox);
+    jest.spyOn(outbox, 'append').mockImplementation(async (deliveries) => {
+      await new Promise((r) => setImmediate(r)); // the early lookup ran: z has no connection
+      const now = Date.now();
+      await sessions.add('z', { connId: 'z1', node: 'n2', connectedAt: now, lastPing: now });
+      return append(deliveries);
+    });
+    await router.route({ partition: 0, messages: [msg('m1')] });
+    expect(
+      channel.published[0]
+        .get('n2')!
+        .deliveries.map((d) => d.u)
+        .sort(),
+    ).toEqual(['b', 'z']);
+    const outcomes = await metrics.registry.getSingleMetricAsString('relay_router_session_prefetch_total');
+    expect(outcomes).toContain('outcome="looked_up_again"} 1');
+  });
+
   it('writes a huge fan-out in several bounded appends, in order', async () => {
     const { router, outbox, store } = await setup();
     await store.put(

@@ -17,6 +17,7 @@ import {
 import { IngressMessage } from '../protocol/envelope';
 import { ReceiptRouting } from './receipt-routing';
 import { LiveNodesCache } from './live-nodes.cache';
+import { SessionPrefetch } from './session-prefetch';
 import { RouterMembers } from './router-members';
 import { NodeChannel, PushBatch } from '../session/node-channel';
 import { SessionEntry, SessionMap } from '../session/session-map';
@@ -245,6 +246,9 @@ export class RouterService implements BeforeApplicationShutdown {
       }
       for (const userId of users) deliveries.push({ userId, envelope });
     }
+    // Looked up while the outbox commits (see SessionPrefetch for why that misses nobody).
+    const prefetch =
+      deliveries.length > 0 ? new SessionPrefetch(this.sessions, recipients(deliveries)) : null;
     // Huge fan-outs are written in several transactions so no single one holds thousands of users'
     // seq locks for long; appends are idempotent, so a crash between them is safe to redeliver.
     const stored: StoredDelivery[] = [];
@@ -268,18 +272,34 @@ export class RouterService implements BeforeApplicationShutdown {
       for (const m of messages)
         this.logger.debug('routed', { msg: cut(m.id), conversation: cut(m.conversation_id) });
     }
-    await this.push(stored, spans && new Map([...spans].map(([id, span]) => [id, traceparentOf(span)])));
+    await this.push(
+      stored,
+      prefetch,
+      spans && new Map([...spans].map(([id, span]) => [id, traceparentOf(span)])),
+    );
   }
 
-  /** `traces`: message id -> traceparent of its router span, carried per envelope to the gateways. */
-  private async push(stored: StoredDelivery[], traces: Map<string, string> | null = null): Promise<void> {
+  /**
+   * `prefetch`: the sessions looked up during the commit, if any; `traces`: message id -> traceparent
+   * of its router span, carried per envelope to the gateways.
+   */
+  private async push(
+    stored: StoredDelivery[],
+    prefetch: SessionPrefetch | null,
+    traces: Map<string, string> | null = null,
+  ): Promise<void> {
     const userIds = [...new Set(stored.map((d) => d.userId))];
     let sessions: Map<string, SessionEntry[]>;
     let live: Set<string>;
     try {
       const cached = this.liveNodes.fresh();
       [sessions, live] = await Promise.all([
-        this.sessions.lookup(userIds),
+        prefetch
+          ? prefetch.lookup(userIds).then((r) => {
+              this.metrics.sessionPrefetch.labels(r.reused ? 'reused' : 'looked_up_again').inc();
+              return r.sessions;
+            })
+          : this.sessions.lookup(userIds),
         cached ? Promise.resolve(cached) : this.liveNodes.refresh(),
       ]);
       if (cached) live = await this.liveNodes.nodesFor(cached, namedNodes(sessions));
@@ -345,6 +365,10 @@ export class RouterService implements BeforeApplicationShutdown {
     }, 1_000);
     this.resyncTimer.unref();
   }
+}
+
+function* recipients(deliveries: NewDelivery[]): Iterable<string> {
+  for (const d of deliveries) yield d.userId;
 }
 
 function* namedNodes(sessions: Map<string, SessionEntry[]>): Iterable<string> {

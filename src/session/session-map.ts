@@ -18,6 +18,14 @@ export abstract class SessionMap {
   abstract touch(entries: { userId: string; entry: SessionEntry }[]): Promise<void>;
   /** Live entries (TTL not elapsed) of each user; users without any are absent from the map. */
   abstract lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>>;
+  /**
+   * A counter of entries created, by `add` or by a `touch` that re-creates one: every such call that
+   * resolved before this is called is counted in the value it returns (it moves once the entry is
+   * readable). The router looks sessions up
+   * while the outbox commits and trusts that early lookup only if this did not move meanwhile.
+   * -1 when unknown (never equal to a later value).
+   */
+  abstract additions(): Promise<number>;
   abstract registerNode(node: string): Promise<void>;
   abstract unregisterNode(node: string): Promise<void>;
   abstract liveNodes(): Promise<Set<string>>;

@@ -64,6 +64,25 @@ export function sessionMapContract(driver: string, harness: () => SessionMapHarn
       await expect(sessions.ping()).resolves.toBeUndefined();
     });
 
+    it('counts additions: the counter moves with every add, and whoever sees it moved can read the entry', async () => {
+      const sessions = await h.open(LONG_TTL);
+      const [u, v] = ids(2);
+      const before = await sessions.additions();
+      expect(before).toBeGreaterThanOrEqual(0);
+      await sessions.add(u, entry('u1', 'n1'));
+      const afterOne = await sessions.additions();
+      expect(afterOne).toBeGreaterThan(before);
+      expect(conns((await sessions.lookup([u])).get(u))).toEqual(['u1']);
+      await sessions.touch([{ userId: u, entry: entry('u1', 'n1') }]);
+      await sessions.remove(u, 'u1');
+      await sessions.add(v, entry('v1', 'n2'));
+      const afterTwo = await sessions.additions();
+      expect(afterTwo).toBeGreaterThan(afterOne);
+      // A heartbeat that re-creates a lost entry counts too.
+      await sessions.touch([{ userId: u, entry: entry('u1', 'n1') }]);
+      expect(await sessions.additions()).toBeGreaterThan(afterTwo);
+    });
+
     it('answers an empty lookup with an empty map and tolerates repeated users', async () => {
       const sessions = await h.open(LONG_TTL);
       expect((await sessions.lookup([])).size).toBe(0);

@@ -27,6 +27,7 @@ export class MemorySessionDriver extends SessionMap {
   private readonly users = new Map<string, UserEntries>();
   private readonly nodes = new Map<string, number>();
   private readonly origin: number;
+  private added = 0;
 
   constructor(
     private readonly ttlMs: number,
@@ -38,6 +39,11 @@ export class MemorySessionDriver extends SessionMap {
 
   async add(userId: string, entry: SessionEntry): Promise<void> {
     this.put(userId, this.hold(entry));
+    this.added++;
+  }
+
+  async additions(): Promise<number> {
+    return this.added;
   }
 
   async remove(userId: string, connId: string): Promise<void> {
@@ -53,7 +59,7 @@ export class MemorySessionDriver extends SessionMap {
   }
 
   async touch(entries: { userId: string; entry: SessionEntry }[]): Promise<void> {
-    for (const { userId, entry } of entries) this.put(userId, this.hold(entry));
+    for (const { userId, entry } of entries) if (this.put(userId, this.hold(entry))) this.added++;
   }
 
   async lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>> {
@@ -98,12 +104,16 @@ export class MemorySessionDriver extends SessionMap {
   }
 
   /** Stores (or replaces) one entry, keeping the one-entry form while the user has a single connection. */
-  private put(userId: string, entry: Held): void {
+  /** Writes the entry; true when it was not there (a new connection, or one re-created by `touch`). */
+  private put(userId: string, entry: Held): boolean {
     const held = this.users.get(userId);
     if (held === undefined || (!(held instanceof Map) && held.connId === entry.connId)) {
       this.users.set(userId, entry);
+      return held === undefined;
     } else if (held instanceof Map) {
+      const created = !held.has(entry.connId);
       held.set(entry.connId, entry);
+      return created;
     } else {
       this.users.set(
         userId,
@@ -112,6 +122,7 @@ export class MemorySessionDriver extends SessionMap {
           [entry.connId, entry],
         ]),
       );
+      return true;
     }
   }
 

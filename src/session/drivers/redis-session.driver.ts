@@ -30,6 +30,8 @@ interface StoredEntry {
  *   on crashed nodes vanishes by itself. A live connection keeps the key alive for its dead siblings,
  *   so reads also drop fields whose last_ping is older than the TTL, and delete them lazily.
  * - `<prefix>nodes`: sorted set node -> time of its last heartbeat; live = heartbeat within the TTL.
+ * - `<prefix>sess-adds`: counter of entries created (by `add`, or by a `touch` that re-creates one),
+ *   incremented once the entry is written (`additions`).
  *
  * Timestamps come from the nodes' clocks (as in the memory driver): skew between nodes must stay
  * well below the TTL (three heartbeats by default).
@@ -42,6 +44,7 @@ export class RedisSessionDriver extends SessionMap {
   private readonly connections: RedisConnections;
   private readonly prefix: string;
   private readonly nodesKey: string;
+  private readonly addsKey: string;
 
   constructor(
     connections: RedisConnections,
@@ -53,16 +56,31 @@ export class RedisSessionDriver extends SessionMap {
     this.redis = connections.command;
     this.prefix = connections.prefix;
     this.nodesKey = `${this.prefix}nodes`;
+    this.addsKey = `${this.prefix}sess-adds`;
   }
 
   private key(userId: string): string {
     return `${this.prefix}sess:{${userId}}`;
   }
 
-  /** HSET + PEXPIRE in one MULTI: a field must never be written without its key's TTL. */
+  /**
+   * HSET + PEXPIRE in one MULTI: a field must never be written without its key's TTL. The counter
+   * moves after the entry is written: in the same MULTI on one Redis, after it on a cluster (another
+   * slot), so whoever sees the new count can read the entry.
+   */
   async add(userId: string, entry: SessionEntry): Promise<void> {
     const key = this.key(userId);
-    await execChecked(this.redis.multi().hset(key, entry.connId, encode(entry)).pexpire(key, this.ttlMs));
+    const tx = this.redis.multi().hset(key, entry.connId, encode(entry)).pexpire(key, this.ttlMs);
+    if (this.connections.isCluster) {
+      await execChecked(tx);
+      await this.redis.incr(this.addsKey);
+    } else await execChecked(tx.incr(this.addsKey));
+  }
+
+  async additions(): Promise<number> {
+    // No key: nothing added yet, or Redis lost its data (then the count moved from what it was).
+    const v = await this.redis.get(this.addsKey);
+    return v === null ? 0 : Number(v);
   }
 
   async remove(userId: string, connId: string): Promise<void> {
@@ -78,7 +96,7 @@ export class RedisSessionDriver extends SessionMap {
       if (!fields) byUser.set(userId, (fields = []));
       fields.push(entry.connId, encode(entry));
     }
-    await execGrouped(
+    const replies = await execGrouped(
       this.connections,
       [...byUser],
       ([userId]) => this.key(userId),
@@ -90,6 +108,8 @@ export class RedisSessionDriver extends SessionMap {
       },
       true,
     );
+    // HSET answers how many fields it created: an entry re-created (Redis lost it) counts as an add.
+    if (replies.some((r, i) => i % 2 === 0 && Number(r) > 0)) await this.redis.incr(this.addsKey);
   }
 
   async lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>> {
