@@ -6,7 +6,9 @@
  *
  * Per target: boot -> ready time; idle heap per connection (after a forced GC, via heap-probe.ts);
  * throughput (every room's sender keeps WINDOW sends unacked); ack and delivery p50/p99; server CPU
- * per delivery and RSS at the end; one big room's send -> last delivery p50/p99.
+ * per delivery and RSS at the end; one big room's send -> last delivery p50/p99. The CPU of the
+ * backends running on this machine (MariaDB, Kafka, Redis) per delivery during the throughput run
+ * shows what the durability costs on the same cores (the peers use at most Redis).
  *
  *   npm run bench:peers                                   # all targets (Kafka/Redis/MariaDB up for relay-production)
  *   PEERS_TARGETS=relay-embedded,ws,socketio npm run bench:peers
@@ -20,6 +22,8 @@ import { ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import Redis from 'ioredis';
 import { createConnection } from 'mysql2/promise';
 import type { Command, Dialect, ThroughputResult } from './load';
 import { benchRelayEnv } from './relay-env';
@@ -152,7 +156,49 @@ const TARGETS: Target[] = [
   },
 ];
 
-/** CPU seconds (user + system) a process has used so far, from /proc. */
+/** The backends' processes on this machine, when they run here (MariaDB :3306, Redis :6379, scripts/infra.sh's Kafka). */
+type Backends = { mariadb?: number; kafka?: number; redis?: number };
+
+async function backendPids(): Promise<Backends> {
+  const out: Backends = {};
+  const mysql = await createConnection({ host: '127.0.0.1', port: 3306, user: 'root' }).catch(() => null);
+  if (mysql) {
+    const [rows] = (await mysql.query('SELECT @@pid_file AS f')) as unknown as [{ f: string }[]];
+    out.mariadb = Number(readFileSync(rows[0].f, 'utf8').trim()) || undefined;
+    await mysql.end();
+  }
+  const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 0 });
+  try {
+    await redis.connect();
+    out.redis = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]) || undefined;
+  } catch {
+    // not running here
+  } finally {
+    redis.disconnect();
+  }
+  const infra = process.env.RELAY_INFRA_DIR ?? join(homedir(), '.cache/relay-infra');
+  try {
+    out.kafka = Number(readFileSync(join(infra, 'kafka/kafka.pid'), 'utf8').trim()) || undefined;
+  } catch {
+    // not running here
+  }
+  for (const k of Object.keys(out) as (keyof Backends)[]) {
+    try {
+      cpuMs(out[k]!);
+    } catch {
+      delete out[k]; // stale pid file
+    }
+  }
+  return out;
+}
+
+function backendCpu(pids: Backends): Backends {
+  const out: Backends = {};
+  for (const k of Object.keys(pids) as (keyof Backends)[]) out[k] = cpuMs(pids[k]!);
+  return out;
+}
+
+/** Resident memory of a process, from /proc. */
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : NaN;
@@ -196,13 +242,15 @@ interface Row {
   deliveriesPerSec: number;
   messagesPerSec: number;
   cpuUsPerDelivery: number;
+  /** CPU of each backend process per delivery during the throughput run (us), whoever caused it. */
+  backendUsPerDelivery: Backends;
   /** CPU the load generator used during the throughput run, in cores (near 1: it, not the server, is the bound). */
   loadCpuShare: number;
   rssMiB: number;
   bigRoom: number[];
 }
 
-async function measure(target: Target, load: ChildProcess, run: string): Promise<Row> {
+async function measure(target: Target, load: ChildProcess, run: string, backends: Backends): Promise<Row> {
   const servers = await target.start(run);
   try {
     const urls = servers.map((s) => s.url);
@@ -223,6 +271,7 @@ async function measure(target: Target, load: ChildProcess, run: string): Promise
     });
     const cpu0 = servers.reduce((s, x) => s + cpuMs(x.child.pid!), 0);
     const loadCpu0 = cpuMs(load.pid!);
+    const backend0 = backendCpu(backends);
     const tp = (await cmd({
       cmd: 'throughput',
       perSender: SHAPE.perSender,
@@ -232,6 +281,11 @@ async function measure(target: Target, load: ChildProcess, run: string): Promise
     })) as ThroughputResult;
     const cpu1 = servers.reduce((s, x) => s + cpuMs(x.child.pid!), 0);
     const loadCpu1 = cpuMs(load.pid!);
+    const backend1 = backendCpu(backends);
+    const backendUsPerDelivery: Backends = {};
+    for (const k of Object.keys(backend0) as (keyof Backends)[]) {
+      backendUsPerDelivery[k] = ((backend1[k]! - backend0[k]!) * 1000) / Math.max(tp.delivered, 1);
+    }
     const rss = servers.reduce((s, x) => s + rssMiB(x.child.pid!), 0);
     await cmd({ cmd: 'close-all' });
 
@@ -259,6 +313,7 @@ async function measure(target: Target, load: ChildProcess, run: string): Promise
       deliveriesPerSec: (tp.delivered / tp.elapsedMs) * 1000,
       messagesPerSec: (tp.acked / tp.elapsedMs) * 1000,
       cpuUsPerDelivery: ((cpu1 - cpu0) * 1000) / Math.max(tp.delivered, 1),
+      backendUsPerDelivery,
       loadCpuShare: (loadCpu1 - loadCpu0) / tp.elapsedMs,
       rssMiB: rss,
       bigRoom: big.lastDelivery,
@@ -281,6 +336,9 @@ function table(rows: Row[]): string {
     ['ack p50 / p99 (ms)', (r) => `${f1(r.throughput.ack[0])} / ${f1(r.throughput.ack[1])}`],
     ['delivery p50 / p99 (ms)', (r) => `${f1(r.throughput.delivery[0])} / ${f1(r.throughput.delivery[1])}`],
     ['server CPU / delivery (us)', (r) => f1(r.cpuUsPerDelivery)],
+    ['MariaDB CPU / delivery (us)', (r) => f1(r.backendUsPerDelivery.mariadb ?? NaN)],
+    ['Kafka CPU / delivery (us)', (r) => f1(r.backendUsPerDelivery.kafka ?? NaN)],
+    ['Redis CPU / delivery (us)', (r) => f1(r.backendUsPerDelivery.redis ?? NaN)],
     ['load generator CPU (cores)', (r) => r.loadCpuShare.toFixed(2)],
     ['server RSS at end (MiB)', (r) => f0(r.rssMiB)],
     [
@@ -328,11 +386,12 @@ async function main(): Promise<void> {
   const run = randomUUID().slice(0, 6);
   console.log(`shape: ${JSON.stringify(SHAPE)}; relay from ${RELAY_DIR}`);
   const load = fork(join(HERE, 'load.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const backends = await backendPids();
   const rows: Row[] = [];
   try {
     for (const target of TARGETS.filter((t) => wanted.includes(t.name))) {
       console.log(`== ${target.name} (${target.processes} process${target.processes > 1 ? 'es' : ''})`);
-      const row = await measure(target, load, `${run}${rows.length}`);
+      const row = await measure(target, load, `${run}${rows.length}`, backends);
       console.log(JSON.stringify(row));
       rows.push(row);
     }
