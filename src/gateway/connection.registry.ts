@@ -14,7 +14,7 @@ export interface ConnectionLifecycle {
  * A user's connections here: the connection itself while it is their only one (most users: no
  * container at all), else an array that is replaced, never changed in place.
  */
-type UserConnections = Connection | readonly Connection[];
+export type UserConnections = Connection | readonly Connection[];
 
 function listOf(held: UserConnections): readonly Connection[] {
   return Array.isArray(held) ? (held as readonly Connection[]) : [held as Connection];
@@ -74,6 +74,14 @@ export class ConnectionRegistry {
   forUser(userId: string): readonly Connection[] | undefined {
     const held = this.byUser.get(userId);
     return held === undefined ? undefined : listOf(held);
+  }
+
+  /**
+   * forUser without the one-element array: the connection itself while it is the user's only one,
+   * else a snapshot array (never changed in place). For the per-delivery path.
+   */
+  connectionsOf(userId: string): UserConnections | undefined {
+    return this.byUser.get(userId);
   }
 
   /** The users with at least one connection here. */

@@ -1,7 +1,13 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { Config } from '../config/config.module';
 import { Connection } from './connection';
-import { deliveryFrame, entryPayloadJson, entryTs, isReceiptEntry } from '../protocol/outbox-entry';
+import {
+  deliveryFrame,
+  entryPayloadJson,
+  entryTs,
+  isReceiptEntry,
+  OutboxEntry,
+} from '../protocol/outbox-entry';
 import { ConnectionRegistry } from './connection.registry';
 import { encodeCursor } from '../outbox/cursor';
 import { NodeChannel, NodeSubscriber, PushBatch } from '../session/node-channel';
@@ -93,31 +99,38 @@ export class EgressService implements NodeSubscriber {
     const now = Date.now();
     try {
       for (const d of batch.deliveries) {
+        // Most users have one connection: no array per delivery for them.
+        const conns = this.registry.connectionsOf(d.u);
+        // One node alone gets every delivery (the embedded engine): a user without a connection here
+        // reads it from the outbox when they come, and the tail shows live writes only.
+        if (conns === undefined) continue;
         if (this.tail.active) this.publishToTail(batch, d);
-        const conns = this.registry.forUser(d.u);
-        if (!conns) continue;
         // Send -> live write, once per delivery (a connection still filling writes it a little later).
         const entry = batch.envelopes[d.e];
         this.gatewayLatency.observe(Math.max(0, now - entryTs(entry)) / 1000);
         const frame = deliveryFrame(
           encodeCursor(batch.epoch, d.s),
           entry,
-          (json[d.e] ??= entryPayloadJson(entry)),
+          (json[d.e] ??= batch.json?.[d.e] ?? entryPayloadJson(entry)),
         );
-        for (const conn of conns) {
-          try {
-            if (!corked.has(conn)) {
-              conn.cork();
-              corked.add(conn);
-            }
-            conn.push(d.s, frame, entry);
-          } catch (err) {
-            this.boundary.contain('egress.connection', err, conn, { msg: batch.envelopes[d.e]?.id });
-          }
-        }
+        if (!Array.isArray(conns)) this.pushTo(conns as Connection, d.s, frame, entry, corked);
+        else for (const conn of conns as readonly Connection[]) this.pushTo(conn, d.s, frame, entry, corked);
       }
     } finally {
       for (const conn of corked) conn.uncork();
+    }
+  }
+
+  /** One connection's copy; a failure costs that connection only (contained, the batch goes on). */
+  private pushTo(conn: Connection, seq: number, frame: string, entry: OutboxEntry, corked: Set<Connection>) {
+    try {
+      if (!corked.has(conn)) {
+        conn.cork();
+        corked.add(conn);
+      }
+      conn.push(seq, frame, entry);
+    } catch (err) {
+      this.boundary.contain('egress.connection', err, conn, { msg: entry?.id });
     }
   }
 

@@ -5,6 +5,11 @@ export interface NewDelivery {
   userId: string;
   /** A message (its `seq` is assigned by the store) or a receipt. */
   envelope: OutboxEntry;
+  /**
+   * `JSON.stringify(envelope)`, when the caller already has it (the router checks every envelope
+   * serialises); a driver may build the stored entry's JSON from it instead of serialising again.
+   */
+  json?: string;
 }
 
 export interface StoredDelivery {
@@ -12,6 +17,11 @@ export interface StoredDelivery {
   seq: number;
   /** As stored: a message carries its conversation order number in `seq`. */
   envelope: OutboxEntry;
+  /**
+   * The stored envelope's JSON, when the driver serialised it anyway: set (by the memory driver) on
+   * the deliveries of the call that stored the entry, so the local gateway need not serialise it again.
+   */
+  json?: string;
 }
 
 /** A cheap look at the outbox's size for gauges (not exact on every driver: see each field). */

@@ -60,7 +60,45 @@ async function setup(poisonMaxAttempts = 3) {
   return { router, outbox, channel, sessions, store, bus, directory, metrics };
 }
 
+/** The embedded engine's channel: one node, reachable without the session map. */
+class SingleNodeChannel extends RecordingChannel {
+  override singleNode(): string | null {
+    return 'n1';
+  }
+}
+
 describe('RouterService', () => {
+  it('with a single-node channel, pushes every delivery to that node in one batch, with no session lookup', async () => {
+    const { outbox, sessions, directory, metrics, bus } = await setup();
+    const channel = new SingleNodeChannel();
+    const config = { router: { poisonMaxAttempts: 3 }, directory: { kind: 'http' } } as Config;
+    const receipts = new ReceiptRouting(outbox, new MemoryMarkerStoreDriver(), config);
+    const router = new RouterService(bus, directory, outbox, sessions, channel, metrics, config, receipts);
+    const lookup = jest.spyOn(sessions, 'lookup');
+    // m1 twice in one batch (a redelivered record): one envelope, the same seqs.
+    await router.route({ partition: 0, messages: [msg('m1'), msg('m2', 'b'), msg('m1')] });
+    expect(lookup).not.toHaveBeenCalled();
+    expect(channel.published).toHaveLength(1);
+    const [batches] = channel.published;
+    expect([...batches.keys()]).toEqual(['n1']);
+    const n1 = batches.get('n1')!;
+    expect(n1.envelopes.map((e) => e.id)).toEqual(['m1', 'm2']);
+    // z has no session: the gateway skips users without a connection, the outbox keeps theirs.
+    expect(n1.deliveries).toEqual([
+      { u: 'a', s: 1, e: 0 },
+      { u: 'b', s: 1, e: 0 },
+      { u: 'z', s: 1, e: 0 },
+      { u: 'a', s: 2, e: 1 },
+      { u: 'b', s: 2, e: 1 },
+      { u: 'z', s: 2, e: 1 },
+      { u: 'a', s: 1, e: 0 },
+      { u: 'b', s: 1, e: 0 },
+      { u: 'z', s: 1, e: 0 },
+    ]);
+    // The outbox's JSON of each envelope comes along, exactly what the gateway would serialise.
+    expect(n1.json).toEqual(n1.envelopes.map((e) => JSON.stringify(e)));
+  });
+
   it('writes every member a delivery, then publishes once per live node with each envelope once', async () => {
     const { router, outbox, channel } = await setup();
     await router.route({ partition: 0, messages: [msg('m1'), msg('m2', 'b')] });

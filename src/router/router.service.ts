@@ -15,6 +15,7 @@ import {
   recordKind,
 } from '../protocol/bus-record';
 import { IngressMessage } from '../protocol/envelope';
+import { OutboxEntry } from '../protocol/outbox-entry';
 import { ReceiptRouting } from './receipt-routing';
 import { LiveNodesCache } from './live-nodes.cache';
 import { SessionPrefetch } from './session-prefetch';
@@ -239,16 +240,20 @@ export class RouterService implements BeforeApplicationShutdown {
         ts: m.ts,
         body: m.body,
       };
+      let json: string;
       try {
-        JSON.stringify(envelope);
+        json = JSON.stringify(envelope);
       } catch (err) {
         throw new RoutingError('serialize', err);
       }
-      for (const userId of users) deliveries.push({ userId, envelope });
+      for (const userId of users) deliveries.push({ userId, envelope, json });
     }
-    // Looked up while the outbox commits (see SessionPrefetch for why that misses nobody).
+    // Looked up while the outbox commits (see SessionPrefetch for why that misses nobody); one node
+    // alone (the embedded engine) needs no lookup at all.
     const prefetch =
-      deliveries.length > 0 ? new SessionPrefetch(this.sessions, recipients(deliveries)) : null;
+      deliveries.length > 0 && this.channel.singleNode() === null
+        ? new SessionPrefetch(this.sessions, recipients(deliveries))
+        : null;
     // Huge fan-outs are written in several transactions so no single one holds thousands of users'
     // seq locks for long; appends are idempotent, so a crash between them is safe to redeliver.
     const stored: StoredDelivery[] = [];
@@ -288,6 +293,9 @@ export class RouterService implements BeforeApplicationShutdown {
     prefetch: SessionPrefetch | null,
     traces: Map<string, string> | null = null,
   ): Promise<void> {
+    const single = this.channel.singleNode();
+    if (single !== null)
+      return this.publish(new Map([[single, this.batchOf(stored, traces)]]), new Set([single]));
     const userIds = [...new Set(stored.map((d) => d.userId))];
     let sessions: Map<string, SessionEntry[]>;
     let live: Set<string>;
@@ -331,6 +339,33 @@ export class RouterService implements BeforeApplicationShutdown {
       }
     }
     await this.publish(out, live);
+  }
+
+  /**
+   * One node and nothing else reachable (the embedded engine): every delivery goes to it, with no
+   * session lookup and no per-node split; its gateway skips users without a connection there, and
+   * the outbox serves those when they come. Deliveries of one message are adjacent (append keeps
+   * input order), so an envelope is usually found as the previous delivery's.
+   */
+  private batchOf(stored: StoredDelivery[], traces: Map<string, string> | null): PushBatch {
+    const batch: PushBatch = { epoch: this.outbox.epoch(), envelopes: [], deliveries: [] };
+    const index = new Map<string, number>(); // message id -> index
+    let last: OutboxEntry | null = null;
+    let e = -1;
+    for (const d of stored) {
+      if (d.envelope !== last) {
+        last = d.envelope;
+        const known = index.get(last.id);
+        if (known !== undefined) e = known;
+        else {
+          index.set(last.id, (e = batch.envelopes.push(last) - 1));
+          if (traces) (batch.traces ??= [])[e] = traces.get(last.id) ?? null;
+          if (d.json !== undefined) (batch.json ??= [])[e] = d.json;
+        }
+      }
+      batch.deliveries.push({ u: d.userId, s: d.seq, e });
+    }
+    return batch;
   }
 
   /** Publishes the batches, adding `resync` for nodes owed one; remembers the nodes a failure missed. */

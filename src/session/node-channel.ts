@@ -12,6 +12,11 @@ export interface PushBatch {
   deliveries: { u: string; s: number; e: number }[];
   /** Per envelope (same index), the router span's W3C traceparent; only while tracing is on (not schema-checked). */
   traces?: (string | null)[];
+  /**
+   * Per envelope (same index), its JSON when the outbox already serialised it. In-process channels
+   * only (the memory channel hands the object over as is); never sent between processes.
+   */
+  json?: (string | undefined)[];
   /** An earlier push to this node failed: every connection must catch up from the outbox. */
   resync?: boolean;
 }
@@ -59,6 +64,16 @@ export abstract class NodeChannel {
   /** Drivers hand each ephemeral batch for the subscribed node here; a throwing listener is the driver's to contain. */
   protected deliverEphemeral(batch: EphemeralBatch): void {
     this.ephemeralListener?.(batch);
+  }
+
+  /**
+   * The one node this channel can reach, when it cannot reach any other (the in-process channel of the
+   * embedded engine, once subscribed): the router then addresses every delivery to it without a
+   * session lookup, and the gateway skips users with no connection. Null for channels between
+   * processes, where the session map says which nodes hold a user's connections.
+   */
+  singleNode(): string | null {
+    return null;
   }
 
   abstract subscribe(node: string, subscriber: NodeSubscriber): Promise<void>;

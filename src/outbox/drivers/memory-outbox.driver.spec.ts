@@ -29,6 +29,56 @@ describe('MemoryOutboxDriver', () => {
     expect((await o.readAfter('u', 0, 2)).map((d) => d.seq)).toEqual([1, 2]);
   });
 
+  it('repeats within one call get the first seq, also for a copy of the envelope further on', async () => {
+    const o = new MemoryOutboxDriver(60_000, clock);
+    const m1 = env('m1');
+    const a = await o.append([
+      { userId: 'u', envelope: m1 },
+      { userId: 'u', envelope: m1 },
+      { userId: 'v', envelope: env('m2') },
+      { userId: 'u', envelope: env('m1') },
+      { userId: 'v', envelope: env('m1') },
+    ]);
+    expect(a.map((d) => [d.userId, d.envelope.id, d.seq])).toEqual([
+      ['u', 'm1', 1],
+      ['u', 'm1', 1],
+      ['v', 'm2', 1],
+      ['u', 'm1', 1],
+      ['v', 'm1', 2],
+    ]);
+    expect((await o.readAfter('u', 0, 10)).map((d) => d.envelope.id)).toEqual(['m1']);
+  });
+
+  it("hands back a new entry's JSON (built from the caller's) with the call that stored it, and only then", async () => {
+    const o = new MemoryOutboxDriver(60_000, clock);
+    const m1 = env('m1');
+    const json = JSON.stringify(m1);
+    const first = await o.append([
+      { userId: 'u', envelope: m1, json },
+      { userId: 'v', envelope: m1, json },
+      { userId: 'u', envelope: env('m2') },
+    ]);
+    expect(first.map((d) => d.json)).toEqual(first.map((d) => JSON.stringify(d.envelope)));
+    expect(JSON.parse(first[0].json!)).toEqual({ ...m1, seq: 1 });
+    const again = await o.append([
+      { userId: 'u', envelope: m1, json },
+      { userId: 'w', envelope: m1, json },
+    ]);
+    expect(again.map((d) => d.json)).toEqual([undefined, undefined]);
+  });
+
+  it('drops an entry with its last delivery; a later append stores it anew', async () => {
+    now = 1_000;
+    const o = new MemoryOutboxDriver(60_000, clock, { maxPerUser: 1, maxBytesPerUser: Infinity });
+    await o.append([{ userId: 'u', envelope: env('m1') }]);
+    await o.append([{ userId: 'u', envelope: env('m2') }]); // evicts u's m1: m1 had no other delivery
+    const again = await o.append([{ userId: 'v', envelope: env('m1') }]);
+    expect(again[0].seq).toBe(1);
+    expect((again[0].envelope as Envelope).seq).toBe(3); // a new conversation order number: the first copy is gone
+    const kept = await o.append([{ userId: 'u', envelope: env('m2') }]);
+    expect(kept[0].seq).toBe(2); // still held: idempotent
+  });
+
   it('hides and purges expired deliveries, keeping the head so old cursors are detected', async () => {
     now = 1_000;
     const o = new MemoryOutboxDriver(100, clock);

@@ -10,20 +10,27 @@ interface Row {
 }
 
 interface UserLog {
+  userId: string;
   head: number;
   rows: Row[]; // ascending seq; expired and evicted rows are cut from the front
-  byMessage: Map<string, number>;
   /** Sum of the rows' entry sizes. */
   bytes: number;
 }
 
-/** One stored entry, shared by all its deliveries (`refs` of them still held). */
+/** One stored entry, shared by all its deliveries (`seqs`: those still held). */
 interface Entry {
   envelope: OutboxEntry;
   expiresAt: number;
-  refs: number;
+  /**
+   * Recipient -> seq of each delivery still held: the idempotency check of a re-append. Kept with the
+   * entry rather than per user: appending a message's deliveries then touches one small map, not
+   * one map per recipient (a lookup that misses in each of them was most of an append's time).
+   */
+  seqs: Map<string, number>;
   /** Its JSON length, counted against each recipient's byte bound. */
   bytes: number;
+  /** Its JSON, only during the append call that stored it (handed to the gateway with its deliveries). */
+  json: string | undefined;
 }
 
 /** Per-user bounds of the embedded outbox: the heap holds every retained delivery. */
@@ -69,41 +76,68 @@ export class MemoryOutboxDriver extends OutboxStore {
 
   async append(deliveries: NewDelivery[]): Promise<StoredDelivery[]> {
     const expiresAt = this.now() + this.retentionMs;
-    return deliveries.map(({ userId, envelope }) => {
+    const created: Entry[] = [];
+    // A message's deliveries are usually adjacent: its entry is looked up once for all of them. An
+    // entry cannot go while its deliveries are appended (bound() keeps every user's newest row).
+    let last: OutboxEntry | null = null;
+    let entry: Entry | null = null;
+    const stored = deliveries.map(({ userId, envelope, json }): StoredDelivery => {
+      if (envelope !== last) {
+        last = envelope;
+        entry = this.entryFor(envelope, expiresAt, json, created);
+      }
+      const e = entry!;
+      const existing = e.seqs.get(userId);
+      if (existing !== undefined) return { userId, seq: existing, envelope: e.envelope };
       let log = this.users.get(userId);
       if (!log) {
-        log = { head: 0, rows: [], byMessage: new Map(), bytes: 0 };
+        log = { userId, head: 0, rows: [], bytes: 0 };
         this.users.set(userId, log);
       }
-      const existing = log.byMessage.get(envelope.id);
-      if (existing !== undefined) {
-        return { userId, seq: existing, envelope: this.entries.get(envelope.id)?.envelope ?? envelope };
-      }
-      const entry = this.entryFor(envelope, expiresAt);
       const seq = ++log.head;
-      log.rows.push({ seq, entry, expiresAt });
-      log.byMessage.set(envelope.id, seq);
-      log.bytes += entry.bytes;
-      entry.refs++;
-      entry.expiresAt = Math.max(entry.expiresAt, expiresAt);
+      log.rows.push({ seq, entry: e, expiresAt });
+      e.seqs.set(userId, seq);
+      log.bytes += e.bytes;
+      e.expiresAt = Math.max(e.expiresAt, expiresAt);
       this.bound(log);
-      return { userId, seq, envelope: entry.envelope };
+      return { userId, seq, envelope: e.envelope, json: e.json };
     });
+    for (const entry of created) entry.json = undefined; // not kept: the heap holds the entry already
+    return stored;
   }
 
-  /** The stored entry, created on first sight; a new message takes its conversation's next seq. */
-  private entryFor(envelope: OutboxEntry, expiresAt: number): Entry {
+  /**
+   * The stored entry, created on first sight (and added to `created`); a new message takes its
+   * conversation's next seq. A message's JSON is built from the caller's `json` of the envelope when
+   * given: `{...envelope, seq}` serialises as the envelope's object with `"seq"` appended (it has no
+   * `seq` of its own), which saves serialising the body again.
+   */
+  private entryFor(
+    envelope: OutboxEntry,
+    expiresAt: number,
+    json: string | undefined,
+    created: Entry[],
+  ): Entry {
     let entry = this.entries.get(envelope.id);
     if (entry) return entry;
     let stored: OutboxEntry = envelope;
+    let storedJson: string | undefined;
     if (!isReceiptEntry(envelope)) {
       let conv = this.conversations.get(envelope.conversation_id);
       if (!conv) this.conversations.set(envelope.conversation_id, (conv = { head: 0, bySeq: new Map() }));
-      stored = { ...envelope, seq: ++conv.head };
-      conv.bySeq.set(conv.head, envelope.id);
+      const seq = ++conv.head;
+      stored = { ...envelope, seq };
+      conv.bySeq.set(seq, envelope.id);
+      storedJson =
+        json !== undefined && json.length > 2 && !('seq' in envelope)
+          ? `${json.slice(0, -1)},"seq":${seq}}`
+          : JSON.stringify(stored);
     }
-    const bytes = JSON.stringify(stored).length;
-    this.entries.set(envelope.id, (entry = { envelope: stored, expiresAt, refs: 0, bytes }));
+    // Receipts: the gateway sends their payload, not this JSON; it only measures the entry.
+    const bytes = storedJson?.length ?? JSON.stringify(stored).length;
+    entry = { envelope: stored, expiresAt, seqs: new Map(), bytes, json: storedJson };
+    this.entries.set(envelope.id, entry);
+    created.push(entry);
     return entry;
   }
 
@@ -116,9 +150,8 @@ export class MemoryOutboxDriver extends OutboxStore {
   }
 
   private drop(log: UserLog, row: Row): void {
-    log.byMessage.delete(row.entry.envelope.id);
     log.bytes -= row.entry.bytes;
-    this.release(row.entry);
+    this.release(row.entry, log.userId);
   }
 
   async readAfter(userId: string, afterSeq: number, limit: number): Promise<StoredDelivery[]> {
@@ -179,8 +212,9 @@ export class MemoryOutboxDriver extends OutboxStore {
   }
 
   /** The last delivery of an entry went: the entry goes too (conversation heads stay). */
-  private release(entry: Entry): void {
-    if (--entry.refs > 0) return;
+  private release(entry: Entry, userId: string): void {
+    entry.seqs.delete(userId);
+    if (entry.seqs.size > 0) return;
     const entryId = entry.envelope.id;
     if (this.entries.get(entryId) === entry) this.entries.delete(entryId);
     const e = entry.envelope;

@@ -43,6 +43,11 @@ export class MemoryChannelDriver extends NodeChannel {
     }
   }
 
+  /** One process, one node: only our own can be subscribed here. */
+  override singleNode(): string | null {
+    return this.subscribers.size === 1 ? this.own : null;
+  }
+
   async subscribe(node: string, subscriber: NodeSubscriber): Promise<void> {
     this.own = node;
     this.subscribers.set(node, subscriber);
