@@ -80,7 +80,11 @@ export interface AppConfig {
     /** null: derived from JWT_SECRET, else random per process (one node only). */
     sessionSecret: string | null;
   };
-  router: { poisonMaxAttempts: number };
+  router: {
+    poisonMaxAttempts: number;
+    /** Recipients per live node from which a batch is broadcast instead of looked up; 0: never. */
+    broadcastPerNode: number;
+  };
   /** v1.1 receipts (docs/protocol.md "Receipts"). */
   receipts: { fanoutMaxMembers: number; readRatePerSec: number; delivered: boolean };
   health: { dependencyGraceMs: number };
@@ -233,7 +237,10 @@ export function loadConfig(rawEnv: Record<string, string | undefined> = process.
       maxBodyBytes: e.POLL_MAX_BODY_BYTES ?? 1 << 20,
       sessionSecret: e.POLL_SESSION_SECRET ?? null,
     },
-    router: { poisonMaxAttempts: e.POISON_MAX_ATTEMPTS ?? 3 },
+    router: {
+      poisonMaxAttempts: e.POISON_MAX_ATTEMPTS ?? 3,
+      broadcastPerNode: e.ROUTER_BROADCAST_PER_NODE ?? 64,
+    },
     receipts: {
       fanoutMaxMembers: e.RECEIPTS_FANOUT_MAX_MEMBERS ?? 100,
       readRatePerSec: e.RECEIPTS_RATE_PER_SEC ?? 5,

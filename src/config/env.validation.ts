@@ -635,6 +635,16 @@ export class EnvVars {
   @Min(1)
   @Max(20)
   POISON_MAX_ATTEMPTS?: number;
+  @Doc(
+    'Router',
+    '`64`',
+    'recipients per live gateway node from which a batch goes to every live node without a session lookup (each node keeps the users it holds); `0` never',
+  )
+  @IsOptional()
+  @Transform(toInt)
+  @IsInt()
+  @Min(0)
+  ROUTER_BROADCAST_PER_NODE?: number;
   @Doc('Health', '`30000`', 'how long a shared dependency may fail before `/health/ready` turns 503')
   @IsOptional()
   @Transform(toInt)

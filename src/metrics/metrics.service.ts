@@ -49,6 +49,11 @@ export class MetricsService {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly broadcasts = new Counter({
+    name: 'relay_router_broadcast_batches_total',
+    help: 'Batches sent to every live node without a session lookup (ROUTER_BROADCAST_PER_NODE recipients per node or more)',
+    registers: [this.registry],
+  });
   readonly fills = new Counter({
     name: 'relay_outbox_fills_total',
     help: 'Connection catch-ups read from the outbox',

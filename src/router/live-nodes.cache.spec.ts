@@ -55,4 +55,28 @@ describe('LiveNodesCache', () => {
     await expect(c.refresh()).rejects.toThrow('redis down');
     expect(c.fresh()).toBeNull();
   });
+
+  it('readNow never joins a read already in flight, and keeps the newest result', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const results = [new Set(['gw-1']), new Set(['gw-1', 'gw-2'])];
+    let reads = 0;
+    const c = new LiveNodesCache(
+      async () => {
+        const n = reads++;
+        if (n === 0) await gate; // the first read hangs until released
+        return results[n];
+      },
+      1_000,
+      () => now,
+    );
+    const slow = c.refresh();
+    const fresh = await c.readNow(); // starts its own read instead of waiting for the slow one
+    expect(fresh).toEqual(new Set(['gw-1', 'gw-2']));
+    expect(c.lastRead()).toBe(fresh);
+    release();
+    await slow;
+    expect(reads).toBe(2);
+    expect(c.lastRead()).toBe(fresh); // the older read, finishing later, does not replace it
+  });
 });

@@ -11,6 +11,9 @@ export class LiveNodesCache {
   private nodes: Set<string> | null = null;
   private readAt = 0;
   private inFlight: Promise<Set<string>> | null = null;
+  /** Reads started, and the latest of them whose result is kept. */
+  private started = 0;
+  private kept = 0;
 
   constructor(
     private readonly read: () => Promise<Set<string>>,
@@ -23,20 +26,38 @@ export class LiveNodesCache {
     return this.nodes && this.now() - this.readAt < this.ttlMs ? this.nodes : null;
   }
 
+  /** The last set read, however old (null before the first read): for estimates, not for routing. */
+  lastRead(): Set<string> | null {
+    return this.nodes;
+  }
+
   /** Reads the registry (one read shared by concurrent callers) and caches it. */
   refresh(): Promise<Set<string>> {
-    this.inFlight ??= (async () => {
-      const started = this.now();
-      try {
-        const nodes = await this.read();
-        this.nodes = nodes;
-        this.readAt = started;
-        return nodes;
-      } finally {
-        this.inFlight = null;
-      }
-    })();
+    this.inFlight ??= this.readAndKeep().finally(() => {
+      this.inFlight = null;
+    });
     return this.inFlight;
+  }
+
+  /**
+   * A read that starts now, never one already in flight (which may predate what the caller needs to
+   * see, e.g. a node registered while the caller's outbox write committed); cached like `refresh`.
+   */
+  readNow(): Promise<Set<string>> {
+    return this.readAndKeep();
+  }
+
+  /** One read; its result is kept unless a read started later has already been kept. */
+  private async readAndKeep(): Promise<Set<string>> {
+    const seq = ++this.started;
+    const at = this.now();
+    const nodes = await this.read();
+    if (seq > this.kept) {
+      this.kept = seq;
+      this.nodes = nodes;
+      this.readAt = at;
+    }
+    return nodes;
   }
 
   /** The live set, re-read when `named` holds a node the cached set does not (a gateway that just joined). */

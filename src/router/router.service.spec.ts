@@ -34,7 +34,7 @@ const msg = (id: string, from = 'a'): IngressMessage => ({
   ref: id,
 });
 
-async function setup(poisonMaxAttempts = 3) {
+async function setup(poisonMaxAttempts = 3, broadcastPerNode = 0) {
   const store = new MemoryDirectoryStoreDriver();
   await store.put('c', ['a', 'b', 'z']);
   const outbox = new MemoryOutboxDriver(60_000);
@@ -44,7 +44,7 @@ async function setup(poisonMaxAttempts = 3) {
   const directory = new BuiltinDirectoryDriver(store);
   const metrics = new MetricsService();
   const config = {
-    router: { poisonMaxAttempts },
+    router: { poisonMaxAttempts, broadcastPerNode },
     receipts: { fanoutMaxMembers: 100 },
     // No member cache: these tests make the directory fail between batches (the cache: router-members.spec.ts).
     directory: { kind: 'http' },
@@ -135,6 +135,36 @@ describe('RouterService', () => {
     ).toEqual(['b', 'z']);
     const outcomes = await metrics.registry.getSingleMetricAsString('relay_router_session_prefetch_total');
     expect(outcomes).toContain('outcome="looked_up_again"} 1');
+  });
+
+  it('broadcasts a batch with many recipients per node to every live node, read after the commit, without a session lookup', async () => {
+    const { router, outbox, channel, sessions, metrics } = await setup(3, 1);
+    // No node count known yet: the first batch is looked up (and reads the live nodes: n1, n2).
+    await router.route({ partition: 0, messages: [msg('m0')] });
+    expect([...channel.published[0].keys()].sort()).toEqual(['n1', 'n2']);
+    expect(channel.published[0].get('n1')!.deliveries.map((d) => d.u)).toEqual(['a']);
+    const lookup = jest.spyOn(sessions, 'lookup');
+    const append = outbox.append.bind(outbox);
+    jest.spyOn(outbox, 'append').mockImplementation(async (deliveries) => {
+      await sessions.registerNode('n3'); // a gateway that started during the commit
+      return append(deliveries);
+    });
+    await router.route({ partition: 0, messages: [msg('m1')] });
+    expect(lookup).not.toHaveBeenCalled();
+    const batches = channel.published[1];
+    expect([...batches.keys()].sort()).toEqual(['n1', 'n2', 'n3']);
+    for (const b of batches.values()) {
+      expect(b.envelopes.map((e) => e.id)).toEqual(['m1']);
+      expect(b.deliveries.map((d) => [d.u, d.s]).sort()).toEqual([
+        ['a', 2],
+        ['b', 2],
+        ['z', 2],
+      ]);
+      expect(b.json).toBeUndefined(); // the outbox's JSON never leaves the process
+    }
+    expect(await metrics.registry.getSingleMetricAsString('relay_router_broadcast_batches_total')).toContain(
+      'relay_router_broadcast_batches_total 1',
+    );
   });
 
   it('writes a huge fan-out in several bounded appends, in order', async () => {

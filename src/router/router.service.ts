@@ -248,11 +248,14 @@ export class RouterService implements BeforeApplicationShutdown {
       }
       for (const userId of users) deliveries.push({ userId, envelope, json });
     }
-    // Looked up while the outbox commits (see SessionPrefetch for why that misses nobody); one node
-    // alone (the embedded engine) needs no lookup at all.
+    // One node alone (the embedded engine) needs no lookup at all; many recipients per node go to
+    // every node (`broadcasts`); else the sessions are looked up while the outbox commits (see
+    // SessionPrefetch for why that misses nobody).
+    const users = new Set(recipients(deliveries));
+    const broadcast = this.channel.singleNode() === null && this.broadcasts(users.size);
     const prefetch =
-      deliveries.length > 0 && this.channel.singleNode() === null
-        ? new SessionPrefetch(this.sessions, recipients(deliveries))
+      users.size > 0 && !broadcast && this.channel.singleNode() === null
+        ? new SessionPrefetch(this.sessions, users)
         : null;
     // Huge fan-outs are written in several transactions so no single one holds thousands of users'
     // seq locks for long; appends are idempotent, so a crash between them is safe to redeliver.
@@ -279,23 +282,37 @@ export class RouterService implements BeforeApplicationShutdown {
     }
     await this.push(
       stored,
-      prefetch,
+      broadcast ? 'broadcast' : prefetch,
       spans && new Map([...spans].map(([id, span]) => [id, traceparentOf(span)])),
     );
   }
 
   /**
-   * `prefetch`: the sessions looked up during the commit, if any; `traces`: message id -> traceparent
-   * of its router span, carried per envelope to the gateways.
+   * Whether a batch with this many recipients goes to every live node instead of being looked up:
+   * from `router.broadcastPerNode` recipients per node on, parsing a delivery a node does not need
+   * (a map lookup there) costs less than the session lookup of its user (a Redis command and its
+   * reply). The node count is the last one read: an estimate is enough to choose.
+   */
+  private broadcasts(recipients: number): boolean {
+    const perNode = this.config.router.broadcastPerNode ?? 0;
+    const nodes = this.liveNodes.lastRead()?.size ?? 0;
+    return perNode > 0 && nodes > 0 && recipients >= perNode * nodes;
+  }
+
+  /**
+   * `targets`: the sessions looked up during the commit, if any, or `broadcast`; `traces`: message
+   * id -> traceparent of its router span, carried per envelope to the gateways.
    */
   private async push(
     stored: StoredDelivery[],
-    prefetch: SessionPrefetch | null,
+    targets: SessionPrefetch | 'broadcast' | null,
     traces: Map<string, string> | null = null,
   ): Promise<void> {
     const single = this.channel.singleNode();
     if (single !== null)
-      return this.publish(new Map([[single, this.batchOf(stored, traces)]]), new Set([single]));
+      return this.publish(new Map([[single, this.batchOf(stored, traces, true)]]), new Set([single]));
+    if (targets === 'broadcast') return this.broadcast(stored, traces);
+    const prefetch = targets;
     const userIds = [...new Set(stored.map((d) => d.userId))];
     let sessions: Map<string, SessionEntry[]>;
     let live: Set<string>;
@@ -342,12 +359,16 @@ export class RouterService implements BeforeApplicationShutdown {
   }
 
   /**
-   * One node and nothing else reachable (the embedded engine): every delivery goes to it, with no
-   * session lookup and no per-node split; its gateway skips users without a connection there, and
-   * the outbox serves those when they come. Deliveries of one message are adjacent (append keeps
+   * All deliveries in one batch, for the only node (the embedded engine; `inProcess`: the outbox's
+   * JSON rides along) or for every node (`broadcast`): no session lookup and no per-node split; a
+   * gateway skips users without a connection there, and the outbox serves those when they come. Deliveries of one message are adjacent (append keeps
    * input order), so an envelope is usually found as the previous delivery's.
    */
-  private batchOf(stored: StoredDelivery[], traces: Map<string, string> | null): PushBatch {
+  private batchOf(
+    stored: StoredDelivery[],
+    traces: Map<string, string> | null,
+    inProcess: boolean,
+  ): PushBatch {
     const batch: PushBatch = { epoch: this.outbox.epoch(), envelopes: [], deliveries: [] };
     const index = new Map<string, number>(); // message id -> index
     let last: OutboxEntry | null = null;
@@ -360,12 +381,33 @@ export class RouterService implements BeforeApplicationShutdown {
         else {
           index.set(last.id, (e = batch.envelopes.push(last) - 1));
           if (traces) (batch.traces ??= [])[e] = traces.get(last.id) ?? null;
-          if (d.json !== undefined) (batch.json ??= [])[e] = d.json;
+          if (inProcess && d.json !== undefined) (batch.json ??= [])[e] = d.json;
         }
       }
       batch.deliveries.push({ u: d.userId, s: d.seq, e });
     }
     return batch;
+  }
+
+  /**
+   * Every delivery to every live node; each gateway writes those of the users it holds and skips the
+   * rest. The node set is read after the commit, never taken from the cache: a gateway registers
+   * before it accepts a connection, and a connection registers before it replays the outbox, so a
+   * connection missing from this push was registered after the commit and finds the deliveries in
+   * its replay (the same argument as the single-node push, per node).
+   */
+  private async broadcast(stored: StoredDelivery[], traces: Map<string, string> | null): Promise<void> {
+    let live: Set<string>;
+    try {
+      live = await this.liveNodes.readNow();
+    } catch (err) {
+      this.missedAll = true;
+      this.pushFailed(`live node read failed: ${(err as Error).message}`);
+      return;
+    }
+    this.metrics.broadcasts.inc();
+    const batch = this.batchOf(stored, traces, false);
+    await this.publish(new Map([...live].map((node) => [node, batch])), live);
   }
 
   /** Publishes the batches, adding `resync` for nodes owed one; remembers the nodes a failure missed. */

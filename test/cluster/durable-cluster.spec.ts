@@ -6,11 +6,15 @@ import { TestClient } from '../support/ws-client';
 /**
  * Protocol v1.1 durable features across real processes (2 gateways, 2 routers in one consumer group,
  * production engines): `payload.seq` stays gapless across a router `kill -9` and the redelivery that
- * follows, and read receipts cross gateway nodes.
+ * follows, and read receipts cross gateway nodes. The routers broadcast every batch to both gateways
+ * (ROUTER_BROADCAST_PER_NODE=1: no session lookup, each gateway keeps its own users); the other
+ * cluster suites run the session-lookup path.
  */
 const run = randomUUID().slice(0, 8);
 const database = databaseFor(`durable-${run}`);
-const { gatewayEnv, routerEnv } = clusterRoleEnvs(`durable-${run}`);
+const roles = clusterRoleEnvs(`durable-${run}`);
+const gatewayEnv = roles.gatewayEnv;
+const routerEnv = { ...roles.routerEnv, ROUTER_BROADCAST_PER_NODE: '1' };
 
 jest.setTimeout(180_000);
 

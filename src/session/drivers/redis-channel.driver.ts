@@ -47,16 +47,16 @@ export class RedisChannelDriver extends NodeChannel {
   /** Cluster: one SPUBLISH per node; auto-pipelining sends those of one tick to a master together. */
   private async spublish(batches: Map<string, PushBatch | EphemeralBatch>): Promise<void> {
     const cmd = this.connections.command;
-    await Promise.all(
-      [...batches].map(([node, batch]) => cmd.spublish(this.channelOf(node), JSON.stringify(batch))),
-    );
+    const json = jsonOnce();
+    await Promise.all([...batches].map(([node, batch]) => cmd.spublish(this.channelOf(node), json(batch))));
   }
 
   async publish(batches: Map<string, PushBatch>): Promise<void> {
     if (batches.size === 0) return;
     if (this.connections.isCluster) return this.spublish(batches);
     const p = this.connections.command.pipeline();
-    for (const [node, batch] of batches) p.publish(this.channelOf(node), JSON.stringify(batch));
+    const json = jsonOnce();
+    for (const [node, batch] of batches) p.publish(this.channelOf(node), json(batch));
     await execChecked(p);
   }
 
@@ -64,7 +64,8 @@ export class RedisChannelDriver extends NodeChannel {
     if (batches.size === 0) return;
     if (this.connections.isCluster) return this.spublish(batches);
     const p = this.connections.command.pipeline();
-    for (const [node, batch] of batches) p.publish(this.channelOf(node), JSON.stringify(batch));
+    const json = jsonOnce();
+    for (const [node, batch] of batches) p.publish(this.channelOf(node), json(batch));
     await execChecked(p);
   }
 
@@ -214,4 +215,14 @@ const hasPushBatchShape = compileWireSchema<PushBatch>(PUSH_BATCH_SCHEMA);
 /** What the gateway relies on: the batch's shape, and every delivery points at one of its envelopes. */
 function isPushBatch(v: unknown): v is PushBatch {
   return hasPushBatchShape(v) && deliveriesInRange(v);
+}
+
+/** JSON.stringify that serialises a batch sent to several nodes (a broadcast) once. */
+function jsonOnce(): (batch: object) => string {
+  const done = new Map<object, string>();
+  return (batch) => {
+    let json = done.get(batch);
+    if (json === undefined) done.set(batch, (json = JSON.stringify(batch)));
+    return json;
+  };
 }
