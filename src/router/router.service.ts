@@ -361,8 +361,9 @@ export class RouterService implements BeforeApplicationShutdown {
   /**
    * All deliveries in one batch, for the only node (the embedded engine; `inProcess`: the outbox's
    * JSON rides along) or for every node (`broadcast`): no session lookup and no per-node split; a
-   * gateway skips users without a connection there, and the outbox serves those when they come. Deliveries of one message are adjacent (append keeps
-   * input order), so an envelope is usually found as the previous delivery's.
+   * gateway skips users without a connection there, and the outbox serves those when they come.
+   * Deliveries of one message are adjacent (append keeps input order), so an envelope is usually
+   * found as the previous delivery's.
    */
   private batchOf(
     stored: StoredDelivery[],
