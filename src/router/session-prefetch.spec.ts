@@ -16,7 +16,7 @@ describe('SessionPrefetch', () => {
     await sessions.add('a', entry('a1'));
     await sessions.add('r', entry('r1'));
     const lookup = jest.spyOn(sessions, 'lookup');
-    const prefetch = new SessionPrefetch(sessions, ['a', 'b']);
+    const prefetch = new SessionPrefetch(sessions, new Set(['a', 'b']));
     const { sessions: found, reused } = await prefetch.lookup(['a', 'b', 'r']);
     expect(reused).toBe(true);
     expect(conns(found, 'a')).toEqual(['a1']);
@@ -26,7 +26,7 @@ describe('SessionPrefetch', () => {
 
   it('looks up again when a connection registered between the early lookup and the commit', async () => {
     const sessions = new MemorySessionDriver(60_000);
-    const prefetch = new SessionPrefetch(sessions, ['a', 'b']);
+    const prefetch = new SessionPrefetch(sessions, new Set(['a', 'b']));
     await new Promise((r) => setImmediate(r)); // the early lookup has run: b was not connected
     await sessions.add('b', entry('b1', 'n2')); // b connects "during the commit"
     const { sessions: found, reused } = await prefetch.lookup(['a', 'b']);
@@ -38,7 +38,7 @@ describe('SessionPrefetch', () => {
     const sessions = new MemorySessionDriver(60_000);
     await sessions.add('a', entry('a1'));
     jest.spyOn(sessions, 'lookup').mockRejectedValueOnce(new Error('redis blip'));
-    const prefetch = new SessionPrefetch(sessions, ['a']);
+    const prefetch = new SessionPrefetch(sessions, new Set(['a']));
     const { sessions: found, reused } = await prefetch.lookup(['a']);
     expect(reused).toBe(false);
     expect(conns(found, 'a')).toEqual(['a1']);
@@ -49,7 +49,7 @@ describe('SessionPrefetch', () => {
     jest.spyOn(sessions, 'additions').mockResolvedValue(-1);
     await sessions.add('a', entry('a1'));
     const lookup = jest.spyOn(sessions, 'lookup');
-    expect((await new SessionPrefetch(sessions, ['a']).lookup(['a'])).reused).toBe(false);
+    expect((await new SessionPrefetch(sessions, new Set(['a'])).lookup(['a'])).reused).toBe(false);
     expect(lookup).toHaveBeenCalledTimes(2);
   });
 });

@@ -14,14 +14,12 @@ import { SessionEntry, SessionMap } from '../session/session-map';
  * looked up after (c).
  */
 export class SessionPrefetch {
-  private readonly asked: Set<string>;
   private readonly early: Promise<{ before: number; found: Map<string, SessionEntry[]> } | null>;
 
   constructor(
     private readonly sessions: SessionMap,
-    userIds: Iterable<string>,
+    private readonly asked: ReadonlySet<string>,
   ) {
-    const asked = (this.asked = new Set(userIds));
     this.early = (async () => {
       const before = await sessions.additions();
       return { before, found: await sessions.lookup([...asked]) };
