@@ -45,7 +45,7 @@ export class MetricsService {
   });
   readonly sessionPrefetch = new Counter({
     name: 'relay_router_session_prefetch_total',
-    help: 'Session lookups made during the outbox commit, by outcome: reused, or looked up again after it (a connection registered meanwhile)',
+    help: 'Recipients whose sessions were looked up during the outbox commit, by outcome: reused, or looked up again after it (a connection of their registration bucket registered meanwhile, or not asked early)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });

@@ -321,7 +321,8 @@ export class RouterService implements BeforeApplicationShutdown {
       [sessions, live] = await Promise.all([
         prefetch
           ? prefetch.lookup(userIds).then((r) => {
-              this.metrics.sessionPrefetch.labels(r.reused ? 'reused' : 'looked_up_again').inc();
+              this.metrics.sessionPrefetch.labels('reused').inc(userIds.length - r.again);
+              if (r.again > 0) this.metrics.sessionPrefetch.labels('looked_up_again').inc(r.again);
               return r.sessions;
             })
           : this.sessions.lookup(userIds),

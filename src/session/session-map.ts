@@ -19,15 +19,28 @@ export abstract class SessionMap {
   /** Live entries (TTL not elapsed) of each user; users without any are absent from the map. */
   abstract lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>>;
   /**
-   * A counter of entries created, by `add` or by a `touch` that re-creates one: every such call that
-   * resolved before this is called is counted in the value it returns (it moves once the entry is
-   * readable). The router looks sessions up
-   * while the outbox commits and trusts that early lookup only if this did not move meanwhile.
-   * -1 when unknown (never equal to a later value).
+   * Registration counters, one per bucket of users (`registrationBucket`): creating an entry (by
+   * `add`, or by a `touch` that re-creates one) moves its user's bucket once the entry is readable,
+   * and every such call that resolved before this one is counted in what it returns. The router looks
+   * sessions up while the outbox commits and looks up again, after it, the users whose bucket moved
+   * meanwhile. One value per bucket asked, in order; 0 for a bucket that never moved.
    */
-  abstract additions(): Promise<number>;
+  abstract registrations(buckets: readonly number[]): Promise<number[]>;
   abstract registerNode(node: string): Promise<void>;
   abstract unregisterNode(node: string): Promise<void>;
   abstract liveNodes(): Promise<Set<string>>;
   abstract ping(): Promise<void>;
+}
+
+/** How many registration counters the users are spread over (see `SessionMap.registrations`). */
+export const REGISTRATION_BUCKETS = 64;
+
+/** A user's registration bucket: FNV-1a of the id, the same in every process. */
+export function registrationBucket(userId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < userId.length; i++) {
+    h ^= userId.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % REGISTRATION_BUCKETS;
 }

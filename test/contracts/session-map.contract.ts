@@ -1,5 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { SessionEntry, SessionMap } from '../../src/session/session-map';
+import {
+  REGISTRATION_BUCKETS,
+  registrationBucket,
+  SessionEntry,
+  SessionMap,
+} from '../../src/session/session-map';
 import { waitFor } from '../support/wait-for';
 
 /**
@@ -64,23 +69,29 @@ export function sessionMapContract(driver: string, harness: () => SessionMapHarn
       await expect(sessions.ping()).resolves.toBeUndefined();
     });
 
-    it('counts additions: the counter moves with every add, and whoever sees it moved can read the entry', async () => {
+    it('counts registrations per bucket of users: an add, or a touch that re-creates an entry, moves its bucket, and whoever sees it moved can read the entry', async () => {
       const sessions = await h.open(LONG_TTL);
       const [u, v] = ids(2);
-      const before = await sessions.additions();
-      expect(before).toBeGreaterThanOrEqual(0);
+      const bu = registrationBucket(u);
+      const bv = registrationBucket(v);
+      expect(bu).toBeGreaterThanOrEqual(0);
+      expect(bu).toBeLessThan(REGISTRATION_BUCKETS);
+      const [before] = await sessions.registrations([bu]);
       await sessions.add(u, entry('u1', 'n1'));
-      const afterOne = await sessions.additions();
+      const [afterOne] = await sessions.registrations([bu]);
       expect(afterOne).toBeGreaterThan(before);
       expect(conns((await sessions.lookup([u])).get(u))).toEqual(['u1']);
-      await sessions.touch([{ userId: u, entry: entry('u1', 'n1') }]);
-      await sessions.remove(u, 'u1');
+      const [vBefore] = await sessions.registrations([bv]);
       await sessions.add(v, entry('v1', 'n2'));
-      const afterTwo = await sessions.additions();
-      expect(afterTwo).toBeGreaterThan(afterOne);
-      // A heartbeat that re-creates a lost entry counts too.
+      expect((await sessions.registrations([bv]))[0]).toBeGreaterThan(vBefore);
+      // A heartbeat of a known entry moves nothing; one that re-creates a lost entry does.
+      const [steady] = await sessions.registrations([bu]);
       await sessions.touch([{ userId: u, entry: entry('u1', 'n1') }]);
-      expect(await sessions.additions()).toBeGreaterThan(afterTwo);
+      expect(await sessions.registrations([bu])).toEqual([steady]);
+      await sessions.remove(u, 'u1');
+      await sessions.touch([{ userId: u, entry: entry('u1', 'n1') }]);
+      expect((await sessions.registrations([bu]))[0]).toBeGreaterThan(steady);
+      expect(await sessions.registrations([])).toEqual([]);
     });
 
     it('answers an empty lookup with an empty map and tolerates repeated users', async () => {

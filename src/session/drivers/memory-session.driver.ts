@@ -1,5 +1,5 @@
 import { smallInt } from '../../common/small-int';
-import { SessionEntry, SessionMap } from '../session-map';
+import { REGISTRATION_BUCKETS, registrationBucket, SessionEntry, SessionMap } from '../session-map';
 
 /**
  * One entry as kept here: times as ms since the driver's origin, small integers (smallInt) V8 stores
@@ -27,7 +27,7 @@ export class MemorySessionDriver extends SessionMap {
   private readonly users = new Map<string, UserEntries>();
   private readonly nodes = new Map<string, number>();
   private readonly origin: number;
-  private added = 0;
+  private readonly registered = new Array<number>(REGISTRATION_BUCKETS).fill(0);
 
   constructor(
     private readonly ttlMs: number,
@@ -39,11 +39,11 @@ export class MemorySessionDriver extends SessionMap {
 
   async add(userId: string, entry: SessionEntry): Promise<void> {
     this.put(userId, this.hold(entry));
-    this.added++;
+    this.registered[registrationBucket(userId)]++;
   }
 
-  async additions(): Promise<number> {
-    return this.added;
+  async registrations(buckets: readonly number[]): Promise<number[]> {
+    return buckets.map((b) => this.registered[b] ?? 0);
   }
 
   async remove(userId: string, connId: string): Promise<void> {
@@ -59,7 +59,9 @@ export class MemorySessionDriver extends SessionMap {
   }
 
   async touch(entries: { userId: string; entry: SessionEntry }[]): Promise<void> {
-    for (const { userId, entry } of entries) if (this.put(userId, this.hold(entry))) this.added++;
+    for (const { userId, entry } of entries) {
+      if (this.put(userId, this.hold(entry))) this.registered[registrationBucket(userId)]++;
+    }
   }
 
   async lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>> {

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import { RedisClient, RedisConnections, execChecked, execGrouped } from '../../redis/redis.module';
-import { SessionEntry, SessionMap } from '../session-map';
+import { registrationBucket, SessionEntry, SessionMap } from '../session-map';
 
 /** Users per pipeline: bounds the size of one request/reply while the chunks still go out together. */
 const CHUNK = 1_000;
@@ -30,8 +30,9 @@ interface StoredEntry {
  *   on crashed nodes vanishes by itself. A live connection keeps the key alive for its dead siblings,
  *   so reads also drop fields whose last_ping is older than the TTL, and delete them lazily.
  * - `<prefix>nodes`: sorted set node -> time of its last heartbeat; live = heartbeat within the TTL.
- * - `<prefix>sess-adds`: counter of entries created (by `add`, or by a `touch` that re-creates one),
- *   incremented once the entry is written (`additions`).
+ * - `<prefix>sess-adds`: hash, bucket of users (`registrationBucket`) -> count of entries created for
+ *   them (by `add`, or by a `touch` that re-creates one), moved once the entry is written
+ *   (`registrations`).
  *
  * Timestamps come from the nodes' clocks (as in the memory driver): skew between nodes must stay
  * well below the TTL (three heartbeats by default).
@@ -70,17 +71,19 @@ export class RedisSessionDriver extends SessionMap {
    */
   async add(userId: string, entry: SessionEntry): Promise<void> {
     const key = this.key(userId);
+    const bucket = registrationBucket(userId);
     const tx = this.redis.multi().hset(key, entry.connId, encode(entry)).pexpire(key, this.ttlMs);
     if (this.connections.isCluster) {
       await execChecked(tx);
-      await this.redis.incr(this.addsKey);
-    } else await execChecked(tx.incr(this.addsKey));
+      await this.redis.hincrby(this.addsKey, String(bucket), 1);
+    } else await execChecked(tx.hincrby(this.addsKey, String(bucket), 1));
   }
 
-  async additions(): Promise<number> {
-    // No key: nothing added yet, or Redis lost its data (then the count moved from what it was).
-    const v = await this.redis.get(this.addsKey);
-    return v === null ? 0 : Number(v);
+  async registrations(buckets: readonly number[]): Promise<number[]> {
+    if (buckets.length === 0) return [];
+    // No field: nothing registered there yet, or Redis lost its data (then the count moved from what it was).
+    const values = await this.redis.hmget(this.addsKey, ...buckets.map(String));
+    return values.map((v) => (v === null ? 0 : Number(v)));
   }
 
   async remove(userId: string, connId: string): Promise<void> {
@@ -109,7 +112,15 @@ export class RedisSessionDriver extends SessionMap {
       true,
     );
     // HSET answers how many fields it created: an entry re-created (Redis lost it) counts as an add.
-    if (replies.some((r, i) => i % 2 === 0 && Number(r) > 0)) await this.redis.incr(this.addsKey);
+    const moved = new Set<number>();
+    [...byUser.keys()].forEach((userId, i) => {
+      if (Number(replies[2 * i]) > 0) moved.add(registrationBucket(userId));
+    });
+    if (moved.size > 0) {
+      const p = this.redis.pipeline();
+      for (const b of moved) p.hincrby(this.addsKey, String(b), 1);
+      await execChecked(p);
+    }
   }
 
   async lookup(userIds: string[]): Promise<Map<string, SessionEntry[]>> {
