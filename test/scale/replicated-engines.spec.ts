@@ -323,25 +323,9 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
         },
       ],
     });
-    await waitFor(
-      async () => {
-        try {
-          const meta = await admin.fetchTopicMetadata({ topics: [probe] });
-          return meta.topics[0].partitions[0]?.leader === survivor;
-        } catch {
-          return false;
-        }
-      },
-      30_000,
-      `the probe topic's leader to be broker ${survivor}`,
-    );
-    // Kill the partition's two followers: the leader survives and alone is below min.insync.replicas,
-    // so with acks=all it must not ack.
-    await Promise.all([1, 2, 3].filter((b) => b !== survivor).map((b) => killBroker(b)));
-    const refused = await dee.sendMessage('isr', 'during', 'isr-1', 60_000);
-    expect(refused.type).toBe('error');
-    expect(refused.payload?.code).toBe('unavailable');
-    // The broker itself: the leader is up and takes an acks=1 write, but refuses acks=all (below min ISR).
+    // Asked of the survivor itself: the cluster's view can list the leader before that broker has
+    // applied the new topic, and once its two peers are killed (no KRaft quorum) it never will, and
+    // answers the probe below with UNKNOWN_TOPIC_OR_PARTITION.
     const raw = new Kafka({
       clientId: 'scale-probe',
       brokers: [KAFKA_CLUSTER_BROKERS[survivor - 1]],
@@ -349,6 +333,29 @@ describe('scale: relay on a 3-broker Kafka cluster and a Redis Cluster', () => {
       requestTimeout: 5_000,
       retry: { retries: 0 },
     });
+    const survivorAdmin = raw.admin();
+    kafkaClients.push(survivorAdmin);
+    await survivorAdmin.connect();
+    await waitFor(
+      async () => {
+        try {
+          const meta = await survivorAdmin.fetchTopicMetadata({ topics: [probe] });
+          return meta.topics[0].partitions[0]?.leader === survivor;
+        } catch {
+          return false;
+        }
+      },
+      30_000,
+      `broker ${survivor} to know itself as the probe topic's leader`,
+    );
+    await survivorAdmin.disconnect();
+    // Kill the partition's two followers: the leader survives and alone is below min.insync.replicas,
+    // so with acks=all it must not ack.
+    await Promise.all([1, 2, 3].filter((b) => b !== survivor).map((b) => killBroker(b)));
+    const refused = await dee.sendMessage('isr', 'during', 'isr-1', 60_000);
+    expect(refused.type).toBe('error');
+    expect(refused.payload?.code).toBe('unavailable');
+    // The broker itself: the leader is up and takes an acks=1 write, but refuses acks=all (below min ISR).
     const producer = raw.producer({ retry: { retries: 0 } });
     kafkaClients.push(producer);
     await producer.connect();
