@@ -24,6 +24,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import Redis from 'ioredis';
+import { Kafka, logLevel } from 'kafkajs';
 import { createConnection } from 'mysql2/promise';
 import type { Command, Dialect, ThroughputResult } from './load';
 import { benchRelayEnv } from './relay-env';
@@ -52,6 +53,8 @@ interface Target {
   processes: number;
   /** What peer the ratios compare it with. */
   start(run: string): Promise<Server[]>;
+  /** After its servers stopped: drops what `start` created (database, topic, keys). */
+  cleanup?(run: string): Promise<void>;
 }
 
 interface Server {
@@ -136,6 +139,22 @@ const TARGETS: Target[] = [
       const first = await startRelay(engine);
       return [first, await startRelay(engine)];
     },
+    // Left behind, each run's outbox (~80 MB) piled up in MariaDB's buffer pool and made the next
+    // runs' inserts costlier.
+    cleanup: async (run) => {
+      const conn = await createConnection({ host: '127.0.0.1', port: 3306, user: 'root' });
+      await conn.query(`DROP DATABASE IF EXISTS \`relay_peers_${run}\``).finally(() => conn.end());
+      const admin = new Kafka({
+        clientId: `peers-${run}`,
+        brokers: ['127.0.0.1:19092'],
+        logLevel: logLevel.NOTHING,
+      }).admin();
+      await admin.connect();
+      await admin.deleteTopics({ topics: [`relay-peers-${run}`] }).catch(() => undefined);
+      await admin.deleteGroups([`relay-peers-${run}`]).catch(() => undefined);
+      await admin.disconnect();
+      await dropKeys(`relay-peers-${run}:`);
+    },
   },
   { name: 'ws', dialect: 'ws', processes: 1, start: async () => [await startPeer('ws-relay.server.js', {})] },
   {
@@ -153,6 +172,7 @@ const TARGETS: Target[] = [
       const redis = { PEER_REDIS_URL: 'redis://127.0.0.1:6379', PEER_REDIS_KEY: `peers-${run}` };
       return Promise.all([startPeer('socketio.server.js', redis), startPeer('socketio.server.js', redis)]);
     },
+    cleanup: (run) => dropKeys(`peers-${run}`),
   },
 ];
 
@@ -196,6 +216,21 @@ function backendCpu(pids: Backends): Backends {
   const out: Backends = {};
   for (const k of Object.keys(pids) as (keyof Backends)[]) out[k] = cpuMs(pids[k]!);
   return out;
+}
+
+/** Deletes the keys under `prefix` on the local Redis (SCAN + DEL, bounded pages). */
+async function dropKeys(prefix: string): Promise<void> {
+  const redis = new Redis('redis://127.0.0.1:6379', { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = next;
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** Resident memory of a process, from /proc. */
@@ -320,6 +355,7 @@ async function measure(target: Target, load: ChildProcess, run: string, backends
     };
   } finally {
     for (const s of servers) await stop(s.child);
+    await target.cleanup?.(run);
   }
 }
 
