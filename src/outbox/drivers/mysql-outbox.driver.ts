@@ -494,17 +494,19 @@ export class MysqlOutboxDriver extends OutboxStore {
       });
     }
     // The head before this append: its new value minus what was added.
-    const next = { c: new Map<string, number>(), u: new Map<string, number>() };
-    const added = { c: perConversation, u: new Map([...byUser].map(([u, m]) => [u, m.size])) };
+    const returned = { c: new Map<string, number>(), u: new Map<string, number>() };
     for (const rows of (await multi(qr, first)).slice(2) as {
       scope: Scope;
       id: string;
       seq: number | string;
     }[][]) {
-      for (const r of rows) next[r.scope].set(r.id, Number(r.seq) - added[r.scope].get(r.id)!);
+      for (const r of rows) returned[r.scope].set(r.id, Number(r.seq));
     }
-    for (const [scope, id] of keys) {
-      if (!next[scope].has(id)) throw new Error(`outbox head row ${scope}:${id} was not returned`);
+    const next = { c: new Map<string, number>(), u: new Map<string, number>() };
+    for (const [scope, id, added] of keys) {
+      const head = returned[scope].get(id);
+      if (head === undefined) throw new Error(`outbox head row ${scope}:${id} was not returned`);
+      next[scope].set(id, head - added);
     }
     for (const e of entries.values()) {
       if (isReceiptEntry(e.envelope)) continue;
